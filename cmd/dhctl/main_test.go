@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+// runCLI runs one command line in-process with the given environment.
+func runCLI(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	code = run(context.Background(), args, streams{In: strings.NewReader(""), Out: &out, Err: &errOut}, lookup)
+	return code, out.String(), errOut.String()
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "dhctl ") {
+		t.Fatalf("version: code %d, output %q", code, out)
+	}
+}
+
+func TestCommandsNotYetAvailableSaySoAndExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{"bootstrap"},
+		{"bootstrap-phase", "execute-bashible-bundle"},
+		{"bootstrap-phase", "abort"},
+		{"converge"},
+		{"destroy"},
+		{"mirror", "pull"},
+		{"mirror", "push"},
+		{"config", "render", "kubeadm-config"},
+		{"config", "render", "bashible-bundle"},
+	} {
+		code, out, errOut := runCLI(t, nil, args...)
+		if code != 2 {
+			t.Errorf("%v: exit code %d, want 2", args, code)
+		}
+		if out != "" {
+			t.Errorf("%v: printed %q on stdout, want nothing", args, out)
+		}
+		want := "dhctl " + strings.Join(args, " ") + " is not available in this build yet"
+		if !strings.Contains(errOut, want) {
+			t.Errorf("%v: stderr %q does not contain %q", args, errOut, want)
+		}
+	}
+}
+
+func TestBadCommandLineIsAUsageError(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"version", "--no-such-flag"}, "unknown flag: --no-such-flag"},
+		{[]string{"mirror", "pul"}, `unknown command "pul" for "dhctl mirror"`},
+		{[]string{"version", "extra"}, `unknown command "extra" for "dhctl version"`},
+		{[]string{"destroy", "--ssh-port", "twenty-two"}, `invalid argument "twenty-two"`},
+	} {
+		code, _, errOut := runCLI(t, nil, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: code %d, stderr %q; want 2 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
+
+func TestBadEnvironmentIsAUsageError(t *testing.T) {
+	code, _, errOut := runCLI(t, map[string]string{"DHCTL_SSH_PORT": "abc"}, "destroy")
+	if code != 2 || !strings.Contains(errOut, `DHCTL_SSH_PORT="abc"`) {
+		t.Fatalf("code %d, stderr %q", code, errOut)
+	}
+}
+
+func TestEnvironmentFillsUnsetFlagsOnly(t *testing.T) {
+	opts := &globalOptions{}
+	flags := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	addGlobalFlags(flags, opts)
+	if err := flags.Parse([]string{"--ssh-user=alice", "--config=a.yml"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"DHCTL_SSH_USER":   "bob",                // the flag wins
+		"DHCTL_SSH_HOST":   "10.0.0.1, 10.0.0.2", // list: comma-separated
+		"DHCTL_SSH_PORT":   "2222",
+		"DHCTL_CONFIG":     "b.yml", // the flag wins, no merge
+		"DHCTL_LOG_FORMAT": "json",
+		"DHCTL_YES_I_AM_SANE_AND_I_UNDERSTAND_WHAT_I_AM_DOING": "true",
+	}
+	if err := applyEnv(flags, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if opts.SSH.User != "alice" {
+		t.Errorf("ssh user %q, want the flag's alice", opts.SSH.User)
+	}
+	if strings.Join(opts.SSH.Hosts, "|") != "10.0.0.1|10.0.0.2" {
+		t.Errorf("ssh hosts %q", opts.SSH.Hosts)
+	}
+	if opts.SSH.Port != 2222 || opts.LogFormat != "json" || !opts.Sane {
+		t.Errorf("port %d, log format %q, sane %v", opts.SSH.Port, opts.LogFormat, opts.Sane)
+	}
+	if strings.Join(opts.ConfigPaths, "|") != "a.yml" {
+		t.Errorf("config paths %q, want only the flag's a.yml", opts.ConfigPaths)
+	}
+}
+
+func TestEveryFlagHasAnEnvironmentVariableInHelp(t *testing.T) {
+	code, out, _ := runCLI(t, nil, "--help")
+	if code != 0 || !strings.Contains(out, "DHCTL_SSH_HOST") {
+		t.Fatalf("help (code %d) does not explain the environment: %q", code, out)
+	}
+}
+
+func TestShellCompletion(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
+		code, out, errOut := runCLI(t, nil, "completion", shell)
+		if code != 0 || !strings.Contains(out, "dhctl") {
+			t.Errorf("completion %s: code %d, stderr %q", shell, code, errOut)
+		}
+	}
+	// Cobra's hidden __complete command is what the scripts call: it must offer our commands.
+	code, out, _ := runCLI(t, nil, "__complete", "bootstrap-phase", "")
+	if code != 0 || !strings.Contains(out, "execute-bashible-bundle") || !strings.Contains(out, "abort") {
+		t.Errorf("completion of bootstrap-phase: code %d, %q", code, out)
+	}
+}
+
+// TestBinaryExitCodes checks the codes a real process returns, as scripts see them.
+func TestBinaryExitCodes(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "dhctl")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"version"}, 0},
+		{[]string{"no-such-command"}, 2},
+		{[]string{"converge"}, 2},
+	} {
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Env = append(os.Environ(), "DHCTL_SSH_PORT=22")
+		err := cmd.Run()
+		code := 0
+		if exitErr, ok := err.(*exec.ExitError); ok {
+			code = exitErr.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.want {
+			t.Errorf("dhctl %v: exit %d, want %d", tc.args, code, tc.want)
+		}
+	}
+}

@@ -1,0 +1,28 @@
+package main
+
+// globalOptions are the flags every command accepts. Names follow Deckhouse's dhctl where it has
+// them, so its users feel at home; each flag also reads DHCTL_<NAME> from the environment.
+type globalOptions struct {
+	ConfigPaths           []string
+	ResourcePaths         []string
+	ConnectionConfigPaths []string
+	StateDir              string
+	LogFormat             string
+	Sane                  bool // --yes-i-am-sane-and-i-understand-what-i-am-doing: skip confirmations
+	SSH                   sshOptions
+}
+
+// sshOptions describe how to reach the machines; SSHConfig/SSHHost documents from
+// --connection-config fill whatever these leave empty.
+type sshOptions struct {
+	Hosts            []string
+	User             string
+	Port             int
+	AgentPrivateKeys []string
+	BastionHost      string
+	BastionPort      int
+	BastionUser      string
+	// InsecureIgnoreHostKeys turns host key checking off. It exists for throwaway labs; dhctl warns
+	// every time it is used.
+	InsecureIgnoreHostKeys bool
+}

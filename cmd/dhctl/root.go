@@ -1,0 +1,161 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// envPrefix is prepended to a flag's upper-cased name (dashes become underscores) to find its
+// environment variable: --ssh-host reads DHCTL_SSH_HOST.
+const envPrefix = "DHCTL_"
+
+// newRootCommand builds the command tree. started reports whether cobra got as far as running a
+// command: an error before that (unknown command or flag) is a usage error.
+func newRootCommand(io streams, lookupEnv func(string) (string, bool)) (root *cobra.Command, started func() bool) {
+	opts := &globalOptions{}
+	var ran bool
+	root = &cobra.Command{
+		Use:   "dhctl",
+		Short: "Bootstrap, converge and destroy vanilla Kubernetes clusters",
+		Long: `dhctl turns a few YAML documents (ClusterConfiguration, InitConfiguration,
+StaticClusterConfiguration or a provider's ClusterConfiguration, SSH settings, NodeGroups and
+extra resources) into a running Kubernetes cluster on bare metal or a cloud, keeps its node groups
+converged and tears it down again.
+
+Every flag can also be set through the environment: --ssh-host is DHCTL_SSH_HOST, and list flags
+take comma-separated values there.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			ran = true
+			return applyEnv(cmd.Flags(), lookupEnv)
+		},
+	}
+	root.SetIn(io.In)
+	root.SetOut(io.Out)
+	root.SetErr(io.Err)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
+	addGlobalFlags(root.PersistentFlags(), opts)
+
+	root.AddCommand(
+		newVersionCommand(),
+		newBootstrapCommand(opts),
+		newBootstrapPhaseCommand(opts),
+		newConvergeCommand(opts),
+		newDestroyCommand(opts),
+		newConfigCommand(opts, lookupEnv),
+		newMirrorCommand(opts),
+		newTestCommand(opts),
+	)
+	// Arguments cobra rejects (unknown command, wrong count) are usage errors too.
+	for _, c := range allCommands(root) {
+		if c.Args != nil {
+			check := c.Args
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if err := check(cmd, args); err != nil {
+					return usageError(err)
+				}
+				return nil
+			}
+		}
+	}
+	return root, func() bool { return ran }
+}
+
+func addGlobalFlags(f *pflag.FlagSet, o *globalOptions) {
+	f.StringArrayVar(&o.ConfigPaths, "config", nil, "configuration file with YAML documents (repeatable; documents may be Go templates over environment variables)")
+	f.StringArrayVar(&o.ResourcePaths, "resources", nil, "file with Kubernetes resources to create after the cluster is up (repeatable)")
+	f.StringArrayVar(&o.ConnectionConfigPaths, "connection-config", nil, "file with SSHConfig and SSHHost documents (repeatable)")
+	f.StringVar(&o.StateDir, "state-dir", "", "directory for local state (checkpoints, pinned host keys, logs); default $XDG_STATE_HOME/dhctl")
+	f.StringVar(&o.LogFormat, "log-format", "text", "output format: text (phase tree for people) or json (one object per event)")
+	f.BoolVar(&o.Sane, "yes-i-am-sane-and-i-understand-what-i-am-doing", false, "do not ask for confirmation before destructive actions")
+
+	f.StringArrayVar(&o.SSH.Hosts, "ssh-host", nil, "SSH host to connect to (repeatable); the first is the first master")
+	f.StringVar(&o.SSH.User, "ssh-user", "", "SSH user (default: the current user)")
+	f.IntVar(&o.SSH.Port, "ssh-port", 22, "SSH port")
+	f.StringArrayVar(&o.SSH.AgentPrivateKeys, "ssh-agent-private-keys", nil, "private key file to authenticate with (repeatable); a running ssh-agent is used as well")
+	f.StringVar(&o.SSH.BastionHost, "ssh-bastion-host", "", "jump host to reach the machines through")
+	f.IntVar(&o.SSH.BastionPort, "ssh-bastion-port", 22, "jump host SSH port")
+	f.StringVar(&o.SSH.BastionUser, "ssh-bastion-user", "", "jump host SSH user (default: --ssh-user)")
+	f.BoolVar(&o.SSH.InsecureIgnoreHostKeys, "ssh-insecure-ignore-host-keys", false, "do not verify SSH host keys (unsafe: for throwaway labs only)")
+}
+
+// applyEnv sets every flag the command line left unset from DHCTL_<NAME>, so a flag given
+// explicitly always wins over the environment.
+func applyEnv(flags *pflag.FlagSet, lookupEnv func(string) (string, bool)) error {
+	var problems []string
+	flags.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		name := envName(f.Name)
+		value, ok := lookupEnv(name)
+		if !ok {
+			return
+		}
+		values := []string{value}
+		if isListFlag(f) {
+			values = splitList(value)
+		}
+		for _, v := range values {
+			if err := f.Value.Set(v); err != nil {
+				problems = append(problems, fmt.Sprintf("%s=%q: %v", name, value, err))
+				return
+			}
+		}
+		f.Changed = true
+	})
+	if len(problems) > 0 {
+		return usageError(fmt.Errorf("invalid environment: %s", strings.Join(problems, "; ")))
+	}
+	return nil
+}
+
+func envName(flag string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+func isListFlag(f *pflag.Flag) bool {
+	switch f.Value.Type() {
+	case "stringArray", "stringSlice", "intSlice":
+		return true
+	}
+	return false
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func allCommands(c *cobra.Command) []*cobra.Command {
+	out := []*cobra.Command{c}
+	for _, child := range c.Commands() {
+		out = append(out, allCommands(child)...)
+	}
+	return out
+}
+
+// newGroupCommand makes a command that only holds sub-commands: without one it prints help, and a
+// misspelled one is a usage error (cobra alone would print help and exit 0).
+func newGroupCommand(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return usageError(fmt.Errorf("unknown command %q for %q; see %q", args[0], cmd.CommandPath(), cmd.CommandPath()+" --help"))
+		},
+	}
+}
