@@ -1,0 +1,97 @@
+package rig
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// assertNoLeftovers fails if anything of rig r survived Close.
+func assertNoLeftovers(t *testing.T, r *Rig, cgroups []string) {
+	t.Helper()
+	if _, err := os.Stat(r.Dir()); !os.IsNotExist(err) {
+		t.Errorf("state directory %s still exists (err %v)", r.Dir(), err)
+	}
+	if _, err := os.Stat(r.NetNS()); !os.IsNotExist(err) {
+		t.Errorf("network namespace %s still exists (err %v)", r.NetNS(), err)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), r.Dir()) {
+		t.Errorf("mounts under %s remain", r.Dir())
+	}
+	for _, c := range cgroups {
+		for _, d := range []string{c, filepath.Dir(c)} {
+			if _, err := os.Stat(d); !os.IsNotExist(err) {
+				t.Errorf("cgroup %s still exists", d)
+			}
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmd, _ := os.ReadFile(p)
+		if strings.Contains(string(cmd), r.Dir()) || strings.Contains(string(cmd), r.netns) {
+			t.Errorf("process %s still runs: %q", p, strings.ReplaceAll(string(cmd), "\x00", " "))
+		}
+	}
+}
+
+func TestMachines(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	r, err := New(ctx, Options{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cgroups []string
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		assertNoLeftovers(t, r, cgroups)
+	})
+
+	start := time.Now()
+	ms, err := r.StartMachines(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("2 machines boot to SSH in %v", time.Since(start))
+	for _, m := range r.Machines() {
+		cgroups = append(cgroups, m.cgroups...)
+	}
+	for _, m := range ms {
+		out, err := m.Run(ctx, "hostname; systemctl is-system-running --wait || true; cat /proc/self/cgroup", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(out, m.Name+"\n") {
+			t.Errorf("%s: hostname answered %q", m.Name, out)
+		}
+		t.Logf("%s: %s", m.Name, out)
+	}
+	if ms[0].HostKey.Type() != "ssh-ed25519" || string(ms[0].HostKey.Marshal()) == string(ms[1].HostKey.Marshal()) {
+		t.Errorf("machines must have distinct host keys")
+	}
+	// Machine to machine over the bridge.
+	probe := fmt.Sprintf("timeout 5 bash -c '</dev/tcp/%s/22' && echo open", ms[1].Address)
+	if out, err := ms[0].Run(ctx, probe, nil); err != nil || strings.TrimSpace(out) != "open" {
+		t.Fatalf("%s cannot reach %s: %q %v", ms[0].Name, ms[1].Name, out, err)
+	}
+
+	if err := r.KillMachine(ms[1].Name); err != nil {
+		t.Fatal(err)
+	}
+	if r.Reachable(ctx, ms[1].Name) || ms[1].Running() {
+		t.Fatalf("%s still reachable after KillMachine", ms[1].Name)
+	}
+	if out, err := ms[0].Run(ctx, probe, nil); err == nil {
+		t.Fatalf("%s still reaches killed %s: %q", ms[0].Name, ms[1].Name, out)
+	}
+	if !r.Reachable(ctx, ms[0].Name) {
+		t.Fatalf("%s gone although only %s was killed", ms[0].Name, ms[1].Name)
+	}
+}
