@@ -1,0 +1,108 @@
+package ssh
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// loadKeys reads and decrypts every key file once (so a passphrase prompt is not repeated on
+// reconnect).
+func loadKeys(a Auth) ([]ssh.Signer, error) {
+	var signers []ssh.Signer
+	for _, k := range a.Keys {
+		s, err := loadKey(k, a.PassphrasePrompt)
+		if err != nil {
+			return nil, err
+		}
+		signers = append(signers, s)
+	}
+	return signers, nil
+}
+
+// authMethods builds the methods offered to the server, in order: key files, agent, password.
+// It returns what it offers (for error messages) and a closer for the agent connection.
+func authMethods(a Auth, signers []ssh.Signer) (methods []ssh.AuthMethod, offered []string, closeFn func(), err error) {
+	closeFn = func() {}
+	for _, k := range a.Keys {
+		offered = append(offered, "key "+k.Path)
+	}
+	if len(signers) > 0 {
+		methods = append(methods, ssh.PublicKeys(signers...))
+	}
+	if a.AgentSocket != "" {
+		conn, err := net.Dial("unix", a.AgentSocket)
+		if err != nil {
+			return nil, nil, closeFn, fmt.Errorf("connect to ssh-agent at %s (SSH_AUTH_SOCK): %w; start an agent or unset SSH_AUTH_SOCK", a.AgentSocket, err)
+		}
+		closeFn = func() { conn.Close() }
+		methods = append(methods, ssh.PublicKeysCallback(agent.NewClient(conn).Signers))
+		offered = append(offered, "ssh-agent "+a.AgentSocket)
+	}
+	if a.Password != "" {
+		pw := a.Password
+		methods = append(methods, ssh.Password(pw),
+			ssh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
+				answers := make([]string, len(questions))
+				for i := range answers {
+					answers[i] = pw
+				}
+				return answers, nil
+			}))
+		offered = append(offered, "password")
+	}
+	if len(methods) == 0 {
+		return nil, nil, closeFn, errors.New("no authentication method: give a private key, an ssh-agent (SSH_AUTH_SOCK) or a password")
+	}
+	return methods, offered, closeFn, nil
+}
+
+// loadKey reads and decrypts one private key file, refusing files others can read (as OpenSSH
+// does) and naming the file in every error.
+func loadKey(k KeyFile, prompt func(string) ([]byte, error)) (ssh.Signer, error) {
+	fi, err := os.Stat(k.Path)
+	if err != nil {
+		return nil, fmt.Errorf("private key %s: %w; check the path given for the SSH key", k.Path, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("private key %s: permissions %#o are too open (readable by others); run `chmod 600 %s`", k.Path, perm, k.Path)
+	}
+	pemBytes, err := os.ReadFile(k.Path)
+	if err != nil {
+		return nil, fmt.Errorf("private key %s is unreadable: %w; check its owner and permissions", k.Path, err)
+	}
+	var raw any
+	if k.Passphrase != "" {
+		raw, err = ssh.ParseRawPrivateKeyWithPassphrase(pemBytes, []byte(k.Passphrase))
+	} else {
+		raw, err = ssh.ParseRawPrivateKey(pemBytes)
+		var missing *ssh.PassphraseMissingError
+		if errors.As(err, &missing) {
+			if prompt == nil {
+				return nil, fmt.Errorf("private key %s is encrypted and no passphrase was given; give its passphrase or add the key to ssh-agent", k.Path)
+			}
+			pass, perr := prompt(k.Path)
+			if perr != nil {
+				return nil, fmt.Errorf("private key %s: ask for passphrase: %w", k.Path, perr)
+			}
+			raw, err = ssh.ParseRawPrivateKeyWithPassphrase(pemBytes, pass)
+		}
+	}
+	switch {
+	case errors.Is(err, x509.IncorrectPasswordError) || (err != nil && strings.Contains(err.Error(), "decryption password incorrect")):
+		return nil, fmt.Errorf("private key %s: wrong passphrase", k.Path)
+	case err != nil:
+		return nil, fmt.Errorf("private key %s: %w; it must be an OpenSSH or PEM private key", k.Path, err)
+	}
+	signer, err := ssh.NewSignerFromKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("private key %s: %w", k.Path, err)
+	}
+	return signer, nil
+}
