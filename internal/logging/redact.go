@@ -1,0 +1,175 @@
+package logging
+
+import (
+	"encoding/base64"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Masked replaces every secret the Redactor finds.
+const Masked = "[REDACTED]"
+
+// secretKey matches names of fields, flags and variables whose values are secrets: anything
+// containing password/passphrase/secret/token/... (sudoPassword, client_secret, --ssh-passphrase,
+// bootstrapToken), plus the exact docker config keys "auth", ".dockerconfigjson" and ".dockercfg".
+// "auth" is exact on purpose: as a substring it would also hit "author" or "authorized_keys".
+const secretKey = `(?:[A-Za-z0-9_.-]*(?i:passw(?:or)?d|passphrase|secret|token|api[_-]?key|private[_-]?key|credentials?)[A-Za-z0-9_.-]*|(?i:auth)|\.dockerconfigjson|\.dockercfg)`
+
+// Built-in patterns, compiled once (immutable).
+var (
+	// PEM private keys, also a block cut off before its END line (e.g. truncated command output).
+	pemPrivateKey = regexp.MustCompile(`(?s)(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----).*?(?:(-----END [A-Z0-9 ]*PRIVATE KEY-----)|$)`)
+	// "key": "value" (JSON), and \"key\": \"value\" (JSON escaped inside another JSON string).
+	jsonKeyValue        = regexp.MustCompile(`("` + secretKey + `"\s*:\s*")(?:[^"\\]|\\.)*"`)
+	escapedJSONKeyValue = regexp.MustCompile(`(\\"` + secretKey + `\\"\s*:\s*\\")(?:[^"\\]|\\[^"])*\\"`)
+	// key=value, key: value, --flag=value; the value may be quoted. The key must start at a word
+	// boundary; "key": "value" (JSON) never matches here because the key is followed by a quote.
+	plainKeyValue = regexp.MustCompile(`(^|[^A-Za-z0-9_.-])(` + secretKey + `)(\s*[:=]\s*)("(?:[^"\\]|\\.)*"|'[^']*'|[^\s"',;&}\]]+)`)
+	// HTTP authorization: "Authorization: Basic xxx", "Bearer xxx".
+	authorizationHeader = regexp.MustCompile(`(?i)(authorization\s*[:=]\s*"?[A-Za-z]+\s+)[^\s"',;]+`)
+	bearerToken         = regexp.MustCompile(`(?i)(\bbearer\s+)[A-Za-z0-9\-._~+/]+=*`)
+	// Passwords in URLs: scheme://user:password@host.
+	urlUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@`)
+	// kubeadm bootstrap tokens: [a-z0-9]{6}.[a-z0-9]{16}.
+	bootstrapToken = regexp.MustCompile(`\b[a-z0-9]{6}\.[a-z0-9]{16}\b`)
+	// JSON Web Tokens (service account tokens): three base64url parts, the first two JSON objects.
+	jwtToken = regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+`)
+	// Candidates for base64-encoded docker configs (checked by decoding).
+	base64Run = regexp.MustCompile(`[A-Za-z0-9+/]{24,}={0,2}`)
+)
+
+// Redactor masks secrets in text. It knows the built-in patterns above and exact values added at
+// run time (passwords and passphrases from the configuration, which have no recognisable shape).
+// It is safe for concurrent use. Create one per run and share it: it is never global.
+type Redactor struct {
+	mu      sync.RWMutex
+	secrets []string // longest first, so a secret containing another is masked whole
+}
+
+// NewRedactor returns a Redactor masking the given exact values plus the built-in patterns.
+func NewRedactor(secrets ...string) *Redactor {
+	r := &Redactor{}
+	for _, s := range secrets {
+		r.Add(s)
+	}
+	return r
+}
+
+// Add registers an exact secret value to mask from now on. Empty values are ignored (masking ""
+// would mask nothing useful); leading/trailing whitespace is kept because it is part of the value.
+func (r *Redactor) Add(secret string) {
+	if secret == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.secrets {
+		if s == secret {
+			return
+		}
+	}
+	r.secrets = append(r.secrets, secret)
+	sort.SliceStable(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
+}
+
+// String returns s with every secret masked.
+func (r *Redactor) String(s string) string {
+	if s == "" {
+		return s
+	}
+	if r != nil {
+		r.mu.RLock()
+		for _, secret := range r.secrets {
+			if strings.Contains(s, secret) {
+				s = strings.ReplaceAll(s, secret, Masked)
+			}
+		}
+		r.mu.RUnlock()
+	}
+	return redactPatterns(s)
+}
+
+// redactPatterns applies the built-in patterns. Each is guarded by a cheap substring test so that
+// the common log line (no secret) costs a few strings.Contains calls.
+func redactPatterns(s string) string {
+	if strings.Contains(s, "PRIVATE KEY-----") {
+		s = pemPrivateKey.ReplaceAllString(s, "${1}\n"+Masked+"\n${2}")
+	}
+	if strings.ContainsAny(s, ":=") {
+		s = jsonKeyValue.ReplaceAllString(s, "${1}"+Masked+`"`)
+		if strings.Contains(s, `\"`) {
+			s = escapedJSONKeyValue.ReplaceAllString(s, "${1}"+Masked+`\"`)
+		}
+		s = plainKeyValue.ReplaceAllStringFunc(s, maskPlainKeyValue)
+		s = authorizationHeader.ReplaceAllString(s, "${1}"+Masked)
+		if strings.Contains(s, "://") {
+			s = urlUserinfo.ReplaceAllString(s, "${1}"+Masked+"@")
+		}
+	}
+	if containsFold(s, "bearer") {
+		s = bearerToken.ReplaceAllString(s, "${1}"+Masked)
+	}
+	if strings.Contains(s, ".") {
+		s = bootstrapToken.ReplaceAllString(s, Masked)
+		if strings.Contains(s, "eyJ") {
+			s = jwtToken.ReplaceAllString(s, Masked)
+		}
+	}
+	if len(s) >= 24 {
+		s = base64Run.ReplaceAllStringFunc(s, maskDockerConfig)
+	}
+	return s
+}
+
+// maskPlainKeyValue keeps the key, separator and the quotes around a quoted value.
+func maskPlainKeyValue(m string) string {
+	sub := plainKeyValue.FindStringSubmatch(m)
+	prefix, key, sep, value := sub[1], sub[2], sub[3], sub[4]
+	if strings.HasPrefix(value, Masked[:len(Masked)-1]) { // already masked (exact secret)
+		return m
+	}
+	switch {
+	case len(value) >= 2 && (value[0] == '"' || value[0] == '\''):
+		return prefix + key + sep + value[:1] + Masked + value[:1]
+	default:
+		return prefix + key + sep + Masked
+	}
+}
+
+// maskDockerConfig masks a base64 run that decodes to a docker config ({"auths": ...}). A bare
+// docker "auth" value (base64 of user:password) has no recognisable shape; it is caught by the
+// "auth" key patterns instead.
+func maskDockerConfig(run string) string {
+	dec, err := base64.StdEncoding.DecodeString(run)
+	if err != nil {
+		dec, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(run, "="))
+		if err != nil {
+			return run
+		}
+	}
+	if strings.Contains(string(dec), `"auths"`) || strings.Contains(string(dec), `"auth"`) {
+		return Masked
+	}
+	return run
+}
+
+// containsFold is strings.Contains ignoring ASCII case, without allocating.
+func containsFold(s, sub string) bool {
+	n := len(sub)
+	for i := 0; i+n <= len(s); i++ {
+		if strings.EqualFold(s[i:i+n], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsSecretKey reports whether a field, flag or variable name denotes a secret value (the same
+// rule the Redactor uses for key=value forms), e.g. "sudoPassword", "--ssh-passphrase", "token".
+func IsSecretKey(name string) bool {
+	return secretKeyExact.MatchString(name)
+}
+
+var secretKeyExact = regexp.MustCompile(`^-{0,2}` + secretKey + `$`)
