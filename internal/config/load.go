@@ -1,0 +1,484 @@
+// Package config loads dhctl's configuration documents: multi-document YAML files (optionally Go
+// templates over the environment), each matched by kind and apiVersion to an OpenAPI v3 schema,
+// validated, defaulted, checked against cross-field rules, and decoded into a typed Cluster.
+// Every problem found is reported at once, each naming file, document, field and line.
+package config
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"gopkg.in/yaml.v3"
+
+	"github.com/dhctl-dev/dhctl/candi"
+)
+
+// maxFileSize bounds one configuration file; real ones are a few kilobytes.
+const maxFileSize = 8 << 20
+
+// LoadOptions says what to load.
+type LoadOptions struct {
+	ConfigPaths           []string                    // --config, in order
+	ResourcePaths         []string                    // --resources: any kinds, all kept as resources
+	ConnectionConfigPaths []string                    // --connection-config: SSHConfig/SSHHost only
+	LookupEnv             func(string) (string, bool) // for templates; nil means an empty environment
+	Schemas               *Registry                   // nil = built-in registry from candi.FS
+	VersionMap            *VersionMap                 // nil = candi/version_map.yml from candi.FS
+}
+
+// Document is one YAML document as loaded: for schema-known kinds with defaults applied.
+type Document struct {
+	File       string
+	Index      int // 1-based within File
+	APIVersion string
+	Kind       string
+	Name       string // metadata.name, when the document has one
+	Object     map[string]any
+}
+
+// Cluster is the typed configuration of one cluster.
+type Cluster struct {
+	ClusterConfiguration         ClusterConfiguration
+	InitConfiguration            *InitConfiguration
+	StaticClusterConfiguration   *StaticClusterConfiguration
+	ProviderClusterConfiguration *Document // raw provider document (e.g. VsphereClusterConfiguration), defaults applied
+	SSHConfig                    *SSHConfig
+	SSHHosts                     []SSHHost
+	NodeGroups                   []NodeGroup
+	ModuleConfigs                []ModuleConfig
+	Resources                    []Document // unknown kinds from --config and everything from --resources
+	Documents                    []Document // every schema-known document, defaults applied, in input order
+	KubernetesVersion            string     // resolved minor ("Automatic" -> the version map's default), e.g. "1.33"
+
+	schemas *Registry
+}
+
+// source is which flag a file came from; it decides which kinds a file may hold.
+type source int
+
+const (
+	fromConfig source = iota
+	fromResources
+	fromConnection
+)
+
+var flagOf = map[source]string{fromConfig: "--config", fromResources: "--resources", fromConnection: "--connection-config"}
+
+// loadedDoc is a document with what rules need to point back at it.
+type loadedDoc struct {
+	Document
+	root   *yaml.Node
+	schema *openapi3.Schema
+	src    source
+}
+
+type loader struct {
+	reg      *Registry
+	vm       *VersionMap
+	problems Problems
+	docs     []*loadedDoc // schema-known, valid documents, in input order
+	res      []*loadedDoc // resources
+}
+
+// Load reads, renders, validates and decodes the configuration. When the input is invalid the
+// error is a Problems listing everything wrong (use errors.As); other errors (a broken built-in
+// schema, a cancelled context) are returned as they are.
+func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
+	reg := opts.Schemas
+	if reg == nil {
+		var err error
+		if reg, err = NewRegistry(candi.FS); err != nil {
+			return nil, fmt.Errorf("built-in schemas: %w", err)
+		}
+	}
+	vm := opts.VersionMap
+	if vm == nil {
+		var err error
+		if vm, err = LoadVersionMap(candi.FS); err != nil {
+			return nil, fmt.Errorf("built-in version map: %w", err)
+		}
+	}
+	l := &loader{reg: reg, vm: vm}
+	fileOrder := map[string]int{}
+	inputs := []struct {
+		paths []string
+		src   source
+	}{{opts.ConfigPaths, fromConfig}, {opts.ResourcePaths, fromResources}, {opts.ConnectionConfigPaths, fromConnection}}
+	for _, in := range inputs {
+		for _, p := range in.paths {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if _, seen := fileOrder[p]; !seen {
+				fileOrder[p] = len(fileOrder)
+			}
+			data, prob := readConfigFile(p, in.src)
+			if prob != nil {
+				l.problems = append(l.problems, *prob)
+				continue
+			}
+			l.loadFile(p, data, in.src, opts.LookupEnv)
+		}
+	}
+	c := l.assemble(len(opts.ConfigPaths) > 0)
+	if len(l.problems) > 0 {
+		sortProblems(l.problems, fileOrder)
+		return nil, l.problems
+	}
+	return c, nil
+}
+
+func readConfigFile(path string, src source) ([]byte, *Problem) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &Problem{File: path, Message: "cannot read the file: " + pathErrorText(err), Hint: "check the path given to " + flagOf[src]}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, &Problem{File: path, Message: "cannot read the file: " + pathErrorText(err), Hint: "check the path given to " + flagOf[src]}
+	}
+	if len(data) > maxFileSize {
+		return nil, &Problem{File: path, Message: fmt.Sprintf("file is larger than %d MiB", maxFileSize>>20), Hint: "is this the right file?"}
+	}
+	return data, nil
+}
+
+func pathErrorText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// yamlErrorLine extracts the line from yaml.v3's "yaml: line N: ..." errors.
+var yamlErrorLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+func (l *loader) loadFile(file string, data []byte, src source, lookupEnv func(string) (string, bool)) {
+	rendered, prob := renderTemplate(file, data, lookupEnv)
+	if prob != nil {
+		l.problems = append(l.problems, *prob)
+		return
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(rendered))
+	for index := 1; ; index++ {
+		var node yaml.Node
+		err := decodeSafely(dec, &node)
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			p := Problem{File: file, Document: index, Message: err.Error(), Hint: "fix the YAML syntax"}
+			if m := yamlErrorLine.FindStringSubmatch(p.Message); m != nil {
+				p.Line, _ = strconv.Atoi(m[1])
+				p.Message = p.Message[len(m[0]):]
+			} else {
+				p.Message = strings.TrimPrefix(p.Message, "yaml: ")
+			}
+			p.Message = "YAML syntax: " + p.Message
+			l.problems = append(l.problems, p)
+			return // the decoder cannot resynchronise after a syntax error
+		}
+		l.loadDocument(file, index, &node, src)
+	}
+}
+
+// decodeSafely guards against a parser panic on hostile input: a config loader must never crash.
+func decodeSafely(dec *yaml.Decoder, node *yaml.Node) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("yaml: the YAML parser failed on this document (%v)", r)
+		}
+	}()
+	return dec.Decode(node)
+}
+
+func (l *loader) loadDocument(file string, index int, root *yaml.Node, src source) {
+	at := func(path []string, keyLine bool, kind, msg, hint string) Problem {
+		return problemAt(file, index, kind, root, nil, path, keyLine, msg, hint)
+	}
+	value, err := newValueConverter().convert(root, nil)
+	if err != nil {
+		var ne *nodeError
+		if errors.As(err, &ne) {
+			p := Problem{File: file, Document: index, Path: formatPath(nil, ne.path), Message: ne.msg, Hint: ne.hint}
+			if ne.node != nil {
+				p.Line, p.Column = ne.node.Line, ne.node.Column
+			}
+			l.problems = append(l.problems, p)
+		} else {
+			l.problems = append(l.problems, Problem{File: file, Document: index, Message: err.Error()})
+		}
+		return
+	}
+	if value == nil {
+		return // an empty document (only comments, or a stray ---)
+	}
+	obj, ok := value.(map[string]any)
+	if !ok {
+		l.problems = append(l.problems, at(nil, false, "", fmt.Sprintf("a document must be a mapping with apiVersion and kind, not %s", describeKind(value)), "start the document with apiVersion: and kind: lines"))
+		return
+	}
+	apiVersion, kind, ok := l.typeMeta(obj, at)
+	if !ok {
+		return
+	}
+	doc := &loadedDoc{Document: Document{File: file, Index: index, APIVersion: apiVersion, Kind: kind, Object: obj}, root: root, src: src}
+	if md, ok := obj["metadata"].(map[string]any); ok {
+		doc.Name, _ = md["name"].(string)
+	}
+
+	schema, known := l.reg.lookup(kind, apiVersion)
+	if !known && l.reg.Has(kind) {
+		l.problems = append(l.problems, at([]string{"apiVersion"}, false, kind,
+			fmt.Sprintf("apiVersion %q is not supported for kind %s", apiVersion, kind),
+			"use "+strings.Join(l.reg.APIVersions(kind), " or ")))
+		return
+	}
+	if !known {
+		if p, bad := l.unknownKindProblem(doc, at); bad {
+			l.problems = append(l.problems, p)
+			return
+		}
+		l.res = append(l.res, doc)
+		return
+	}
+	if p, bad := l.misplacedKindProblem(doc, at); bad {
+		l.problems = append(l.problems, p)
+		return
+	}
+	doc.schema = schema
+	issues := validateValue(schema, obj, root)
+	for _, is := range issues {
+		l.problems = append(l.problems, problemAt(file, index, kind, root, obj, is.path, is.keyLine, is.msg, is.hint))
+	}
+	if len(issues) > 0 {
+		return
+	}
+	if src == fromResources {
+		l.res = append(l.res, doc) // created as written: the cluster applies its own defaults
+		return
+	}
+	applyDefaults(schema, obj)
+	l.docs = append(l.docs, doc)
+}
+
+// typeMeta checks the two fields every document needs before it can be matched to a schema.
+func (l *loader) typeMeta(obj map[string]any, at func([]string, bool, string, string, string) Problem) (apiVersion, kind string, ok bool) {
+	apiVersion, okA := obj["apiVersion"].(string)
+	kind, okK := obj["kind"].(string)
+	kindForMsg := ""
+	if okK {
+		kindForMsg = kind
+	}
+	ok = true
+	for _, f := range []struct {
+		name, val string
+		isStr     bool
+		example   string
+	}{{"apiVersion", apiVersion, okA, "deckhouse.io/v1"}, {"kind", kind, okK, "ClusterConfiguration"}} {
+		switch raw, present := obj[f.name]; {
+		case !present || raw == nil:
+			l.problems = append(l.problems, at([]string{f.name}, false, kindForMsg, "required field is missing", fmt.Sprintf("every document needs apiVersion and kind, e.g. %s: %s", f.name, f.example)))
+			ok = false
+		case !f.isStr || f.val == "":
+			l.problems = append(l.problems, at([]string{f.name}, false, kindForMsg, "must be a non-empty string", fmt.Sprintf("e.g. %s: %s", f.name, f.example)))
+			ok = false
+		}
+	}
+	return apiVersion, kind, ok
+}
+
+// builtinKinds are the kinds this package decodes itself; any other registered kind ending in
+// ClusterConfiguration is a provider's.
+var builtinKinds = map[string]bool{
+	KindClusterConfiguration: true, KindInitConfiguration: true, KindStaticClusterConfiguration: true,
+	KindSSHConfig: true, KindSSHHost: true, KindNodeGroup: true, KindModuleConfig: true,
+}
+
+func isProviderKind(kind string) bool {
+	return !builtinKinds[kind] && strings.HasSuffix(kind, "ClusterConfiguration")
+}
+
+// unknownKindProblem decides whether a kind without a schema is a mistake rather than a resource:
+// a typo of a known kind, a provider this build lacks, or any unknown kind in --connection-config.
+func (l *loader) unknownKindProblem(d *loadedDoc, at func([]string, bool, string, string, string) Problem) (Problem, bool) {
+	if d.src == fromConnection {
+		return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("kind %s does not belong in --connection-config", d.Kind), "it holds only SSHConfig and SSHHost documents; pass other documents with --config or --resources"), true
+	}
+	group, _, _ := strings.Cut(d.APIVersion, "/")
+	if group != "deckhouse.io" && group != "dhctl.deckhouse.io" {
+		return Problem{}, false
+	}
+	if c, ok := closest(d.Kind, l.reg.Kinds()); ok {
+		return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("unknown kind %s", d.Kind), fmt.Sprintf("did you mean %q?", c)), true
+	}
+	if d.src == fromConfig && isProviderKind(d.Kind) {
+		var have []string
+		for _, k := range l.reg.Kinds() {
+			if isProviderKind(k) {
+				have = append(have, k)
+			}
+		}
+		hint := "this dhctl has no cloud provider built in; use clusterType: Static"
+		if len(have) > 0 {
+			hint = "providers this dhctl knows: " + strings.Join(have, ", ")
+		}
+		return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("no schema for provider document %s", d.Kind), hint), true
+	}
+	return Problem{}, false
+}
+
+// misplacedKindProblem reports schema-known documents passed with the wrong flag.
+func (l *loader) misplacedKindProblem(d *loadedDoc, at func([]string, bool, string, string, string) Problem) (Problem, bool) {
+	switch d.src {
+	case fromConnection:
+		if d.Kind != KindSSHConfig && d.Kind != KindSSHHost {
+			return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("kind %s does not belong in --connection-config", d.Kind), "it holds only SSHConfig and SSHHost documents; pass this one with --config"), true
+		}
+	case fromResources:
+		if d.Kind != KindNodeGroup && d.Kind != KindModuleConfig {
+			return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("kind %s does not belong in --resources", d.Kind), "pass it with --config (SSHConfig and SSHHost with --connection-config)"), true
+		}
+	}
+	return Problem{}, false
+}
+
+// problemAt builds a problem for a field path of a document, finding its line in the YAML.
+// value (may be nil) helps render list indexes as [i].
+func problemAt(file string, index int, kind string, root *yaml.Node, value any, path []string, keyLine bool, msg, hint string) Problem {
+	if value == nil && root != nil {
+		value, _ = newValueConverter().convert(root, nil)
+	}
+	p := Problem{File: file, Document: index, Kind: kind, Path: formatPath(value, path), Message: msg, Hint: hint}
+	key, val := locate(root, path)
+	n := val
+	if key != nil && (keyLine || val == nil || val.Kind != yaml.ScalarNode) {
+		n = key
+	}
+	if n != nil {
+		p.Line, p.Column = n.Line, n.Column
+	}
+	return p
+}
+
+// problem is problemAt for a loaded document.
+func (d *loadedDoc) problem(path []string, msg, hint string) Problem {
+	return problemAt(d.File, d.Index, d.Kind, d.root, d.Object, path, false, msg, hint)
+}
+
+// where names a document for messages that refer to another one.
+func (d *loadedDoc) where() string {
+	return fmt.Sprintf("%s document %d", d.File, d.Index)
+}
+
+// decodeInto turns a validated document into its typed struct.
+func decodeInto(d *loadedDoc, out any) *Problem {
+	js, err := json.Marshal(d.Object)
+	if err == nil {
+		err = json.Unmarshal(js, out)
+	}
+	if err != nil {
+		p := d.problem(nil, "cannot decode the document: "+err.Error(), "")
+		return &p
+	}
+	return nil
+}
+
+// RenderDefaults prints every schema-known document with defaults applied, as multi-document
+// YAML. Secret values (passwords, keys, registry credentials) are printed as <redacted>.
+func (c *Cluster) RenderDefaults() ([]byte, error) {
+	var buf bytes.Buffer
+	for i, d := range c.Documents {
+		var obj any = d.Object
+		if c.schemas != nil {
+			if s, ok := c.schemas.lookup(d.Kind, d.APIVersion); ok {
+				obj = redactSecrets(s, d.Object)
+			}
+		}
+		node, err := orderedNode(obj, true)
+		if err != nil {
+			return nil, fmt.Errorf("%s document %d: %w", d.File, d.Index, err)
+		}
+		if i > 0 {
+			buf.WriteString("---\n")
+		}
+		enc := yaml.NewEncoder(&buf)
+		enc.SetIndent(2)
+		if err := enc.Encode(node); err != nil {
+			return nil, fmt.Errorf("%s document %d: %w", d.File, d.Index, err)
+		}
+		if err := enc.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// orderedNode builds a YAML node with apiVersion, kind and metadata first (as people write
+// them) and the other keys sorted, so the output is stable and readable.
+func orderedNode(v any, top bool) (*yaml.Node, error) {
+	switch v := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		first := map[string]int{}
+		if top {
+			first = map[string]int{"apiVersion": 0, "kind": 1, "metadata": 2}
+		}
+		sortKeys(keys, first)
+		n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		for _, k := range keys {
+			child, err := orderedNode(v[k], false)
+			if err != nil {
+				return nil, err
+			}
+			n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: k}, child)
+		}
+		return n, nil
+	case []any:
+		n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		for _, x := range v {
+			child, err := orderedNode(x, false)
+			if err != nil {
+				return nil, err
+			}
+			n.Content = append(n.Content, child)
+		}
+		return n, nil
+	}
+	n := &yaml.Node{}
+	if err := n.Encode(v); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func sortKeys(keys []string, first map[string]int) {
+	rank := func(k string) int {
+		if r, ok := first[k]; ok {
+			return r
+		}
+		return len(first)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if ri, rj := rank(keys[i]), rank(keys[j]); ri != rj {
+			return ri < rj
+		}
+		return keys[i] < keys[j]
+	})
+}

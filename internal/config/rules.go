@@ -1,0 +1,465 @@
+package config
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// assemble decodes the valid documents into a Cluster and runs the cross-field rules. Problems
+// are appended to l.problems; the returned Cluster is meaningful only when there are none.
+func (l *loader) assemble(needClusterConfiguration bool) *Cluster {
+	c := &Cluster{schemas: l.reg}
+	firstOf := map[string]*loadedDoc{} // singleton kind -> first document of it
+	var ccDoc, staticDoc, initDoc, sshDoc, providerDoc *loadedDoc
+	var ngDocs, mcDocs, hostDocs []*loadedDoc
+
+	for _, d := range l.docs {
+		c.Documents = append(c.Documents, d.Document)
+		singleton := d.Kind == KindClusterConfiguration || d.Kind == KindInitConfiguration ||
+			d.Kind == KindStaticClusterConfiguration || d.Kind == KindSSHConfig || isProviderKind(d.Kind)
+		if singleton {
+			key := d.Kind
+			if isProviderKind(d.Kind) {
+				key = "provider"
+			}
+			if first, dup := firstOf[key]; dup {
+				l.problems = append(l.problems, d.problem(nil,
+					fmt.Sprintf("a second %s document (the first is %s)", d.Kind, first.where()), "keep only one"))
+				continue
+			}
+			firstOf[key] = d
+		}
+		var p *Problem
+		switch d.Kind {
+		case KindClusterConfiguration:
+			ccDoc, p = d, decodeInto(d, &c.ClusterConfiguration)
+		case KindInitConfiguration:
+			initDoc, c.InitConfiguration = d, &InitConfiguration{}
+			p = decodeInto(d, c.InitConfiguration)
+		case KindStaticClusterConfiguration:
+			staticDoc, c.StaticClusterConfiguration = d, &StaticClusterConfiguration{}
+			p = decodeInto(d, c.StaticClusterConfiguration)
+		case KindSSHConfig:
+			sshDoc, c.SSHConfig = d, &SSHConfig{}
+			p = decodeInto(d, c.SSHConfig)
+		case KindSSHHost:
+			var h SSHHost
+			p = decodeInto(d, &h)
+			c.SSHHosts = append(c.SSHHosts, h)
+			hostDocs = append(hostDocs, d)
+		case KindNodeGroup:
+			var ng NodeGroup
+			p = decodeInto(d, &ng)
+			c.NodeGroups = append(c.NodeGroups, ng)
+			ngDocs = append(ngDocs, d)
+		case KindModuleConfig:
+			var mc ModuleConfig
+			p = decodeInto(d, &mc)
+			c.ModuleConfigs = append(c.ModuleConfigs, mc)
+			mcDocs = append(mcDocs, d)
+		default:
+			if isProviderKind(d.Kind) {
+				providerDoc = d
+				doc := d.Document
+				c.ProviderClusterConfiguration = &doc
+			}
+		}
+		if p != nil {
+			l.problems = append(l.problems, *p)
+		}
+	}
+	for _, d := range l.res {
+		c.Resources = append(c.Resources, d.Document)
+	}
+
+	if ccDoc == nil {
+		if needClusterConfiguration {
+			l.problems = append(l.problems, Problem{Kind: KindClusterConfiguration,
+				Message: "no ClusterConfiguration document in the --config files",
+				Hint:    "add one with apiVersion: deckhouse.io/v1, kind: ClusterConfiguration"})
+		}
+	} else {
+		cc := &c.ClusterConfiguration
+		l.checkClusterType(cc, ccDoc, providerDoc)
+		l.checkNetworks(cc, ccDoc, c.StaticClusterConfiguration, staticDoc)
+		c.KubernetesVersion = l.checkKubernetesVersion(cc, ccDoc)
+		l.checkNodeGroups(cc, c.NodeGroups, ngDocs)
+	}
+	if c.InitConfiguration != nil {
+		l.checkRegistry(&c.InitConfiguration.Deckhouse, initDoc)
+	}
+	l.checkModuleConfigs(c.ModuleConfigs, mcDocs)
+	if c.SSHConfig != nil {
+		l.checkSSH(c.SSHConfig, sshDoc)
+	}
+	seenHost := map[string]*loadedDoc{}
+	for i, h := range c.SSHHosts {
+		if first, dup := seenHost[h.Host]; dup {
+			l.problems = append(l.problems, hostDocs[i].problem([]string{"host"},
+				fmt.Sprintf("host %s is listed twice (also %s)", h.Host, first.where()), "remove one of the SSHHost documents"))
+			continue
+		}
+		seenHost[h.Host] = hostDocs[i]
+	}
+	return c
+}
+
+// providerKinds are Deckhouse's kind names of the provider documents, by cloud.provider value.
+var providerKinds = map[string]string{
+	"OpenStack": "OpenStackClusterConfiguration", "AWS": "AWSClusterConfiguration",
+	"GCP": "GCPClusterConfiguration", "Yandex": "YandexClusterConfiguration",
+	"vSphere": "VsphereClusterConfiguration", "Azure": "AzureClusterConfiguration",
+	"VCD": "VCDClusterConfiguration", "Zvirt": "ZvirtClusterConfiguration",
+	"Dynamix": "DynamixClusterConfiguration", "Huaweicloud": "HuaweiCloudClusterConfiguration",
+}
+
+func providerKindFor(provider string) string {
+	if k, ok := providerKinds[provider]; ok {
+		return k
+	}
+	return provider + "ClusterConfiguration"
+}
+
+// checkClusterType: a Cloud cluster needs its provider's document, a Static one must not have any.
+func (l *loader) checkClusterType(cc *ClusterConfiguration, ccDoc, providerDoc *loadedDoc) {
+	switch cc.ClusterType {
+	case ClusterTypeStatic:
+		if cc.Cloud != nil {
+			l.problems = append(l.problems, ccDoc.problem([]string{"cloud"},
+				"is only for clusterType: Cloud", "remove the cloud section or set clusterType: Cloud"))
+		}
+		if providerDoc != nil {
+			l.problems = append(l.problems, providerDoc.problem(nil,
+				fmt.Sprintf("a %s document needs clusterType: Cloud, but ClusterConfiguration (%s) says Static", providerDoc.Kind, ccDoc.where()),
+				"remove this document or set clusterType: Cloud with cloud.provider"))
+		}
+	case ClusterTypeCloud:
+		if cc.Cloud == nil {
+			l.problems = append(l.problems, ccDoc.problem([]string{"cloud"},
+				"required field is missing for clusterType: Cloud", "add cloud.provider (and cloud.prefix)"))
+			return
+		}
+		want := providerKindFor(cc.Cloud.Provider)
+		switch {
+		case providerDoc == nil:
+			hint := fmt.Sprintf("add a %s document to a --config file", want)
+			if !l.reg.Has(want) {
+				hint = fmt.Sprintf("this dhctl has no %s provider; use a build with it, or clusterType: Static", cc.Cloud.Provider)
+			}
+			l.problems = append(l.problems, ccDoc.problem([]string{"cloud", "provider"},
+				fmt.Sprintf("clusterType Cloud with provider %s needs a %s document, and there is none", cc.Cloud.Provider, want), hint))
+		case !strings.EqualFold(providerDoc.Kind, want):
+			l.problems = append(l.problems, providerDoc.problem([]string{"kind"},
+				fmt.Sprintf("%s does not match cloud.provider %s in ClusterConfiguration (%s)", providerDoc.Kind, cc.Cloud.Provider, ccDoc.where()),
+				fmt.Sprintf("use a %s document, or change cloud.provider", want)))
+		}
+	}
+}
+
+// namedCIDR is a network with the field it came from, for overlap messages.
+type namedCIDR struct {
+	prefix netip.Prefix
+	text   string
+	field  string // e.g. podSubnetCIDR
+	doc    *loadedDoc
+	path   []string
+}
+
+// parseNetwork checks that text is an IPv4 network address with its prefix; nil after a problem.
+func (l *loader) parseNetwork(d *loadedDoc, path []string, field, text string) *namedCIDR {
+	p, err := netip.ParsePrefix(text)
+	if err != nil || !p.Addr().Is4() {
+		l.problems = append(l.problems, d.problem(path, fmt.Sprintf("%q is not a valid IPv4 CIDR", text), "write it as a.b.c.d/n with each number 0-255 and n 0-32, e.g. 10.111.0.0/16"))
+		return nil
+	}
+	if p.Masked() != p {
+		l.problems = append(l.problems, d.problem(path, fmt.Sprintf("%q has host bits set", text), fmt.Sprintf("use the network address %s", p.Masked())))
+		return nil
+	}
+	return &namedCIDR{prefix: p, text: text, field: field, doc: d, path: path}
+}
+
+// checkNetworks: pod, service and node networks must be valid and must not overlap, and the
+// per-node pod prefix must fit podSubnetCIDR.
+func (l *loader) checkNetworks(cc *ClusterConfiguration, ccDoc *loadedDoc, scc *StaticClusterConfiguration, sccDoc *loadedDoc) {
+	pod := l.parseNetwork(ccDoc, []string{"podSubnetCIDR"}, "podSubnetCIDR", cc.PodSubnetCIDR)
+	svc := l.parseNetwork(ccDoc, []string{"serviceSubnetCIDR"}, "serviceSubnetCIDR", cc.ServiceSubnetCIDR)
+	nets := []*namedCIDR{pod, svc}
+	if scc != nil {
+		for i, text := range scc.InternalNetworkCIDRs {
+			nets = append(nets, l.parseNetwork(sccDoc, []string{"internalNetworkCIDRs", strconv.Itoa(i)}, fmt.Sprintf("internalNetworkCIDRs[%d]", i), text))
+		}
+	}
+	for i := 0; i < len(nets); i++ {
+		for j := 0; j < i; j++ {
+			a, b := nets[j], nets[i]
+			if a == nil || b == nil || !a.prefix.Overlaps(b.prefix) {
+				continue
+			}
+			// Report on the later field, naming the earlier one (and its document if another).
+			other := fmt.Sprintf("%s %q", a.field, a.text)
+			if a.doc != b.doc {
+				other += fmt.Sprintf(" (%s in %s)", a.doc.Kind, a.doc.where())
+			}
+			hint := "choose non-overlapping ranges"
+			if a.field == "podSubnetCIDR" && b.field == "serviceSubnetCIDR" {
+				// The example of the brief reads from the pod side; keep the pod first.
+				l.problems = append(l.problems, ccDoc.problem([]string{"podSubnetCIDR"},
+					fmt.Sprintf("%q overlaps serviceSubnetCIDR %q", a.text, b.text), hint))
+				continue
+			}
+			l.problems = append(l.problems, b.doc.problem(b.path, fmt.Sprintf("%q overlaps %s", b.text, other), hint))
+		}
+	}
+	if pod != nil {
+		path := []string{"podSubnetNodeCIDRPrefix"}
+		n, err := strconv.Atoi(cc.PodSubnetNodeCIDRPrefix)
+		podBits := pod.prefix.Bits()
+		switch {
+		case err != nil || n > 30:
+			l.problems = append(l.problems, ccDoc.problem(path, fmt.Sprintf("%q is not a prefix length from 1 to 30", cc.PodSubnetNodeCIDRPrefix), `use e.g. "24"`))
+		case n <= podBits:
+			l.problems = append(l.problems, ccDoc.problem(path,
+				fmt.Sprintf("/%d per node does not fit into podSubnetCIDR %s", n, pod.text),
+				fmt.Sprintf("use a longer prefix than /%d (e.g. \"%d\") or a wider podSubnetCIDR", podBits, min(podBits+8, 30))))
+		case n-podBits > 16:
+			l.problems = append(l.problems, ccDoc.problem(path,
+				fmt.Sprintf("/%d per node splits podSubnetCIDR %s into more than 65536 node ranges, which kube-controller-manager refuses", n, pod.text),
+				fmt.Sprintf("use a prefix of at most /%d or a narrower podSubnetCIDR", podBits+16)))
+		}
+	}
+}
+
+func (l *loader) checkKubernetesVersion(cc *ClusterConfiguration, d *loadedDoc) string {
+	if cc.KubernetesVersion == KubernetesVersionAutomatic {
+		return l.vm.Default()
+	}
+	if _, ok := l.vm.Release(cc.KubernetesVersion); ok {
+		return cc.KubernetesVersion
+	}
+	l.problems = append(l.problems, d.problem([]string{"kubernetesVersion"},
+		fmt.Sprintf("Kubernetes %s is not supported by this dhctl", cc.KubernetesVersion),
+		fmt.Sprintf("use one of: %s, or Automatic (= %s)", strings.Join(l.vm.Supported(), ", "), l.vm.Default())))
+	return ""
+}
+
+// qualifiedName is a Kubernetes label key or taint key: optional DNS-subdomain prefix and "/",
+// then a name of at most 63 characters.
+var (
+	labelName   = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	labelPrefix = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	labelValue  = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
+)
+
+func validLabelKey(k string) bool {
+	prefix, name, hasPrefix := strings.Cut(k, "/")
+	if !hasPrefix {
+		return labelName.MatchString(k)
+	}
+	return len(prefix) <= 253 && labelPrefix.MatchString(prefix) && labelName.MatchString(name)
+}
+
+func (l *loader) checkNodeGroups(cc *ClusterConfiguration, ngs []NodeGroup, docs []*loadedDoc) {
+	seen := map[string]*loadedDoc{}
+	for i, ng := range ngs {
+		d := docs[i]
+		if first, dup := seen[ng.Metadata.Name]; dup {
+			l.problems = append(l.problems, d.problem([]string{"metadata", "name"},
+				fmt.Sprintf("NodeGroup %s is defined twice (also %s)", ng.Metadata.Name, first.where()), "rename or remove one"))
+		} else {
+			seen[ng.Metadata.Name] = d
+		}
+		spec := ng.Spec
+		isCloudType := spec.NodeType == NodeTypeCloudEphemeral || spec.NodeType == NodeTypeCloudPermanent
+		if isCloudType && cc.ClusterType == ClusterTypeStatic {
+			l.problems = append(l.problems, d.problem([]string{"spec", "nodeType"},
+				fmt.Sprintf("nodeType %s needs clusterType: Cloud, but the cluster is Static", spec.NodeType), "use nodeType: Static"))
+		}
+		switch {
+		case spec.NodeType == NodeTypeCloudEphemeral && spec.CloudInstances == nil:
+			l.problems = append(l.problems, d.problem([]string{"spec", "cloudInstances"},
+				"required field is missing for nodeType CloudEphemeral", "add cloudInstances with classReference, minPerZone and maxPerZone"))
+		case spec.NodeType != NodeTypeCloudEphemeral && spec.CloudInstances != nil:
+			l.problems = append(l.problems, d.problem([]string{"spec", "cloudInstances"},
+				fmt.Sprintf("is only for nodeType CloudEphemeral, not %s", spec.NodeType), "remove it or change nodeType"))
+		}
+		if spec.StaticInstances != nil && spec.NodeType != NodeTypeStatic {
+			l.problems = append(l.problems, d.problem([]string{"spec", "staticInstances"},
+				fmt.Sprintf("is only for nodeType Static, not %s", spec.NodeType), "remove it or change nodeType"))
+		}
+		if ci := spec.CloudInstances; ci != nil && ci.MinPerZone != nil && ci.MaxPerZone != nil && *ci.MinPerZone > *ci.MaxPerZone {
+			l.problems = append(l.problems, d.problem([]string{"spec", "cloudInstances", "minPerZone"},
+				fmt.Sprintf("minPerZone %d is greater than maxPerZone %d", *ci.MinPerZone, *ci.MaxPerZone), "make minPerZone <= maxPerZone"))
+		}
+		if t := spec.NodeTemplate; t != nil {
+			for k, v := range t.Labels {
+				path := []string{"spec", "nodeTemplate", "labels", k}
+				if !validLabelKey(k) {
+					l.problems = append(l.problems, d.problemKey(path, fmt.Sprintf("%q is not a valid label key", k), "use [prefix/]name: name up to 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit"))
+				}
+				if !labelValue.MatchString(v) {
+					l.problems = append(l.problems, d.problem(path, fmt.Sprintf("%q is not a valid label value", v), "use up to 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit"))
+				}
+			}
+			for j, taint := range t.Taints {
+				if !validLabelKey(taint.Key) {
+					l.problems = append(l.problems, d.problem([]string{"spec", "nodeTemplate", "taints", strconv.Itoa(j), "key"},
+						fmt.Sprintf("%q is not a valid taint key", taint.Key), "use [prefix/]name, e.g. dedicated.example.com/role"))
+				}
+			}
+		}
+	}
+}
+
+// problemKey is problem pointing at the key's line (for a bad map key).
+func (d *loadedDoc) problemKey(path []string, msg, hint string) Problem {
+	return problemAt(d.File, d.Index, d.Kind, d.root, d.Object, path, true, msg, hint)
+}
+
+func (l *loader) checkModuleConfigs(mcs []ModuleConfig, docs []*loadedDoc) {
+	seen := map[string]*loadedDoc{}
+	for i, mc := range mcs {
+		d := docs[i]
+		if first, dup := seen[mc.Metadata.Name]; dup {
+			l.problems = append(l.problems, d.problem([]string{"metadata", "name"},
+				fmt.Sprintf("ModuleConfig %s is defined twice (also %s)", mc.Metadata.Name, first.where()), "merge them into one"))
+		} else {
+			seen[mc.Metadata.Name] = d
+		}
+		if len(mc.Spec.Settings) > 0 && mc.Spec.Version == 0 {
+			l.problems = append(l.problems, d.problem([]string{"spec", "version"},
+				"required field is missing when spec.settings is set", "add spec.version, the version of the module's settings schema (e.g. 1)"))
+		}
+	}
+}
+
+// checkRegistry: the CA must be PEM certificates, the docker config base64 of a config.json with
+// credentials for the registry of imagesRepo. Neither value is ever quoted back.
+func (l *loader) checkRegistry(dh *DeckhouseInit, d *loadedDoc) {
+	base := []string{"deckhouse"}
+	if dh.RegistryCA != "" {
+		path := child(base, "registryCA")
+		if msg := checkPEMCertificates(dh.RegistryCA); msg != "" {
+			l.problems = append(l.problems, d.problem(path, msg,
+				"paste the CA certificate including the -----BEGIN CERTIFICATE----- and -----END CERTIFICATE----- lines (use a | block)"))
+		} else if dh.RegistryScheme == "HTTP" {
+			l.problems = append(l.problems, d.problem(path, "is set, but registryScheme is HTTP, which uses no TLS", "set registryScheme: HTTPS, or remove registryCA"))
+		}
+	}
+	if dh.RegistryDockerCfg != "" {
+		path := child(base, "registryDockerCfg")
+		host, _, _ := strings.Cut(dh.ImagesRepo, "/")
+		if msg, hint := checkDockerCfg(dh.RegistryDockerCfg, host); msg != "" {
+			l.problems = append(l.problems, d.problem(path, msg, hint))
+		}
+	}
+}
+
+func checkPEMCertificates(text string) string {
+	rest := []byte(strings.TrimSpace(text))
+	if len(rest) == 0 {
+		return "is empty"
+	}
+	n := 0
+	for len(rest) > 0 {
+		block, r := pem.Decode(rest)
+		if block == nil {
+			if n == 0 {
+				return "is not a PEM certificate"
+			}
+			return "has text after the last PEM certificate"
+		}
+		if block.Type != "CERTIFICATE" {
+			return fmt.Sprintf("holds a PEM block of type %q; only CERTIFICATE blocks belong here", block.Type)
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fmt.Sprintf("PEM certificate %d does not parse: %v", n+1, err)
+		}
+		n++
+		rest = []byte(strings.TrimSpace(string(r)))
+	}
+	return ""
+}
+
+const dockerCfgHint = `encode a docker config.json, e.g. base64 -w0 ~/.docker/config.json; it must look like {"auths":{"registry.example.com":{"auth":"<base64 of user:password>"}}}`
+
+func checkDockerCfg(text, registryHost string) (msg, hint string) {
+	raw, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(text), ""))
+	if err != nil {
+		return "is not valid base64", dockerCfgHint
+	}
+	var cfg struct {
+		Auths map[string]struct {
+			Auth     string `json:"auth"`
+			Username string `json:"username"`
+			Password string `json:"password"`
+		} `json:"auths"`
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) || !json.Valid(raw) {
+			return "is base64 but does not decode to JSON", dockerCfgHint
+		}
+		return "decodes to JSON of the wrong shape", dockerCfgHint
+	}
+	if cfg.Auths == nil {
+		return `decodes to JSON without an "auths" object`, dockerCfgHint
+	}
+	for host, a := range cfg.Auths {
+		if a.Auth == "" {
+			continue
+		}
+		dec, err := base64.StdEncoding.DecodeString(a.Auth)
+		if err != nil || !strings.Contains(string(dec), ":") {
+			return fmt.Sprintf("auths[%q].auth is not base64 of user:password", host), "encode it with: printf '%s' 'user:password' | base64 -w0"
+		}
+	}
+	if registryHost != "" {
+		if _, ok := cfg.Auths[registryHost]; !ok {
+			return fmt.Sprintf("has no credentials for %s, the registry of imagesRepo", registryHost), fmt.Sprintf("add an auths entry for %s", registryHost)
+		}
+	}
+	return "", ""
+}
+
+// checkSSH: bastion settings need a bastion host; every key must parse (and decrypt, when a
+// passphrase is given). A key without its passphrase is fine: the CLI asks for it.
+func (l *loader) checkSSH(sc *SSHConfig, d *loadedDoc) {
+	if sc.SSHBastionHost == "" {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"sshBastionPort", sc.SSHBastionPort != 0}, {"sshBastionUser", sc.SSHBastionUser != ""}} {
+			if f.set {
+				l.problems = append(l.problems, d.problem([]string{f.name}, "is set, but sshBastionHost is not", "add sshBastionHost, or remove "+f.name))
+			}
+		}
+	}
+	for i, k := range sc.SSHAgentPrivateKeys {
+		path := []string{"sshAgentPrivateKeys", strconv.Itoa(i), "key"}
+		_, err := ssh.ParseRawPrivateKey([]byte(k.Key))
+		var missing *ssh.PassphraseMissingError
+		switch {
+		case err == nil:
+		case errors.As(err, &missing):
+			if k.Passphrase != "" {
+				if _, err := ssh.ParseRawPrivateKeyWithPassphrase([]byte(k.Key), []byte(k.Passphrase)); err != nil {
+					l.problems = append(l.problems, d.problem(child(path[:2], "passphrase"), "does not decrypt the key", "check the passphrase"))
+				}
+			}
+		default:
+			l.problems = append(l.problems, d.problem(path, "is not a private key in PEM or OpenSSH format",
+				"paste the whole private key file, including the -----BEGIN ... PRIVATE KEY----- line, as a | block"))
+		}
+	}
+}
