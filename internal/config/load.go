@@ -89,6 +89,10 @@ type loader struct {
 	problems Problems
 	docs     []*loadedDoc // schema-known, valid documents, in input order
 	res      []*loadedDoc // resources
+	// mayHaveClusterConfiguration is set when a --config document was a ClusterConfiguration
+	// but invalid, or could not be read far enough to know its kind: then "there is no
+	// ClusterConfiguration" would be a misleading follow-on problem.
+	mayHaveClusterConfiguration bool
 }
 
 // Load reads, renders, validates and decodes the configuration. When the input is invalid the
@@ -126,6 +130,7 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 			data, prob := readConfigFile(p, in.src)
 			if prob != nil {
 				l.problems = append(l.problems, *prob)
+				l.unsure(in.src)
 				continue
 			}
 			l.loadFile(p, data, in.src, opts.LookupEnv)
@@ -170,6 +175,7 @@ func (l *loader) loadFile(file string, data []byte, src source, lookupEnv func(s
 	rendered, prob := renderTemplate(file, data, lookupEnv)
 	if prob != nil {
 		l.problems = append(l.problems, *prob)
+		l.unsure(src)
 		return
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(rendered))
@@ -189,6 +195,7 @@ func (l *loader) loadFile(file string, data []byte, src source, lookupEnv func(s
 			}
 			p.Message = "YAML syntax: " + p.Message
 			l.problems = append(l.problems, p)
+			l.unsure(src)
 			return // the decoder cannot resynchronise after a syntax error
 		}
 		l.loadDocument(file, index, &node, src)
@@ -211,9 +218,10 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 	}
 	value, err := newValueConverter().convert(root, nil)
 	if err != nil {
+		l.unsure(src)
 		var ne *nodeError
 		if errors.As(err, &ne) {
-			p := Problem{File: file, Document: index, Path: formatPath(nil, ne.path), Message: ne.msg, Hint: ne.hint}
+			p := Problem{File: file, Document: index, Kind: kindOf(root), Path: formatPath(nil, ne.path), Message: ne.msg, Hint: ne.hint}
 			if ne.node != nil {
 				p.Line, p.Column = ne.node.Line, ne.node.Column
 			}
@@ -228,10 +236,14 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 	}
 	obj, ok := value.(map[string]any)
 	if !ok {
+		l.unsure(src)
 		l.problems = append(l.problems, at(nil, false, "", fmt.Sprintf("a document must be a mapping with apiVersion and kind, not %s", describeKind(value)), "start the document with apiVersion: and kind: lines"))
 		return
 	}
 	apiVersion, kind, ok := l.typeMeta(obj, at)
+	if !ok || kind == KindClusterConfiguration {
+		l.unsure(src) // cleared below if the ClusterConfiguration turns out valid
+	}
 	if !ok {
 		return
 	}
@@ -243,7 +255,7 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 	schema, known := l.reg.lookup(kind, apiVersion)
 	if !known && l.reg.Has(kind) {
 		l.problems = append(l.problems, at([]string{"apiVersion"}, false, kind,
-			fmt.Sprintf("apiVersion %q is not supported for kind %s", apiVersion, kind),
+			fmt.Sprintf("%q is not supported for kind %s", apiVersion, kind),
 			"use "+strings.Join(l.reg.APIVersions(kind), " or ")))
 		return
 	}
@@ -273,6 +285,23 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 	}
 	applyDefaults(schema, obj)
 	l.docs = append(l.docs, doc)
+}
+
+func (l *loader) unsure(src source) {
+	if src == fromConfig {
+		l.mayHaveClusterConfiguration = true
+	}
+}
+
+// kindOf reads the kind of a document straight from its YAML, for problems found before the
+// document could be converted.
+func kindOf(root *yaml.Node) string {
+	if _, n := locate(root, []string{"kind"}); n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
+		if m := root; m != nil && len(m.Content) > 0 && m.Content[0].Kind == yaml.MappingNode && n != m.Content[0] {
+			return n.Value
+		}
+	}
+	return ""
 }
 
 // typeMeta checks the two fields every document needs before it can be matched to a schema.
@@ -316,14 +345,14 @@ func isProviderKind(kind string) bool {
 // a typo of a known kind, a provider this build lacks, or any unknown kind in --connection-config.
 func (l *loader) unknownKindProblem(d *loadedDoc, at func([]string, bool, string, string, string) Problem) (Problem, bool) {
 	if d.src == fromConnection {
-		return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("kind %s does not belong in --connection-config", d.Kind), "it holds only SSHConfig and SSHHost documents; pass other documents with --config or --resources"), true
+		return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("%s does not belong in --connection-config", d.Kind), "it holds only SSHConfig and SSHHost documents; pass other documents with --config or --resources"), true
 	}
 	group, _, _ := strings.Cut(d.APIVersion, "/")
 	if group != "deckhouse.io" && group != "dhctl.deckhouse.io" {
 		return Problem{}, false
 	}
 	if c, ok := closest(d.Kind, l.reg.Kinds()); ok {
-		return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("unknown kind %s", d.Kind), fmt.Sprintf("did you mean %q?", c)), true
+		return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("unknown kind %q", d.Kind), fmt.Sprintf("did you mean %q?", c)), true
 	}
 	if d.src == fromConfig && isProviderKind(d.Kind) {
 		var have []string
@@ -346,11 +375,11 @@ func (l *loader) misplacedKindProblem(d *loadedDoc, at func([]string, bool, stri
 	switch d.src {
 	case fromConnection:
 		if d.Kind != KindSSHConfig && d.Kind != KindSSHHost {
-			return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("kind %s does not belong in --connection-config", d.Kind), "it holds only SSHConfig and SSHHost documents; pass this one with --config"), true
+			return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("%s does not belong in --connection-config", d.Kind), "it holds only SSHConfig and SSHHost documents; pass this one with --config"), true
 		}
 	case fromResources:
 		if d.Kind != KindNodeGroup && d.Kind != KindModuleConfig {
-			return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("kind %s does not belong in --resources", d.Kind), "pass it with --config (SSHConfig and SSHHost with --connection-config)"), true
+			return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("%s does not belong in --resources", d.Kind), "pass it with --config (SSHConfig and SSHHost with --connection-config)"), true
 		}
 	}
 	return Problem{}, false

@@ -84,7 +84,7 @@ func describeSchemaError(se *openapi3.SchemaError, root *yaml.Node) fieldIssue {
 	case "type":
 		return typeIssue(path, s, se.Value, root)
 	case "nullable":
-		return fieldIssue{path: path, msg: "must not be null", hint: "set a value or remove the field"}
+		return fieldIssue{path: path, msg: "must not be null", hint: "write a value (an empty value is null)"}
 	case "enum":
 		allowed := make([]string, len(s.Enum))
 		for i, v := range s.Enum {

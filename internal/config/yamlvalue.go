@@ -34,7 +34,7 @@ func newValueConverter() *valueConverter { return &valueConverter{budget: maxVal
 func (c *valueConverter) convert(n *yaml.Node, path []string) (any, error) {
 	c.budget--
 	if c.budget < 0 {
-		return nil, &nodeError{node: n, path: path, msg: fmt.Sprintf("document expands to more than %d values (YAML aliases?)", maxValueNodes), hint: "write the document out without anchors and aliases"}
+		return nil, &nodeError{node: n, msg: fmt.Sprintf("document expands to more than %d values (YAML aliases?)", maxValueNodes), hint: "write the document out without anchors and aliases"}
 	}
 	switch n.Kind {
 	case yaml.DocumentNode:
@@ -120,7 +120,7 @@ func scalarValue(n *yaml.Node, path []string) (any, error) {
 		// Timestamps and binary stay the text the user wrote: no field here wants a time value.
 		return n.Value, nil
 	}
-	return nil, &nodeError{node: n, path: path, msg: fmt.Sprintf("unsupported YAML tag %s", n.Tag), hint: "remove the tag"}
+	return nil, &nodeError{node: n, msg: fmt.Sprintf("unsupported YAML tag %s", n.Tag), hint: "remove the tag"}
 }
 
 // locate finds the YAML nodes of a field path in a document: the key node (nil for the root or a
