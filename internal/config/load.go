@@ -276,9 +276,11 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 	for _, is := range issues {
 		l.problems = append(l.problems, problemAt(file, index, kind, root, obj, is.path, is.keyLine, is.msg, is.hint))
 	}
-	if len(issues) > 0 {
+	if len(issues) > 0 && !onlyUnknownFields(issues) {
 		return
 	}
+	// A document whose only faults are unknown fields still decodes sensibly, so it goes on to
+	// the cross-field rules: the user then sees all problems in one run. Load fails anyway.
 	if src == fromResources {
 		l.res = append(l.res, doc) // created as written: the cluster applies its own defaults
 		return
@@ -302,6 +304,15 @@ func kindOf(root *yaml.Node) string {
 		}
 	}
 	return ""
+}
+
+func onlyUnknownFields(issues []fieldIssue) bool {
+	for _, is := range issues {
+		if !is.keyLine {
+			return false
+		}
+	}
+	return true
 }
 
 // typeMeta checks the two fields every document needs before it can be matched to a schema.

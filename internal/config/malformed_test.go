@@ -151,7 +151,7 @@ var malformedCases = []malformedCase{
 	{name: "cloud without cloud section", config: strings.Replace(validCC, "Static", "Cloud", 1),
 		want: `config.yml: document 1 (ClusterConfiguration), line 1: cloud: required field is missing for clusterType: Cloud; add cloud.provider (and cloud.prefix)`},
 	{name: "cloud without provider document", config: strings.Replace(validCC, "Static", "Cloud", 1) + "cloud:\n  provider: vSphere\n  prefix: dev\n",
-		want: `config.yml: document 1 (ClusterConfiguration), line 7: cloud.provider: clusterType Cloud with provider vSphere needs a VsphereClusterConfiguration document, and there is none; this dhctl has no vSphere provider; use a build with it, or clusterType: Static`},
+		want: `config.yml: document 1 (ClusterConfiguration), line 7: cloud.provider: clusterType Cloud with provider vSphere needs a document of kind VsphereClusterConfiguration, and there is none; this dhctl has no vSphere provider; use a build with it, or clusterType: Static`},
 	{name: "static with cloud section", config: validCC + "cloud:\n  provider: OpenStack\n",
 		want: `config.yml: document 1 (ClusterConfiguration), line 6: cloud: is only for clusterType: Cloud; remove the cloud section or set clusterType: Cloud`},
 	{name: "provider document without schema", config: validCC + "---\napiVersion: deckhouse.io/v1\nkind: VsphereClusterConfiguration\nvmFolderPath: dev\n",

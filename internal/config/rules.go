@@ -140,7 +140,7 @@ func (l *loader) checkClusterType(cc *ClusterConfiguration, ccDoc, providerDoc *
 		}
 		if providerDoc != nil {
 			l.problems = append(l.problems, providerDoc.problem(nil,
-				fmt.Sprintf("a %s document needs clusterType: Cloud, but ClusterConfiguration (%s) says Static", providerDoc.Kind, ccDoc.where()),
+				fmt.Sprintf("this document needs clusterType: Cloud, but ClusterConfiguration (%s) says Static", ccDoc.where()),
 				"remove this document or set clusterType: Cloud with cloud.provider"))
 		}
 	case ClusterTypeCloud:
@@ -152,16 +152,16 @@ func (l *loader) checkClusterType(cc *ClusterConfiguration, ccDoc, providerDoc *
 		want := providerKindFor(cc.Cloud.Provider)
 		switch {
 		case providerDoc == nil:
-			hint := fmt.Sprintf("add a %s document to a --config file", want)
+			hint := fmt.Sprintf("add a document of kind %s to a --config file", want)
 			if !l.reg.Has(want) {
 				hint = fmt.Sprintf("this dhctl has no %s provider; use a build with it, or clusterType: Static", cc.Cloud.Provider)
 			}
 			l.problems = append(l.problems, ccDoc.problem([]string{"cloud", "provider"},
-				fmt.Sprintf("clusterType Cloud with provider %s needs a %s document, and there is none", cc.Cloud.Provider, want), hint))
+				fmt.Sprintf("clusterType Cloud with provider %s needs a document of kind %s, and there is none", cc.Cloud.Provider, want), hint))
 		case !strings.EqualFold(providerDoc.Kind, want):
 			l.problems = append(l.problems, providerDoc.problem([]string{"kind"},
 				fmt.Sprintf("%s does not match cloud.provider %s in ClusterConfiguration (%s)", providerDoc.Kind, cc.Cloud.Provider, ccDoc.where()),
-				fmt.Sprintf("use a %s document, or change cloud.provider", want)))
+				fmt.Sprintf("use kind %s, or change cloud.provider", want)))
 		}
 	}
 }
