@@ -77,9 +77,19 @@ func TestTextTreeLayout(t *testing.T) {
 		"  ✔ Install CNI                                4.0s\n" +
 		"  ✖ Wait for cluster                          30.0s  error: phase bootstrap/wait: API server not ready after 30s\n" +
 		"      last output: token=[REDACTED]\n" +
-		"✖ Bootstrap                                   35.2s  error: phase bootstrap/wait: API server not ready after 30s\n"
+		"✖ Bootstrap                                   35.2s\n"
 	if got := out.String(); got != want {
 		t.Fatalf("text tree:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestTextFailedGroupSetupShowsError(t *testing.T) {
+	l, out, _ := newTestLogger(t, FormatText, nil)
+	l.Phase(PhaseEvent{Kind: EventPhaseStart, Phase: "g", Group: true, Title: "Group"})
+	l.Phase(PhaseEvent{Kind: EventPhaseEnd, Phase: "g", Group: true, Title: "Group", Status: "failed", Duration: time.Second, Err: "phase g: set-up failed"})
+	want := "▶ Group\n✖ Group                                        1.0s  error: phase g: set-up failed\n"
+	if out.String() != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", out, want)
 	}
 }
 

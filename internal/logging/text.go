@@ -33,6 +33,17 @@ type treeState struct {
 	mu   sync.Mutex
 	w    io.Writer
 	open []openPhase
+	// lastFailed is the path of the last phase drawn as failed, so that a failed group does
+	// not repeat the error its child already showed.
+	lastFailed string
+}
+
+// lastFailedBelow returns the last failed phase if it is inside the group at path.
+func (s *treeState) lastFailedBelow(path string) string {
+	if strings.HasPrefix(s.lastFailed, path+"/") {
+		return s.lastFailed
+	}
+	return ""
 }
 
 type openPhase struct {
@@ -146,7 +157,18 @@ func (s *treeState) phase(ev PhaseEvent) error {
 		case "dry-run":
 			icon, note = iconDryRun, "dry-run"
 		}
-		out.WriteString(statusLine(ev.Depth, icon, ev.Title, formatDuration(ev.Duration), note, ev.Err))
+		errText := ev.Err
+		if ev.Group && ev.Status == "failed" {
+			// The failing child's line already shows the error (groups wrap nothing of their own
+			// unless their set-up failed, and then no child line exists).
+			if len(s.lastFailedBelow(ev.Phase)) > 0 {
+				errText = ""
+			}
+		}
+		out.WriteString(statusLine(ev.Depth, icon, ev.Title, formatDuration(ev.Duration), note, errText))
+		if ev.Status == "failed" {
+			s.lastFailed = ev.Phase
+		}
 	case EventPhaseSkip:
 		note := "skipped"
 		if ev.Reason != "" {
