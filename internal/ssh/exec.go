@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,19 +73,20 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	sess.Stdout = stdout
 
 	useSudo := cmd.Sudo && c.cfg.User != "root"
-	var sudo *sudoDriver
-	cmdline := cmd.Cmd
+	var stdin io.WriteCloser
 	if useSudo {
-		stdin, err := sess.StdinPipe()
-		if err != nil {
+		if stdin, err = sess.StdinPipe(); err != nil {
 			return Result{ExitCode: -1}, &CommandError{Host: c.cfg.target(), Command: label, ExitCode: -1, Err: err}
 		}
-		sudo = newSudoDriver(c.cfg.SudoPassword, stdin, cmd.Stdin, stderr)
-		cmdline = sudo.wrap(cmd.Cmd)
-		sess.Stderr = sudo
 	} else {
 		sess.Stdin = cmd.Stdin
-		sess.Stderr = stderr
+	}
+	gate := newStderrGate(useSudo, c.cfg.SudoPassword, stdin, cmd.Stdin, stderr)
+	cmdline := gate.wrap(cmd.Cmd)
+	sess.Stderr = gate
+	var sudo *stderrGate
+	if useSudo {
+		sudo = gate
 	}
 
 	if err := sess.Start(cmdline); err != nil {
@@ -99,7 +101,9 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	select {
 	case waitErr = <-waitCh:
 	case <-ctx.Done():
-		sess.Signal(ssh.SIGKILL) //nolint:errcheck // best effort; closing the session follows
+		// sshd does not deliver signal requests here, so kill the command's process group
+		// from a second session; closing the channel alone would leave it running.
+		c.killRemote(gate.pgid(), useSudo)
 		sess.Close()
 		select {
 		case <-waitCh:
@@ -166,29 +170,35 @@ func (c *Client) newSession(ctx context.Context) (*connection, *ssh.Session, err
 	}
 }
 
-// sudoDriver wraps a command in sudo and plays sudo's side of stdin: it answers the password
-// prompt (recognised by a random marker), and passes the caller's stdin only once the command
-// itself has started (a second marker printed by the wrapped shell). Until then stderr is sudo's:
-// it is kept to explain a refusal.
-type sudoDriver struct {
+// stderrGate wraps a command so that it first reports its process group on stderr (to kill it on
+// cancellation), and, under sudo, plays sudo's side of stdin: it answers the password prompt
+// (recognised by a random marker) and passes the caller's stdin only once the command itself has
+// started (a second marker printed by the wrapped shell). Until then stderr is sudo's: it is kept
+// to explain a refusal. The markers never reach the log.
+type stderrGate struct {
+	sudo     bool
 	password string
+	pidMark  string
 	prompt   string
 	ready    string
-	stdin    io.WriteCloser
+	stdin    io.WriteCloser // nil without sudo (the session copies stdin itself)
 	input    io.Reader
 	out      *lineWriter // where stderr goes once the command runs
 
 	mu       sync.Mutex
 	buf      []byte
+	group    int
 	isReady  bool
 	prompts  int
 	messages []string
 }
 
-func newSudoDriver(password string, stdin io.WriteCloser, input io.Reader, out *lineWriter) *sudoDriver {
+func newStderrGate(sudo bool, password string, stdin io.WriteCloser, input io.Reader, out *lineWriter) *stderrGate {
 	nonce := randomHex(8)
-	return &sudoDriver{
+	return &stderrGate{
+		sudo:     sudo,
 		password: password,
+		pidMark:  "dhctl-pgid-" + nonce,
 		prompt:   "[dhctl-sudo-" + nonce + "] password:",
 		ready:    "dhctl-sudo-ready-" + nonce,
 		stdin:    stdin,
@@ -197,18 +207,30 @@ func newSudoDriver(password string, stdin io.WriteCloser, input io.Reader, out *
 	}
 }
 
-// wrap returns the remote command line. The prompt ends with a newline so it arrives as a line.
-func (s *sudoDriver) wrap(cmd string) string {
+// wrap returns the remote command line. sshd starts each command as a session leader, so the
+// login shell's pid is the command's process group. The sudo prompt ends with a newline so it
+// arrives as a line.
+func (s *stderrGate) wrap(cmd string) string {
+	report := "printf '%s %s\\n' " + shellQuote(s.pidMark) + ` "$$" >&2; `
+	if !s.sudo {
+		return report + cmd
+	}
 	inner := "printf '%s\\n' " + shellQuote(s.ready) + " >&2; " + cmd
 	mode := "-n"
 	if s.password != "" {
 		mode = "-S -p " + shellQuote(s.prompt+"\n")
 	}
-	return "sudo " + mode + " -- /bin/sh -c " + shellQuote(inner)
+	return report + "exec sudo " + mode + " -- /bin/sh -c " + shellQuote(inner)
+}
+
+func (s *stderrGate) pgid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.group
 }
 
 // Write receives the remote stderr.
-func (s *sudoDriver) Write(p []byte) (int, error) {
+func (s *stderrGate) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	if s.isReady {
 		s.mu.Unlock()
@@ -223,6 +245,11 @@ func (s *sudoDriver) Write(p []byte) (int, error) {
 		line := string(s.buf[:i])
 		s.buf = s.buf[i+1:]
 		switch {
+		case strings.HasPrefix(line, s.pidMark+" "):
+			s.group, _ = strconv.Atoi(strings.TrimPrefix(line, s.pidMark+" "))
+			if !s.sudo {
+				s.isReady = true
+			}
 		case line == s.prompt:
 			s.prompts++
 			if s.prompts == 1 {
@@ -250,20 +277,20 @@ func (s *sudoDriver) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *sudoDriver) feedInput() {
+func (s *stderrGate) feedInput() {
 	if s.input != nil {
 		io.Copy(s.stdin, s.input) //nolint:errcheck // the remote side ended; its exit status tells
 	}
 	s.stdin.Close()
 }
 
-func (s *sudoDriver) started() bool {
+func (s *stderrGate) started() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.isReady
 }
 
-func (s *sudoDriver) err() error {
+func (s *stderrGate) err() error {
 	if s.started() {
 		return nil
 	}
@@ -271,7 +298,7 @@ func (s *sudoDriver) err() error {
 }
 
 // failure explains why sudo did not run the command, from what sudo printed.
-func (s *sudoDriver) failure() error {
+func (s *stderrGate) failure() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	msg := strings.Join(s.messages, " ")
@@ -381,3 +408,15 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// killRemote SIGKILLs a remote process group from a new session (bounded; best effort).
+func (c *Client) killRemote(pgid int, sudo bool) {
+	if pgid <= 1 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.Run(ctx, Command{Cmd: fmt.Sprintf("kill -KILL -- -%d", pgid), Sudo: sudo, Stdout: io.Discard})
+	if err != nil {
+		c.log.Warn("could not kill the cancelled remote command", "pgid", pgid, "err", err)
+	}
+}
