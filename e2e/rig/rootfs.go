@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/dhctl-dev/dhctl/e2e/internal/cache"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,15 +91,15 @@ func EnsureRootfs(ctx context.Context, mirror string) (string, error) {
 	if mirror == "" {
 		mirror = DefaultMirror
 	}
-	cache, err := CacheDir()
+	cacheDir, err := cache.Dir()
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(cache, "rootfs-"+rootfsSuite+"-"+rootfsKey(mirror))
+	dir := filepath.Join(cacheDir, "rootfs-"+rootfsSuite+"-"+rootfsKey(mirror))
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
 		return dir, nil
 	}
-	err = withLock(ctx, dir+".lock", func() error {
+	err = cache.WithLock(ctx, dir+".lock", func() error {
 		if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
 			return nil
 		}

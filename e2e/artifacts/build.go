@@ -1,0 +1,305 @@
+// Package artifacts builds, pinned and cached outside the checkout, every
+// binary and Debian package a kubeadm cluster of the e2e rig needs, and
+// publishes them as OCI images and package artifacts under the registry
+// layout of docs/registry-layout.md.
+//
+// Go programs come from tool modules under e2e/tools (each its own go.mod, so
+// the product never depends on them) or from this repository (pause, the
+// platform controller); Debian packages come from apt. Outputs live in
+// ${XDG_CACHE_HOME:-$HOME/.cache}/dhctl-dev/<name>-<version>/, keyed by the
+// tool module's go.mod and go.sum, the build flags and the Go version, so a
+// warm run only checks keys.
+package artifacts
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/dhctl-dev/dhctl/e2e/internal/cache"
+)
+
+// Pinned versions. Changing one changes the cache key of what it builds.
+const (
+	KubernetesVersion         = "v1.33.13"
+	EtcdVersion               = "v3.5.24"
+	EtcdImageTag              = "3.5.24-0"
+	CoreDNSVersion            = "v1.12.0"
+	CNIPluginsVersion         = "v1.7.1"
+	FlannelVersion            = "v0.26.7"
+	PauseImageTag             = "3.10"
+	PlatformControllerVersion = "v0.1.0"
+)
+
+// A component is one group of binaries built together.
+type component struct {
+	name    string
+	version string
+	// toolModule is the directory under e2e/tools holding its go.mod; empty
+	// for programs of this repository.
+	toolModule string
+	// binaries maps output file name to Go package.
+	binaries map[string]string
+	cgo      bool
+	tags     string
+	ldflags  string
+}
+
+// Component names accepted by Build.
+const (
+	Kubernetes         = "kubernetes"
+	Etcd               = "etcd"
+	CoreDNS            = "coredns"
+	CNIPlugins         = "cni-plugins"
+	Flannel            = "flannel"
+	Pause              = "pause"
+	PlatformController = "platform-controller"
+)
+
+func kubeVersionFlags() string {
+	v := strings.TrimPrefix(KubernetesVersion, "v")
+	parts := strings.SplitN(v, ".", 3)
+	var b strings.Builder
+	for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+		fmt.Fprintf(&b, " -X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean -X %s.buildDate=1970-01-01T00:00:00Z",
+			pkg, KubernetesVersion, pkg, parts[0], pkg, parts[1], pkg, pkg)
+	}
+	return "-s -w" + b.String()
+}
+
+func components() []component {
+	kube := map[string]string{}
+	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet", "kubeadm", "kubectl"} {
+		kube[c] = "k8s.io/kubernetes/cmd/" + c
+	}
+	cni := map[string]string{}
+	for _, p := range []string{"main/bridge", "ipam/host-local", "main/loopback", "meta/portmap"} {
+		cni[filepath.Base(p)] = "github.com/containernetworking/plugins/plugins/" + p
+	}
+	return []component{
+		{name: Kubernetes, version: KubernetesVersion, toolModule: "kubernetes", binaries: kube, ldflags: kubeVersionFlags()},
+		{name: Etcd, version: EtcdVersion, toolModule: "etcd", binaries: map[string]string{"etcd": "go.etcd.io/etcd/server/v3"}, ldflags: "-s -w"},
+		{name: CoreDNS, version: CoreDNSVersion, toolModule: "coredns", binaries: map[string]string{"coredns": "github.com/coredns/coredns"}, ldflags: "-s -w"},
+		{name: CNIPlugins, version: CNIPluginsVersion, toolModule: "cni-plugins", binaries: cni,
+			ldflags: "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=" + CNIPluginsVersion},
+		// flanneld needs cgo on amd64; link it statically so it runs on an
+		// image without libc.
+		{name: Flannel, version: FlannelVersion, toolModule: "flannel", binaries: map[string]string{"flanneld": "github.com/flannel-io/flannel"},
+			cgo: true, tags: "netgo,osusergo", ldflags: `-s -w -extldflags "-static" -X github.com/flannel-io/flannel/pkg/version.Version=` + FlannelVersion},
+		{name: Pause, version: PauseImageTag, binaries: map[string]string{"pause": "github.com/dhctl-dev/dhctl/e2e/pause"}, ldflags: "-s -w"},
+		{name: PlatformController, version: PlatformControllerVersion, binaries: map[string]string{"platform-controller": "github.com/dhctl-dev/dhctl/e2e/platform-controller"}, ldflags: "-s -w"},
+	}
+}
+
+// Options configure a build.
+type Options struct {
+	// RepoRoot is the checkout holding e2e/tools; found from the working
+	// directory upwards if empty.
+	RepoRoot string
+	// CacheDir defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/dhctl-dev.
+	CacheDir string
+	// Logf receives progress messages, if set.
+	Logf func(format string, args ...any)
+}
+
+func (o *Options) defaults() error {
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if o.CacheDir == "" {
+		d, err := cache.Dir()
+		if err != nil {
+			return err
+		}
+		o.CacheDir = d
+	}
+	if o.RepoRoot == "" {
+		root, err := findRepoRoot()
+		if err != nil {
+			return err
+		}
+		o.RepoRoot = root
+	}
+	return nil
+}
+
+// findRepoRoot walks up from the working directory to the checkout root.
+func findRepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "e2e", "tools", "kubernetes", "go.mod")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("artifacts: no e2e/tools/kubernetes/go.mod above %s: run from the dhctl checkout or set Options.RepoRoot", dir)
+		}
+	}
+}
+
+// Binaries maps a binary name (kube-apiserver, etcd, pause, bridge, ...) to
+// its path in the cache.
+type Binaries map[string]string
+
+// Build builds the named components (all if none is named) and returns the
+// paths of their binaries. Each component is built at most once per cache key,
+// even by concurrent processes.
+func Build(ctx context.Context, opts Options, names ...string) (Binaries, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	out := Binaries{}
+	known := map[string]bool{}
+	for _, c := range components() {
+		known[c.name] = true
+		if len(want) > 0 && !want[c.name] {
+			continue
+		}
+		bins, err := buildComponent(ctx, opts, c)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range bins {
+			out[k] = v
+		}
+	}
+	for n := range want {
+		if !known[n] {
+			return nil, fmt.Errorf("artifacts: unknown component %q", n)
+		}
+	}
+	return out, nil
+}
+
+// buildKey identifies one build of c: its sources' module files (or, for
+// programs of this repository, their source files), flags and the Go version.
+func buildKey(opts Options, c component) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%v\n%s\n%s\n%s\n", c.name, c.version, c.cgo, c.tags, c.ldflags, runtime.Version())
+	for _, k := range sortedKeys(c.binaries) {
+		fmt.Fprintf(h, "%s=%s\n", k, c.binaries[k])
+	}
+	var files []string
+	if c.toolModule != "" {
+		dir := filepath.Join(opts.RepoRoot, "e2e", "tools", c.toolModule)
+		files = []string{filepath.Join(dir, "go.mod"), filepath.Join(dir, "go.sum")}
+	} else {
+		files = []string{filepath.Join(opts.RepoRoot, "go.mod"), filepath.Join(opts.RepoRoot, "go.sum")}
+		for _, pkg := range c.binaries {
+			rel := strings.TrimPrefix(pkg, "github.com/dhctl-dev/dhctl/")
+			src, _ := filepath.Glob(filepath.Join(opts.RepoRoot, rel, "*.go"))
+			files = append(files, src...)
+		}
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("artifacts: %s: %w", c.name, err)
+		}
+		fmt.Fprintf(h, "%s\n%d\n", filepath.Base(f), len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func buildComponent(ctx context.Context, opts Options, c component) (Binaries, error) {
+	key, err := buildKey(opts, c)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(opts.CacheDir, c.name+"-"+c.version)
+	bins := Binaries{}
+	for name := range c.binaries {
+		bins[name] = filepath.Join(dir, "bin", name)
+	}
+	keyFile := filepath.Join(dir, "key")
+	if have, err := os.ReadFile(keyFile); err == nil && string(have) == key {
+		return bins, nil
+	}
+	err = cache.WithLock(ctx, dir+".lock", func() error {
+		if have, err := os.ReadFile(keyFile); err == nil && string(have) == key {
+			return nil
+		}
+		start := time.Now()
+		opts.Logf("artifacts: building %s %s (cold: minutes)", c.name, c.version)
+		if err := goBuild(ctx, opts, c, filepath.Join(dir, "bin")); err != nil {
+			return err
+		}
+		opts.Logf("artifacts: built %s %s in %v", c.name, c.version, time.Since(start).Round(time.Second))
+		return os.WriteFile(keyFile, []byte(key), 0o644)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return bins, nil
+}
+
+// goBuild runs one `go build` for all binaries of c, niced so that a cold
+// build leaves the machine usable.
+func goBuild(ctx context.Context, opts Options, c component, outDir string) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Minute)
+	defer cancel()
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return err
+	}
+	workDir := opts.RepoRoot
+	if c.toolModule != "" {
+		workDir = filepath.Join(opts.RepoRoot, "e2e", "tools", c.toolModule)
+	}
+	// Several packages: -o DIR/ names each binary after its package's last
+	// element (kube-apiserver, bridge, ...). One package: name it directly,
+	// because module roots such as go.etcd.io/etcd/server/v3 would be named
+	// after their path instead.
+	output := outDir + "/"
+	if len(c.binaries) == 1 {
+		for name := range c.binaries {
+			output = filepath.Join(outDir, name)
+		}
+	}
+	args := []string{"-n", "10", "go", "build", "-trimpath", "-o", output}
+	if c.tags != "" {
+		args = append(args, "-tags", c.tags)
+	}
+	args = append(args, "-ldflags", c.ldflags)
+	for _, k := range sortedKeys(c.binaries) {
+		args = append(args, c.binaries[k])
+	}
+	cmd := exec.CommandContext(ctx, "nice", args...)
+	cmd.Dir = workDir
+	cgo := "0"
+	if c.cgo {
+		cgo = "1"
+	}
+	cmd.Env = append(os.Environ(), "CGO_ENABLED="+cgo, "GOWORK=off", "GOFLAGS=-mod=mod -buildvcs=false")
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("artifacts: building %s %s in %s: gave up after 60 minutes", c.name, c.version, workDir)
+		}
+		return fmt.Errorf("artifacts: building %s %s in %s: %w\n%s", c.name, c.version, workDir, err, lastLines(string(out), 30))
+	}
+	return nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
