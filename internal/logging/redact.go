@@ -26,7 +26,8 @@ var (
 	escapedJSONKeyValue = regexp.MustCompile(`(\\"` + secretKey + `\\"\s*:\s*\\")(?:[^"\\]|\\[^"])*\\"`)
 	// key=value, key: value, --flag=value; the value may be quoted. The key must start at a word
 	// boundary; "key": "value" (JSON) never matches here because the key is followed by a quote.
-	plainKeyValue = regexp.MustCompile(`(^|[^A-Za-z0-9_.-])(` + secretKey + `)(\s*[:=]\s*)("(?:[^"\\]|\\.)*"|'[^']*'|[^\s"',;&}\]]+)`)
+	// Applied line by line: a quoted value not closed on its line is masked to the end of the line.
+	plainKeyValue = regexp.MustCompile(`(^|[^A-Za-z0-9_.-])(` + secretKey + `)(\s*[:=]\s*)("(?:[^"\\]|\\.)*"|'[^']*'|["'][^\n]*|[^\s"',;&}\]]+)`)
 	// HTTP authorization: "Authorization: Basic xxx", "Bearer xxx".
 	authorizationHeader = regexp.MustCompile(`(?i)(authorization\s*[:=]\s*"?[A-Za-z]+\s+)[^\s"',;]+`)
 	bearerToken         = regexp.MustCompile(`(?i)(\bbearer\s+)[A-Za-z0-9\-._~+/]+=*`)
@@ -91,36 +92,140 @@ func (r *Redactor) String(s string) string {
 	return redactPatterns(s)
 }
 
-// redactPatterns applies the built-in patterns. Each is guarded by a cheap substring test so that
-// the common log line (no secret) costs a few strings.Contains calls.
+// redactPatterns applies the built-in patterns. Regular expressions are slow on long text, so each
+// is guarded by a cheap test (a keyword, or a hand-written scan) and runs only when it can match:
+// the common log line (no secret) costs a lower-casing and a few substring searches.
 func redactPatterns(s string) string {
 	if strings.Contains(s, "PRIVATE KEY-----") {
 		s = pemPrivateKey.ReplaceAllString(s, "${1}\n"+Masked+"\n${2}")
 	}
-	if strings.ContainsAny(s, ":=") {
-		s = jsonKeyValue.ReplaceAllString(s, "${1}"+Masked+`"`)
-		if strings.Contains(s, `\"`) {
-			s = escapedJSONKeyValue.ReplaceAllString(s, "${1}"+Masked+`\"`)
+	if strings.ContainsAny(s, ":=") || containsFold(s, "bearer") {
+		s = perLine(s, redactLine)
+	}
+	if mayHaveBootstrapToken(s) {
+		s = bootstrapToken.ReplaceAllString(s, Masked)
+	}
+	if strings.Contains(s, "eyJ") {
+		s = jwtToken.ReplaceAllString(s, Masked)
+	}
+	if mayHaveDockerConfig(s) {
+		s = base64Run.ReplaceAllStringFunc(s, maskDockerConfig)
+	}
+	return s
+}
+
+// perLine applies fn to each line of s (keeping the line ends), building a new string only if a
+// line changed. Key/value, header and URL patterns never span lines, and running the regular
+// expressions on the few lines that can match keeps long command output cheap.
+func perLine(s string, fn func(string) string) string {
+	var b strings.Builder
+	changed := false
+	for rest, off := s, 0; len(rest) > 0; {
+		line := rest
+		if i := strings.IndexByte(rest, '\n'); i >= 0 {
+			line = rest[:i+1]
 		}
-		s = plainKeyValue.ReplaceAllStringFunc(s, maskPlainKeyValue)
-		s = authorizationHeader.ReplaceAllString(s, "${1}"+Masked)
-		if strings.Contains(s, "://") {
+		rest = rest[len(line):]
+		red := fn(line)
+		if red != line && !changed {
+			changed = true
+			b.Grow(len(s))
+			b.WriteString(s[:off])
+		}
+		if changed {
+			b.WriteString(red)
+		}
+		off += len(line)
+	}
+	if !changed {
+		return s
+	}
+	return b.String()
+}
+
+// redactLine masks key/value forms, authorization headers, bearer tokens and URL passwords.
+func redactLine(s string) string {
+	if strings.ContainsAny(s, ":=") {
+		lower := strings.ToLower(s)
+		if hasSecretKeyword(lower) {
+			if strings.Contains(s, `"`) {
+				s = jsonKeyValue.ReplaceAllString(s, "${1}"+Masked+`"`)
+				if strings.Contains(s, `\"`) {
+					s = escapedJSONKeyValue.ReplaceAllString(s, "${1}"+Masked+`\"`)
+				}
+			}
+			s = plainKeyValue.ReplaceAllStringFunc(s, maskPlainKeyValue)
+			if strings.Contains(lower, "authorization") {
+				s = authorizationHeader.ReplaceAllString(s, "${1}"+Masked)
+			}
+		}
+		if strings.Contains(s, "://") && strings.Contains(s, "@") {
 			s = urlUserinfo.ReplaceAllString(s, "${1}"+Masked+"@")
 		}
 	}
 	if containsFold(s, "bearer") {
 		s = bearerToken.ReplaceAllString(s, "${1}"+Masked)
 	}
-	if strings.Contains(s, ".") {
-		s = bootstrapToken.ReplaceAllString(s, Masked)
-		if strings.Contains(s, "eyJ") {
-			s = jwtToken.ReplaceAllString(s, Masked)
+	return s
+}
+
+// secretKeywords are the words one of which every secretKey match contains (lower case).
+var secretKeywords = []string{"passw", "passphrase", "secret", "token", "api", "private", "credential", "auth", "dockercfg", "dockerconfigjson"}
+
+func hasSecretKeyword(lower string) bool {
+	for _, k := range secretKeywords {
+		if strings.Contains(lower, k) {
+			return true
 		}
 	}
-	if len(s) >= 24 {
-		s = base64Run.ReplaceAllStringFunc(s, maskDockerConfig)
+	return false
+}
+
+func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+
+// mayHaveBootstrapToken reports whether some '.' has 6 [a-z0-9] before it and 16 after it.
+func mayHaveBootstrapToken(s string) bool {
+	for i := strings.IndexByte(s, '.'); i >= 0; {
+		if i >= 6 && i+16 < len(s) {
+			ok := true
+			for j := i - 6; j < i+17 && ok; j++ {
+				ok = j == i || isLowerAlnum(s[j])
+			}
+			if ok {
+				return true
+			}
+		}
+		next := strings.IndexByte(s[i+1:], '.')
+		if next < 0 {
+			break
+		}
+		i += 1 + next
 	}
-	return s
+	return false
+}
+
+func isBase64(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/'
+}
+
+// mayHaveDockerConfig reports whether s has a run of 24+ base64 characters starting with "ey" or
+// "ew": base64 of '{' followed by '"', ' ', '\n' or '\r', i.e. of a JSON object.
+func mayHaveDockerConfig(s string) bool {
+	run := 0
+	for i := 0; i < len(s); i++ {
+		if !isBase64(s[i]) {
+			run = 0
+			continue
+		}
+		run++
+		if run == 24 {
+			start := i - 23
+			if s[start] == 'e' && (s[start+1] == 'y' || s[start+1] == 'w') {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // maskPlainKeyValue keeps the key, separator and the quotes around a quoted value.

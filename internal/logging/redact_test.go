@@ -55,6 +55,8 @@ func TestRedactorString(t *testing.T) {
 		{name: "host:port and versions are not tokens", in: "node-1.example.com:6443 v1.33.13 sha256:abcdef", want: "node-1.example.com:6443 v1.33.13 sha256:abcdef"},
 		{name: "author is not auth", in: "author: jane", want: "author: jane"},
 		{name: "empty string", in: "", want: ""},
+		{name: "quoted value spanning lines", in: "password: \"first line\nsecond\"\nuser: u", mustNotContain: []string{"first line"}},
+		{name: "secret on one line of long output", in: "line one\nline two: ok\r\nexport TOKEN=abc123\nline four\n", want: "line one\nline two: ok\r\nexport TOKEN=[REDACTED]\nline four\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,5 +138,21 @@ func BenchmarkRedactorSecretLine(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = r.String(line)
+	}
+}
+
+// BenchmarkRedactor64KiBOutput: the tail of a remote command's output (apt, kubeadm) carried by
+// an error, 64 KiB of ordinary text with one secret in it.
+func BenchmarkRedactor64KiBOutput(b *testing.B) {
+	r := NewRedactor("hunter2")
+	var sb strings.Builder
+	for i := 0; sb.Len() < 64<<10; i++ {
+		fmt.Fprintf(&sb, "Get:%d http://deb.debian.org/debian bookworm/main amd64 libfoo%d amd64 1.2.%d-1 [%d kB]\n", i, i, i, i*7)
+	}
+	text := sb.String() + "sudo: password=hunter2\n"
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = r.String(text)
 	}
 }
