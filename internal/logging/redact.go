@@ -13,9 +13,10 @@ const Masked = "[REDACTED]"
 
 // secretKey matches names of fields, flags and variables whose values are secrets: anything
 // containing password/passphrase/secret/token/... (sudoPassword, client_secret, --ssh-passphrase,
-// bootstrapToken), plus the exact docker config keys "auth", ".dockerconfigjson" and ".dockercfg".
-// "auth" is exact on purpose: as a substring it would also hit "author" or "authorized_keys".
-const secretKey = `(?:[A-Za-z0-9_.-]*(?i:passw(?:or)?d|passphrase|secret|token|api[_-]?key|private[_-]?key|credentials?)[A-Za-z0-9_.-]*|(?i:auth)|\.dockerconfigjson|\.dockercfg)`
+// bootstrapToken, registryDockerCfg), the docker config keys "auth", ".dockerconfigjson" and
+// ".dockercfg", and names ending in Auth/_auth/-auth (basicAuth, proxy_auth). "auth" is not a plain
+// substring on purpose: that would also hit "author" or "authorized_keys".
+const secretKey = `(?:[A-Za-z0-9_.-]*(?i:passw(?:or)?d|passphrase|secret|token|api[_-]?key|private[_-]?key|credentials?|dockercfg|dockerconfig)[A-Za-z0-9_.-]*|[A-Za-z0-9_.-]*(?:Auth|[_-]auth)|(?i:auth)|\.dockerconfigjson|\.dockercfg)`
 
 // Built-in patterns, compiled once (immutable).
 var (
@@ -170,7 +171,7 @@ func redactLine(s string) string {
 }
 
 // secretKeywords are the words one of which every secretKey match contains (lower case).
-var secretKeywords = []string{"passw", "passphrase", "secret", "token", "api", "private", "credential", "auth", "dockercfg", "dockerconfigjson"}
+var secretKeywords = []string{"passw", "passphrase", "secret", "token", "api", "private", "credential", "auth", "dockercfg", "dockerconfig"}
 
 func hasSecretKeyword(lower string) bool {
 	for _, k := range secretKeywords {

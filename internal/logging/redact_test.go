@@ -55,6 +55,8 @@ func TestRedactorString(t *testing.T) {
 		{name: "host:port and versions are not tokens", in: "node-1.example.com:6443 v1.33.13 sha256:abcdef", want: "node-1.example.com:6443 v1.33.13 sha256:abcdef"},
 		{name: "author is not auth", in: "author: jane", want: "author: jane"},
 		{name: "empty string", in: "", want: ""},
+		{name: "Deckhouse registryDockerCfg", in: "registryDockerCfg: e30K", want: "registryDockerCfg: [REDACTED]"},
+		{name: "basicAuth field", in: `{"basicAuth": "dXNlcjpw"}`, want: `{"basicAuth": "[REDACTED]"}`},
 		{name: "quoted value spanning lines", in: "password: \"first line\nsecond\"\nuser: u", mustNotContain: []string{"first line"}},
 		{name: "secret on one line of long output", in: "line one\nline two: ok\r\nexport TOKEN=abc123\nline four\n", want: "line one\nline two: ok\r\nexport TOKEN=[REDACTED]\nline four\n"},
 	}
@@ -111,7 +113,7 @@ func TestRedactorConcurrentAdd(t *testing.T) {
 }
 
 func TestIsSecretKey(t *testing.T) {
-	for _, k := range []string{"password", "sudoPassword", "--ssh-passphrase", "bootstrap_token", "client-secret", "auth", ".dockerconfigjson", "apiKey", "PASSWD"} {
+	for _, k := range []string{"password", "sudoPassword", "--ssh-passphrase", "bootstrap_token", "client-secret", "auth", ".dockerconfigjson", "apiKey", "PASSWD", "registryDockerCfg", "basicAuth", "proxy_auth"} {
 		if !IsSecretKey(k) {
 			t.Errorf("IsSecretKey(%q) = false", k)
 		}

@@ -392,7 +392,8 @@ func (r *runner) runOne(ctx context.Context, p Phase, path string, depth int, se
 		return r.finish(idx, ev, start, r.runList(ctx, g.Phases(), path, depth+1, selected))
 	}
 	if r.opts.Checkpoints != nil {
-		cp := Checkpoint{Phase: path, InputsDigest: digest, Finished: r.opts.Clock(), Duration: r.opts.Clock().Sub(start)}
+		now := r.opts.Clock()
+		cp := Checkpoint{Phase: path, InputsDigest: digest, Finished: now, Duration: now.Sub(start)}
 		if err := r.opts.Checkpoints.Save(cp); err != nil {
 			return r.finish(idx, ev, start, &Error{Path: path, Err: err})
 		}
@@ -418,8 +419,12 @@ func (r *runner) skipped(res PhaseResult, ev Event, status Status, reason string
 	return nil
 }
 
-// failed records a phase that failed before it started (inputs, checkpoint, condition).
+// failed records a phase that failed before it started (inputs, checkpoint, condition). It still
+// emits a start event, so that consumers always see start/end pairs.
 func (r *runner) failed(res PhaseResult, ev Event, now time.Time, err error) error {
+	startEv := ev
+	startEv.Time, startEv.Kind = now, EventStart
+	r.opts.Events.Emit(startEv)
 	r.results = append(r.results, res)
 	return r.finish(len(r.results)-1, ev, now, err)
 }

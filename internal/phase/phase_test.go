@@ -317,6 +317,10 @@ func TestConditional(t *testing.T) {
 	if p, _ := res.Get("not-needed"); p.Reason != "already installed" {
 		t.Fatalf("reason: %q", p.Reason)
 	}
+	wantEvents := []string{"phase-start needed d0", "phase-end needed d0 ran", "phase-skip not-needed d0 skipped-condition", "phase-start broken d0", "phase-end broken d0 failed"}
+	if got := events.lines(); fmt.Sprint(got) != fmt.Sprint(wantEvents) {
+		t.Fatalf("events:\n got %q\nwant %q", got, wantEvents)
+	}
 	last := events.events[len(events.events)-1]
 	if last.Kind != EventEnd || last.Status != "failed" || !strings.Contains(last.Err, "cannot reach host") {
 		t.Fatalf("last event: %+v", last)
