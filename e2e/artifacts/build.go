@@ -162,10 +162,18 @@ func Build(ctx context.Context, opts Options, names ...string) (Binaries, error)
 	for _, n := range names {
 		want[n] = true
 	}
-	out := Binaries{}
 	known := map[string]bool{}
 	for _, c := range components() {
 		known[c.name] = true
+	}
+	for _, n := range names {
+		if !known[n] {
+			return nil, fmt.Errorf("artifacts: unknown component %q; known: %s, %s, %s, %s, %s, %s, %s", n,
+				Kubernetes, Etcd, CoreDNS, CNIPlugins, Flannel, Pause, PlatformController)
+		}
+	}
+	out := Binaries{}
+	for _, c := range components() {
 		if len(want) > 0 && !want[c.name] {
 			continue
 		}
@@ -175,11 +183,6 @@ func Build(ctx context.Context, opts Options, names ...string) (Binaries, error)
 		}
 		for k, v := range bins {
 			out[k] = v
-		}
-	}
-	for n := range want {
-		if !known[n] {
-			return nil, fmt.Errorf("artifacts: unknown component %q", n)
 		}
 	}
 	return out, nil

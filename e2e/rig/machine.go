@@ -292,3 +292,25 @@ func (m *Machine) reachable(ctx context.Context) bool {
 }
 
 var _ net.Conn = (*net.TCPConn)(nil)
+
+// Leader returns the host PID of the machine's init (its systemd), for
+// `nsenter --target PID --all` when SSH does not work.
+func (m *Machine) Leader() (int, error) {
+	if m.cmd == nil || m.cmd.Process == nil || !m.Running() {
+		return 0, fmt.Errorf("rig: machine %s is not running", m.Name)
+	}
+	pid := m.cmd.Process.Pid
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0, fmt.Errorf("rig: machine %s: children of systemd-nspawn (pid %d): %w", m.Name, pid, err)
+	}
+	f := strings.Fields(string(data))
+	if len(f) != 1 {
+		return 0, fmt.Errorf("rig: machine %s: systemd-nspawn (pid %d) has children %v, want exactly its init", m.Name, pid, f)
+	}
+	var leader int
+	if _, err := fmt.Sscan(f[0], &leader); err != nil {
+		return 0, err
+	}
+	return leader, nil
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +74,14 @@ func TestMachines(t *testing.T) {
 			t.Errorf("%s: hostname answered %q", m.Name, out)
 		}
 		t.Logf("%s: %s", m.Name, out)
+	}
+	// The machinectl-free way in: nsenter into the machine's init.
+	leader, err := ms[0].Leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("nsenter", "--target", strconv.Itoa(leader), "--all", "hostname").CombinedOutput(); err != nil || string(out) != ms[0].Name+"\n" {
+		t.Errorf("nsenter into %s (leader %d): %q %v", ms[0].Name, leader, out, err)
 	}
 	if ms[0].HostKey.Type() != "ssh-ed25519" || string(ms[0].HostKey.Marshal()) == string(ms[1].HostKey.Marshal()) {
 		t.Errorf("machines must have distinct host keys")

@@ -1,0 +1,143 @@
+// Command rig drives the e2e rig by hand and from make:
+//
+//	rig artifacts [component...]   build (or find cached) binaries; print their paths
+//	rig up [-machines N]           start machines and a registry with everything
+//	                               published; print how to reach them; Ctrl-C tears down
+//	rig sweep                      remove leftovers of killed runs
+//
+// Run it as root from the checkout (it finds e2e/tools from the working directory).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dhctl-dev/dhctl/e2e/artifacts"
+	"github.com/dhctl-dev/dhctl/e2e/images"
+	"github.com/dhctl-dev/dhctl/e2e/rig"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "rig:", err)
+		os.Exit(1)
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: rig artifacts [component...] | rig up [-machines N] [-env FILE] | rig sweep")
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return errors.New("missing command")
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "artifacts":
+		start := time.Now()
+		bins, err := artifacts.Build(ctx, artifacts.Options{Logf: logf}, args[1:]...)
+		if err != nil {
+			return err
+		}
+		names := make([]string, 0, len(bins))
+		for n := range bins {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(stdout, "%s\t%s\n", n, bins[n])
+		}
+		logf("rig: artifacts ready in %v", time.Since(start).Round(time.Millisecond))
+		return nil
+	case "sweep":
+		return rig.Sweep(ctx, rig.DefaultStateDir)
+	case "up":
+		return up(ctx, args[1:], stdout, logf)
+	default:
+		usage(stderr)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+func up(ctx context.Context, args []string, stdout io.Writer, logf func(string, ...any)) (err error) {
+	fs := flag.NewFlagSet("rig up", flag.ContinueOnError)
+	n := fs.Int("machines", 3, "number of machines")
+	envFile := fs.String("env", "", "also write the printed variables to this file (0600)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n < 0 {
+		return fmt.Errorf("-machines=%d: want 0 or more", *n)
+	}
+	r, err := rig.New(ctx, rig.Options{Logf: logf})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := r.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	reg, err := r.StartRegistry(ctx)
+	if err != nil {
+		return err
+	}
+	imagesRepo := reg.Host + "/dhctl"
+	dst := images.Registry{Transport: reg.Transport(), User: reg.User, Password: reg.Password}
+	if _, err := artifacts.Publish(ctx, artifacts.Options{Logf: logf}, dst, imagesRepo, artifacts.Selection{}); err != nil {
+		return err
+	}
+	ms, err := r.StartMachines(ctx, *n)
+	if err != nil {
+		return err
+	}
+	pwFile := filepath.Join(r.Dir(), "registry", "password.txt")
+	var b strings.Builder
+	fmt.Fprintf(&b, "RIG_NETNS=%s\n", r.NetNS())
+	fmt.Fprintf(&b, "RIG_SSH_KEY=%s\n", r.SSHKeyFile())
+	fmt.Fprintf(&b, "RIG_IMAGES_REPO=%s\n", imagesRepo)
+	fmt.Fprintf(&b, "RIG_REGISTRY_CA=%s\n", reg.CAFile)
+	fmt.Fprintf(&b, "RIG_REGISTRY_USER=%s\n", reg.User)
+	fmt.Fprintf(&b, "RIG_REGISTRY_PASSWORD_FILE=%s\n", pwFile)
+	var addrs []string
+	for _, m := range ms {
+		addrs = append(addrs, m.Address.String())
+	}
+	fmt.Fprintf(&b, "RIG_MACHINES=%s\n", strings.Join(addrs, " "))
+	fmt.Fprint(stdout, b.String())
+	if *envFile != "" {
+		if err := os.WriteFile(*envFile, []byte(b.String()), 0o600); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "# SSH to a machine: nsenter --net=%s ssh -i %s -o StrictHostKeyChecking=no root@%s\n", r.NetNS(), r.SSHKeyFile(), addrs0(addrs))
+	for _, m := range ms {
+		if pid, err := m.Leader(); err == nil {
+			fmt.Fprintf(stdout, "# shell without SSH on %s (%s): nsenter --target %d --all /bin/bash\n", m.Name, m.Address, pid)
+		}
+	}
+	fmt.Fprintln(stdout, "# Ctrl-C (or SIGTERM) stops everything")
+	<-ctx.Done()
+	return nil
+}
+
+func addrs0(a []string) string {
+	if len(a) == 0 {
+		return "<none>"
+	}
+	return a[0]
+}
