@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"text/template"
+	"text/template/parse"
 )
 
 // maxRenderedSize bounds what a template may expand to, so a template loop cannot eat the memory.
@@ -60,6 +62,9 @@ func renderTemplate(file string, data []byte, lookupEnv func(string) (string, bo
 		p.Hint = "fix the {{ ... }} expression, or escape a literal {{ as {{ \"{{\" }}"
 		return nil, p
 	}
+	if p := checkTemplateActions(file, t); p != nil {
+		return nil, p
+	}
 	var out bytes.Buffer
 	if err := t.Execute(&limitedWriter{w: &out, left: maxRenderedSize}, nil); err != nil {
 		p := templateProblem(file, err)
@@ -105,4 +110,52 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	}
 	l.left -= len(p)
 	return l.w.Write(p)
+}
+
+// checkTemplateActions allows only what substituting environment values needs: text, {{ ... }}
+// expressions and if/else. Loops, nested templates and with-blocks have no use in a config file,
+// and a loop could make loading run for a very long time.
+func checkTemplateActions(file string, t *template.Template) *Problem {
+	if len(t.Templates()) > 1 {
+		return &Problem{File: file, Message: "template defines other templates", Hint: "only {{ env ... }}, {{ envOr ... }}, {{ quote ... }} and {{ if }} are allowed"}
+	}
+	var bad parse.Node
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		if n == nil || bad != nil {
+			return
+		}
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Nodes {
+				walk(c)
+			}
+		case *parse.IfNode:
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.TextNode, *parse.ActionNode, *parse.CommentNode:
+		default:
+			bad = n
+		}
+	}
+	walk(t.Tree.Root)
+	if bad == nil {
+		return nil
+	}
+	line, _ := t.Tree.ErrorContext(bad)
+	p := templateProblem(file, fmt.Errorf("template: %s: ", line))
+	p.Message = fmt.Sprintf("template uses %q, which config files may not use", firstWord(bad.String()))
+	p.Hint = "only {{ env ... }}, {{ envOr ... }}, {{ quote ... }} and {{ if }} are allowed"
+	return p
+}
+
+func firstWord(s string) string {
+	s = strings.TrimPrefix(s, "{{")
+	if f := strings.Fields(s); len(f) > 0 {
+		return strings.TrimSuffix(f[0], "}}")
+	}
+	return s
 }
