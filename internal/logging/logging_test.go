@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,6 +183,54 @@ func TestJSONOutputOneObjectPerEvent(t *testing.T) {
 	}
 	if objs[10]["err"] != "ssh: password [REDACTED] rejected" {
 		t.Fatalf("error attribute not redacted: %v", objs[10]["err"])
+	}
+}
+
+var wholeLine = regexp.MustCompile(`^step done worker=\d+ i=\d+ note=x{200} password=\[REDACTED\]$`)
+
+func TestConcurrentLoggingKeepsLinesWhole(t *testing.T) {
+	for _, format := range []Format{FormatJSON, FormatText} {
+		l, out, debug := newTestLogger(t, format, NewRedactor("hunter2"))
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				log := l.Slog().With("worker", g)
+				for i := range 100 {
+					log.Info("step done", "i", i, "note", strings.Repeat("x", 200), "password", "hunter2")
+				}
+			}()
+		}
+		wg.Wait()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(debug)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(decodeLines(t, data)); n != 800 {
+			t.Fatalf("%s: debug file has %d records, want 800", format, n)
+		}
+		if format == FormatJSON {
+			if n := len(decodeLines(t, out.Bytes())); n != 800 {
+				t.Fatalf("JSON output has %d records, want 800", n)
+			}
+		} else {
+			lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+			if len(lines) != 800 {
+				t.Fatalf("text output has %d lines, want 800", len(lines))
+			}
+			for _, line := range lines {
+				if !wholeLine.MatchString(line) {
+					t.Fatalf("mangled line %q", line)
+				}
+			}
+		}
+		if strings.Contains(out.String(), "hunter2") || bytes.Contains(data, []byte("hunter2")) {
+			t.Fatal("secret leaked")
+		}
 	}
 }
 

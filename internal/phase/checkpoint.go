@@ -91,3 +91,11 @@ func (s *DirCheckpoints) Reset(path string) error {
 	}
 	return nil
 }
+
+// ResetAll forgets every checkpoint, so that the next run redoes every phase.
+func (s *DirCheckpoints) ResetAll() error {
+	if err := s.dir.RemoveAll("checkpoints"); err != nil {
+		return fmt.Errorf("removing checkpoints: %w", err)
+	}
+	return nil
+}

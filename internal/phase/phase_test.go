@@ -410,6 +410,14 @@ func TestCheckpointsResumeAndDigestChange(t *testing.T) {
 	if got := rec.String(); got != "install cni always" {
 		t.Fatalf("reverting inputs: %s", got)
 	}
+	// After ResetAll everything runs again.
+	if err := store.ResetAll(); err != nil {
+		t.Fatal(err)
+	}
+	run(nil)
+	if got := rec.String(); got != "prepare install cni api finish always" {
+		t.Fatalf("after ResetAll: %s", got)
+	}
 	// --only-phase naming a done phase runs it anyway.
 	rec.reset()
 	if _, err := Run(context.Background(), sampleTree(rec, nil), Options{Checkpoints: store, Only: []string{"cni"}}); err != nil {

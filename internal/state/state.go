@@ -374,6 +374,19 @@ func (d *Dir) Remove(name string) error {
 	return syncDir(filepath.Dir(p))
 }
 
+// RemoveAll deletes name and everything under it durably (e.g. "checkpoints" to forget every
+// phase). A missing name is not an error.
+func (d *Dir) RemoveAll(name string) error {
+	p, err := d.resolve(name)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(p); err != nil {
+		return fmt.Errorf("state dir: removing %s: %w", p, err)
+	}
+	return syncDir(filepath.Dir(p))
+}
+
 // Close releases the lock. It is idempotent; the Dir cannot be used afterwards.
 func (d *Dir) Close() error {
 	d.mu.Lock()

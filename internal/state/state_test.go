@@ -293,6 +293,36 @@ func TestWriteFileUnderUmaskAndOverExistingFile(t *testing.T) {
 	assertMode(t, filepath.Join(d.Path(), "a/b/c"), 0o600)
 }
 
+func TestRemoveAll(t *testing.T) {
+	d, err := Open(context.Background(), t.TempDir(), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, n := range []string{"checkpoints/a.json", "checkpoints/g/b.json", "keep"} {
+		if err := d.WriteFile(n, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.RemoveAll("checkpoints"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(d.Path(), "checkpoints")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("checkpoints still there: %v", err)
+	}
+	if _, err := d.ReadFile("keep"); err != nil {
+		t.Fatalf("RemoveAll removed too much: %v", err)
+	}
+	if err := d.RemoveAll("checkpoints"); err != nil {
+		t.Fatalf("removing a missing tree: %v", err)
+	}
+	for _, bad := range []string{".", "..", "", "lock"} {
+		if err := d.RemoveAll(bad); err == nil {
+			t.Errorf("RemoveAll(%q) accepted", bad)
+		}
+	}
+}
+
 func TestFileNamesAreChecked(t *testing.T) {
 	d, err := Open(context.Background(), t.TempDir(), "c")
 	if err != nil {
