@@ -21,7 +21,7 @@ const secretKey = `(?:[A-Za-z0-9_.-]*(?i:passw(?:or)?d|passphrase|secret|token|a
 // Built-in patterns, compiled once (immutable).
 var (
 	// PEM private keys, also a block cut off before its END line (e.g. truncated command output).
-	pemPrivateKey = regexp.MustCompile(`(?s)(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----).*?(?:(-----END [A-Z0-9 ]*PRIVATE KEY-----)|$)`)
+	pemPrivateKey = regexp.MustCompile(`(?s)(-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----).*?(?:(-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----)|$)`)
 	// "key": "value" (JSON), and \"key\": \"value\" (JSON escaped inside another JSON string).
 	jsonKeyValue        = regexp.MustCompile(`("` + secretKey + `"\s*:\s*")(?:[^"\\]|\\.)*"`)
 	escapedJSONKeyValue = regexp.MustCompile(`(\\"` + secretKey + `\\"\s*:\s*\\")(?:[^"\\]|\\[^"])*\\"`)
@@ -38,7 +38,7 @@ var (
 	bootstrapToken = regexp.MustCompile(`\b[a-z0-9]{6}\.[a-z0-9]{16}\b`)
 	// JSON Web Tokens (service account tokens): three base64url parts, the first two JSON objects.
 	jwtToken = regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+`)
-	// Candidates for base64-encoded docker configs (checked by decoding).
+	// Candidates for base64-encoded docker configs and PEM private keys (checked by decoding).
 	base64Run = regexp.MustCompile(`[A-Za-z0-9+/]{24,}={0,2}`)
 )
 
@@ -97,7 +97,7 @@ func (r *Redactor) String(s string) string {
 // is guarded by a cheap test (a keyword, or a hand-written scan) and runs only when it can match:
 // the common log line (no secret) costs a lower-casing and a few substring searches.
 func redactPatterns(s string) string {
-	if strings.Contains(s, "PRIVATE KEY-----") {
+	if strings.Contains(s, "PRIVATE KEY") {
 		s = pemPrivateKey.ReplaceAllString(s, "${1}\n"+Masked+"\n${2}")
 	}
 	if strings.ContainsAny(s, ":=") || containsFold(s, "bearer") {
@@ -109,8 +109,8 @@ func redactPatterns(s string) string {
 	if strings.Contains(s, "eyJ") {
 		s = jwtToken.ReplaceAllString(s, Masked)
 	}
-	if mayHaveDockerConfig(s) {
-		s = base64Run.ReplaceAllStringFunc(s, maskDockerConfig)
+	if mayHaveEncodedSecret(s) {
+		s = base64Run.ReplaceAllStringFunc(s, maskEncodedSecret)
 	}
 	return s
 }
@@ -209,9 +209,10 @@ func isBase64(c byte) bool {
 	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/'
 }
 
-// mayHaveDockerConfig reports whether s has a run of 24+ base64 characters starting with "ey" or
-// "ew": base64 of '{' followed by '"', ' ', '\n' or '\r', i.e. of a JSON object.
-func mayHaveDockerConfig(s string) bool {
+// mayHaveEncodedSecret reports whether s has a run of 24+ base64 characters that may encode a
+// docker config or a PEM block: starting with "ey" or "ew" (base64 of '{' followed by '"', ' ',
+// '\n' or '\r', i.e. a JSON object) or "LS0t" (base64 of "---", e.g. kubeconfig client-key-data).
+func mayHaveEncodedSecret(s string) bool {
 	run := 0
 	for i := 0; i < len(s); i++ {
 		if !isBase64(s[i]) {
@@ -220,8 +221,8 @@ func mayHaveDockerConfig(s string) bool {
 		}
 		run++
 		if run == 24 {
-			start := i - 23
-			if s[start] == 'e' && (s[start+1] == 'y' || s[start+1] == 'w') {
+			start := s[i-23:]
+			if start[0] == 'e' && (start[1] == 'y' || start[1] == 'w') || strings.HasPrefix(start, "LS0t") {
 				return true
 			}
 		}
@@ -244,10 +245,10 @@ func maskPlainKeyValue(m string) string {
 	}
 }
 
-// maskDockerConfig masks a base64 run that decodes to a docker config ({"auths": ...}). A bare
-// docker "auth" value (base64 of user:password) has no recognisable shape; it is caught by the
-// "auth" key patterns instead.
-func maskDockerConfig(run string) string {
+// maskEncodedSecret masks a base64 run that decodes to a docker config ({"auths": ...}) or to a
+// PEM private key. A bare docker "auth" value (base64 of user:password) has no recognisable
+// shape; it is caught by the "auth" key patterns instead.
+func maskEncodedSecret(run string) string {
 	dec, err := base64.StdEncoding.DecodeString(run)
 	if err != nil {
 		dec, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(run, "="))
@@ -255,7 +256,8 @@ func maskDockerConfig(run string) string {
 			return run
 		}
 	}
-	if strings.Contains(string(dec), `"auths"`) || strings.Contains(string(dec), `"auth"`) {
+	text := string(dec)
+	if strings.Contains(text, `"auths"`) || strings.Contains(text, `"auth"`) || strings.Contains(text, "PRIVATE KEY") {
 		return Masked
 	}
 	return run
