@@ -57,7 +57,7 @@ func ParseVersionMap(data []byte) (*VersionMap, error) {
 		return nil, fmt.Errorf("version map: %w", err)
 	}
 	if len(vm.Kubernetes) == 0 {
-		return nil, fmt.Errorf("version map: no Kubernetes versions under kubernetes:")
+		return nil, fmt.Errorf("version map: no Kubernetes versions under the kubernetes key")
 	}
 	for minor, rel := range vm.Kubernetes {
 		if _, _, ok := parseMinor(minor); !ok {
