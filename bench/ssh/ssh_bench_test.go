@@ -1,0 +1,209 @@
+// Package sshbench measures internal/ssh against real OpenSSH sshd processes (see
+// docs/benchmarks.md, section "SSH"). Run as root:
+//
+//	go test -run '^$' -bench . -benchtime 3x ./bench/ssh
+package sshbench
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dssh "github.com/dhctl-dev/dhctl/internal/ssh"
+	"github.com/dhctl-dev/dhctl/internal/ssh/sshtest"
+)
+
+func clientsFor(b *testing.B, lab *sshtest.Lab, hosts []*sshtest.Host) []*dssh.Client {
+	state := b.TempDir()
+	var cs []*dssh.Client
+	for _, h := range hosts {
+		c, err := dssh.New(dssh.Config{
+			Host: h.Addr, User: "root",
+			Auth:        dssh.Auth{Keys: []dssh.KeyFile{{Path: lab.RootKey}}},
+			HostKeys:    dssh.HostKeyPolicy{StateDir: state},
+			DialContext: lab.DialContext,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+func fanoutTrue(b *testing.B, clients []*dssh.Client) time.Duration {
+	start := time.Now()
+	res := dssh.Fanout(context.Background(), clients, dssh.FanoutOptions{}, func(ctx context.Context, c *dssh.Client) (struct{}, error) {
+		_, err := c.Run(ctx, dssh.Command{Cmd: "true"})
+		return struct{}{}, err
+	})
+	d := time.Since(start)
+	if err := dssh.FanoutErrors(res); err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+func closeAll(cs []*dssh.Client) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// BenchmarkFanout50 runs `true` on 1 host and on 50 hosts with the default concurrency, cold
+// (connect + run) and warm (over established connections), and reports the ratios and the peak
+// RSS of this process during the 50-host cold run.
+func BenchmarkFanout50(b *testing.B) {
+	lab := sshtest.NewLab(b, 50, sshtest.Options{})
+	var cold1, cold50, warm1, warm50 time.Duration
+	var peak int64
+	var cpu50 time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		one := clientsFor(b, lab, lab.Hosts[:1])
+		cold1 += fanoutTrue(b, one)
+		warm1 += fanoutTrue(b, one)
+		closeAll(one)
+
+		all := clientsFor(b, lab, lab.Hosts)
+		resetPeakRSS(b)
+		cpuBefore := cpuTime(b)
+		cold50 += fanoutTrue(b, all)
+		cpu50 += cpuTime(b) - cpuBefore
+		peak = max(peak, peakRSS(b))
+		warm50 += fanoutTrue(b, all)
+		closeAll(all)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(cold1.Milliseconds())/n, "ms-cold-1host")
+	b.ReportMetric(float64(cold50.Milliseconds())/n, "ms-cold-50hosts")
+	b.ReportMetric(float64(cold50)/float64(cold1), "ratio-cold")
+	b.ReportMetric(float64(warm1.Microseconds())/n/1000, "ms-warm-1host")
+	b.ReportMetric(float64(warm50.Microseconds())/n/1000, "ms-warm-50hosts")
+	b.ReportMetric(float64(warm50)/float64(warm1), "ratio-warm")
+	b.ReportMetric(float64(peak)/1024, "MiB-peak-RSS")
+	b.ReportMetric(float64(cpu50.Milliseconds())/n, "ms-client-CPU-cold-50hosts")
+}
+
+// BenchmarkUpload200MB uploads a ~200 MB tree with Client.Upload and with the OpenSSH client
+// (`tar | ssh` and `scp -r`) to the same host in the same run, and reports throughputs and ratios.
+func BenchmarkUpload200MB(b *testing.B) {
+	lab := sshtest.NewLab(b, 1, sshtest.Options{})
+	h := lab.Hosts[0]
+	src := filepath.Join(b.TempDir(), "tree")
+	size := makeTree(b, src)
+	dest := b.TempDir()
+	c := clientsFor(b, lab, lab.Hosts)[0]
+	defer c.Close()
+	if err := c.Connect(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	sshArgs := []string{"netns", "exec", lab.NetNS, "ssh", "-i", lab.RootKey, "-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"}
+	var tDhctl, tTarSSH, tScp time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		target := filepath.Join(dest, "dhctl")
+		start := time.Now()
+		if err := c.Upload(context.Background(), dssh.Upload{RemoteDir: target, LocalDir: src}); err != nil {
+			b.Fatal(err)
+		}
+		tDhctl += time.Since(start)
+		os.RemoveAll(target)
+
+		target = filepath.Join(dest, "tarssh")
+		start = time.Now()
+		sh := fmt.Sprintf("tar -C %s -cf - . | ip %s root@%s 'mkdir -p %s && tar -xpf - -C %s'",
+			src, strings.Join(sshArgs, " "), h.Addr, target, target)
+		run(b, "sh", "-c", sh)
+		tTarSSH += time.Since(start)
+		os.RemoveAll(target)
+
+		target = filepath.Join(dest, "scp")
+		start = time.Now()
+		scp := append([]string{"netns", "exec", lab.NetNS, "scp", "-q", "-r", "-p", "-i", lab.RootKey, "-o", "StrictHostKeyChecking=no",
+			"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"}, src, "root@"+h.Addr+":"+target)
+		run(b, "ip", scp...)
+		tScp += time.Since(start)
+		os.RemoveAll(target)
+	}
+	mbps := func(d time.Duration) float64 { return float64(size) * float64(b.N) / d.Seconds() / (1 << 20) }
+	b.ReportMetric(float64(size)/(1<<20), "MiB-tree")
+	b.ReportMetric(mbps(tDhctl), "MiB/s-dhctl")
+	b.ReportMetric(mbps(tTarSSH), "MiB/s-tar|ssh")
+	b.ReportMetric(mbps(tScp), "MiB/s-scp")
+	b.ReportMetric(tTarSSH.Seconds()/tDhctl.Seconds(), "ratio-vs-tar|ssh")
+	b.ReportMetric(tScp.Seconds()/tDhctl.Seconds(), "ratio-vs-scp")
+}
+
+// makeTree writes 150 files of 1 MiB and 5000 files of 10 KiB (about 200 MB), random content.
+func makeTree(b *testing.B, dir string) int64 {
+	var total int64
+	write := func(rel string, n int) {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		data := make([]byte, n)
+		rand.Read(data)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		total += int64(n)
+	}
+	for i := 0; i < 150; i++ {
+		write(fmt.Sprintf("big/%02d/f%03d", i%10, i), 1<<20)
+	}
+	for i := 0; i < 5000; i++ {
+		write(fmt.Sprintf("small/%02d/f%04d", i%50, i), 10<<10)
+	}
+	return total
+}
+
+func run(b *testing.B, name string, args ...string) {
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		b.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// resetPeakRSS resets VmHWM (Linux: writing 5 to clear_refs).
+func resetPeakRSS(b *testing.B) {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		b.Logf("cannot reset peak RSS: %v", err)
+	}
+}
+
+// peakRSS returns VmHWM in KiB.
+func peakRSS(b *testing.B) int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb
+		}
+	}
+	return 0
+}
+
+// cpuTime is the user+system CPU time this process has used so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
