@@ -218,6 +218,10 @@ var malformedCases = []malformedCase{
 		want: `config.yml: document 1 (ClusterConfiguration), line 4: podSubnetCIDR: must not be null; write a value (an empty value is null)`},
 	{name: "NaN", conn: validSSH + "sshPort: .nan\n",
 		want: `connection.yml: document 1 (SSHConfig), line 6: sshPort: NaN and infinite numbers are not allowed; write a finite number or quote the text`},
+	{name: "crlf line endings", config: strings.ReplaceAll(validCC+"bogus: 1\n", "\n", "\r\n"),
+		want: `config.yml: document 1 (ClusterConfiguration), line 6: bogus: unknown field; remove it or use one of: apiVersion, cloud, clusterDomain, clusterType, defaultCRI, encryptionAlgorithm, kind, kubernetesVersion, podSubnetCIDR, podSubnetNodeCIDRPrefix, proxy, serviceSubnetCIDR`},
+	{name: "empty documents are counted", config: "---\n---\n" + validCC + "---\n---\nkind: Foo\n",
+		want: `config.yml: document 4 (Foo), line 10: apiVersion: required field is missing; every document needs apiVersion and kind, e.g. apiVersion: deckhouse.io/v1`},
 	{name: "file not found", config: "missing",
 		want: `nope.yml: cannot read the file: no such file or directory; check the path given to --config`},
 }

@@ -58,14 +58,17 @@ func NewRegistry(fsys fs.FS) (*Registry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading schema %s: %w", p, err)
 		}
-		if err := r.addFile(data); err != nil {
+		if err := r.AddSchemaFile(data); err != nil {
 			return nil, fmt.Errorf("schema %s: %w", p, err)
 		}
 	}
 	return r, nil
 }
 
-func (r *Registry) addFile(data []byte) error {
+// AddSchemaFile registers every apiVersion of a schema file in Deckhouse's layout (kind, then
+// apiVersions[].apiVersion and .openAPISpec), the layout of candi/openapi; a provider can ship its
+// ClusterConfiguration schema the same way.
+func (r *Registry) AddSchemaFile(data []byte) error {
 	js, err := sigsyaml.YAMLToJSON(data)
 	if err != nil {
 		return err

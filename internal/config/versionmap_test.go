@@ -135,3 +135,29 @@ func checkClosed(t *testing.T, path string, s *openapi3.Schema) {
 		checkClosed(t, path+"[]", s.Items.Value)
 	}
 }
+
+func TestAddSchemaFile(t *testing.T) {
+	reg, err := NewRegistry(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := []byte(`kind: YandexClusterConfiguration
+apiVersions:
+- apiVersion: deckhouse.io/v1
+  openAPISpec:
+    type: object
+    additionalProperties: false
+    properties:
+      apiVersion: {type: string}
+      kind: {type: string}
+`)
+	if err := reg.AddSchemaFile(file); err != nil {
+		t.Fatal(err)
+	}
+	if got := reg.APIVersions("YandexClusterConfiguration"); !reflect.DeepEqual(got, []string{"deckhouse.io/v1"}) {
+		t.Errorf("APIVersions = %v", got)
+	}
+	if err := reg.AddSchemaFile([]byte("kind: X\n")); err == nil {
+		t.Error("a schema file without apiVersions must be refused")
+	}
+}
