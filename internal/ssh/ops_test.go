@@ -335,3 +335,34 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A silently dead network (no FIN, no RST) is noticed by keepalives; once the network is back
+// the next call reconnects.
+func TestKeepaliveDetectsSilentDrop(t *testing.T) {
+	t.Parallel()
+	lab := sshtest.NewLab(t, 1, sshtest.Options{})
+	h := lab.Hosts[0]
+	logs := &logBuffer{}
+	cfg := rootConfig(t, lab, h, logs)
+	cfg.KeepaliveInterval = 300 * time.Millisecond
+	cfg.KeepaliveCountMax = 2
+	cfg.ConnectTimeout = 2 * time.Second
+	c := newClient(t, cfg)
+	output(t, c, dssh.Command{Cmd: "true"})
+
+	if err := netns.IP(context.Background(), "-n", h.NetNS, "link", "set", "eth0", "down"); err != nil {
+		t.Fatal(err)
+	}
+	linkUp := func() { netns.IP(context.Background(), "-n", h.NetNS, "link", "set", "eth0", "up") }
+	t.Cleanup(linkUp)
+	waitFor(t, 10*time.Second, "keepalives to declare the connection dead", func() bool {
+		return strings.Contains(logs.String(), "keepalive unanswered")
+	})
+	linkUp()
+	if got := output(t, c, dssh.Command{Cmd: "echo back"}); got != "back" {
+		t.Fatalf("after the network came back: %q", got)
+	}
+	if !strings.Contains(logs.String(), "ssh reconnected") {
+		t.Fatalf("no reconnect logged:\n%s", logs.String())
+	}
+}
