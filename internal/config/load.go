@@ -430,6 +430,12 @@ func decodeInto(d *loadedDoc, out any) *Problem {
 	if err == nil {
 		err = json.Unmarshal(js, out)
 	}
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Field != "" {
+		// Valid by the schema but not representable, e.g. an "integer" of 1e300.
+		p := d.problem(strings.Split(typeErr.Field, "."), fmt.Sprintf("%s does not fit a field of type %s", typeErr.Value, typeErr.Type), "write a smaller value")
+		return &p
+	}
 	if err != nil {
 		p := d.problem(nil, "cannot decode the document: "+err.Error(), "")
 		return &p

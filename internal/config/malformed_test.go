@@ -222,6 +222,12 @@ var malformedCases = []malformedCase{
 		want: `config.yml: document 1 (ClusterConfiguration), line 6: bogus: unknown field; remove it or use one of: apiVersion, cloud, clusterDomain, clusterType, defaultCRI, encryptionAlgorithm, kind, kubernetesVersion, podSubnetCIDR, podSubnetNodeCIDRPrefix, proxy, serviceSubnetCIDR`},
 	{name: "empty documents are counted", config: "---\n---\n" + validCC + "---\n---\nkind: Foo\n",
 		want: `config.yml: document 4 (Foo), line 10: apiVersion: required field is missing; every document needs apiVersion and kind, e.g. apiVersion: deckhouse.io/v1`},
+	{name: "null enum", config: strings.Replace(validCC, "clusterType: Static", "clusterType:", 1),
+		want: `config.yml: document 1 (ClusterConfiguration), line 3: clusterType: must not be null; write one of: Static, Cloud`},
+	{name: "fractional integer", config: validCC + "---\napiVersion: deckhouse.io/v1alpha1\nkind: ModuleConfig\nmetadata: {name: a}\nspec: {version: 1.5}\n",
+		want: `config.yml: document 2 (ModuleConfig), line 10: spec.version: must be an integer, not a fractional number`},
+	{name: "integer too large", config: validCC + "---\napiVersion: deckhouse.io/v1alpha1\nkind: ModuleConfig\nmetadata: {name: a}\nspec: {version: 1e300}\n",
+		want: `config.yml: document 2 (ModuleConfig), line 10: spec.version: number 1e+300 does not fit a field of type int; write a smaller value`},
 	{name: "file not found", config: "missing",
 		want: `nope.yml: cannot read the file: no such file or directory; check the path given to --config`},
 }

@@ -90,6 +90,9 @@ func describeSchemaError(se *openapi3.SchemaError, root *yaml.Node) fieldIssue {
 		for i, v := range s.Enum {
 			allowed[i] = fmt.Sprint(v)
 		}
+		if se.Value == nil {
+			return fieldIssue{path: path, msg: "must not be null", hint: "write one of: " + strings.Join(allowed, ", ")}
+		}
 		if secret {
 			return fieldIssue{path: path, msg: "value is not one of: " + strings.Join(allowed, ", ")}
 		}
@@ -165,14 +168,19 @@ func typeIssue(path []string, s *openapi3.Schema, value any, root *yaml.Node) fi
 }
 
 func describeKind(v any) string {
-	switch v.(type) {
+	switch x := v.(type) {
 	case nil:
 		return "null"
 	case string:
 		return "a string"
 	case bool:
 		return "a boolean"
-	case int64, int, float64:
+	case float64:
+		if x != math.Trunc(x) {
+			return "a fractional number"
+		}
+		return "a number"
+	case int64, int:
 		return "a number"
 	case []any:
 		return "a list"
