@@ -157,6 +157,9 @@ func typeIssue(path []string, s *openapi3.Schema, value any, root *yaml.Node) fi
 		want = "a mapping"
 	}
 	is := describeKind(value)
+	if f, ok := value.(float64); ok && s.Type.Is(openapi3.TypeInteger) && f != math.Trunc(f) {
+		is = "a fractional number"
+	}
 	issue := fieldIssue{path: path, msg: fmt.Sprintf("must be %s, not %s", want, is)}
 	// The classic slip: kubernetesVersion: 1.30 is the number 1.3. Quote what the user wrote.
 	if s.Type.Is(openapi3.TypeString) && !isSecret(s) {
@@ -168,19 +171,14 @@ func typeIssue(path []string, s *openapi3.Schema, value any, root *yaml.Node) fi
 }
 
 func describeKind(v any) string {
-	switch x := v.(type) {
+	switch v.(type) {
 	case nil:
 		return "null"
 	case string:
 		return "a string"
 	case bool:
 		return "a boolean"
-	case float64:
-		if x != math.Trunc(x) {
-			return "a fractional number"
-		}
-		return "a number"
-	case int64, int:
+	case int64, int, float64:
 		return "a number"
 	case []any:
 		return "a list"
