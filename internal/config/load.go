@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"gopkg.in/yaml.v3"
 
 	"github.com/dhctl-dev/dhctl/candi"
@@ -79,7 +78,6 @@ var flagOf = map[source]string{fromConfig: "--config", fromResources: "--resourc
 type loadedDoc struct {
 	Document
 	root   *yaml.Node
-	schema *openapi3.Schema
 	src    source
 }
 
@@ -242,7 +240,7 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 	}
 	apiVersion, kind, ok := l.typeMeta(obj, at)
 	if !ok || kind == KindClusterConfiguration {
-		l.unsure(src) // cleared below if the ClusterConfiguration turns out valid
+		l.unsure(src) // harmless for a valid ClusterConfiguration: then there is one
 	}
 	if !ok {
 		return
@@ -271,7 +269,6 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 		l.problems = append(l.problems, p)
 		return
 	}
-	doc.schema = schema
 	issues := validateValue(schema, obj, root)
 	for _, is := range issues {
 		l.problems = append(l.problems, problemAt(file, index, kind, root, obj, is.path, is.keyLine, is.msg, is.hint))
@@ -298,12 +295,11 @@ func (l *loader) unsure(src source) {
 // kindOf reads the kind of a document straight from its YAML, for problems found before the
 // document could be converted.
 func kindOf(root *yaml.Node) string {
-	if _, n := locate(root, []string{"kind"}); n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
-		if m := root; m != nil && len(m.Content) > 0 && m.Content[0].Kind == yaml.MappingNode && n != m.Content[0] {
-			return n.Value
-		}
+	key, val := locate(root, []string{"kind"})
+	if key == nil || key.Value != "kind" || val.Kind != yaml.ScalarNode || val.ShortTag() != "!!str" {
+		return ""
 	}
-	return ""
+	return val.Value
 }
 
 func onlyUnknownFields(issues []fieldIssue) bool {
