@@ -77,8 +77,8 @@ var flagOf = map[source]string{fromConfig: "--config", fromResources: "--resourc
 // loadedDoc is a document with what rules need to point back at it.
 type loadedDoc struct {
 	Document
-	root   *yaml.Node
-	src    source
+	root *yaml.Node
+	src  source
 }
 
 type loader struct {
