@@ -50,9 +50,6 @@ type Lab struct {
 	// RootKey is an unencrypted ed25519 key (OpenSSH format, 0600) authorized for root.
 	RootKey string
 	Hosts   []*Host
-
-	mu     sync.Mutex
-	nUsers int
 }
 
 // Host is one sshd in its own namespace.
@@ -394,4 +391,31 @@ func ownerPid(name, prefix string) (int, bool) {
 
 func alive(pid int) bool {
 	return syscall.Kill(pid, 0) == nil
+}
+
+// CPUTime is the CPU time used so far by the sshd and its reaped children (connections, and
+// the commands they ran), from /proc/<pid>/stat (utime+stime+cutime+cstime, in clock ticks of
+// 10 ms). Children still running are not included.
+func (h *Host) CPUTime() time.Duration {
+	h.mu.Lock()
+	cmd := h.cmd
+	h.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return 0
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(stat)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	// After the command name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
+	var ticks int64
+	for _, i := range []int{11, 12, 13, 14} {
+		if i < len(fields) {
+			v, _ := strconv.ParseInt(fields[i], 10, 64)
+			ticks += v
+		}
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
