@@ -72,7 +72,16 @@ const (
 	fromConnection
 )
 
-var flagOf = map[source]string{fromConfig: "--config", fromResources: "--resources", fromConnection: "--connection-config"}
+// flag is the command-line flag files of this source come from, for hints.
+func (s source) flag() string {
+	switch s {
+	case fromResources:
+		return "--resources"
+	case fromConnection:
+		return "--connection-config"
+	}
+	return "--config"
+}
 
 // loadedDoc is a document with what rules need to point back at it.
 type loadedDoc struct {
@@ -145,12 +154,12 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 func readConfigFile(path string, src source) ([]byte, *Problem) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, &Problem{File: path, Message: "cannot read the file: " + pathErrorText(err), Hint: "check the path given to " + flagOf[src]}
+		return nil, &Problem{File: path, Message: "cannot read the file: " + pathErrorText(err), Hint: "check the path given to " + src.flag()}
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		return nil, &Problem{File: path, Message: "cannot read the file: " + pathErrorText(err), Hint: "check the path given to " + flagOf[src]}
+		return nil, &Problem{File: path, Message: "cannot read the file: " + pathErrorText(err), Hint: "check the path given to " + src.flag()}
 	}
 	if len(data) > maxFileSize {
 		return nil, &Problem{File: path, Message: fmt.Sprintf("file is larger than %d MiB", maxFileSize>>20), Hint: "is this the right file?"}
