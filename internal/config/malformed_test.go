@@ -159,7 +159,7 @@ var malformedCases = []malformedCase{
 	{name: "two ClusterConfigurations", config: validCC + "---\n" + validCC,
 		want: `config.yml: document 2 (ClusterConfiguration), line 7: a second ClusterConfiguration document (the first is config.yml document 1); keep only one`},
 	{name: "no ClusterConfiguration", config: validInit,
-		want: `ClusterConfiguration: no ClusterConfiguration document in the --config files; add one with apiVersion: deckhouse.io/v1, kind: ClusterConfiguration`},
+		want: `no ClusterConfiguration document in the --config files; add one with apiVersion: deckhouse.io/v1, kind: ClusterConfiguration`},
 	{name: "registryCA not PEM", config: validCC + "---\n" + validInit + "  registryCA: MIIBszCCAVmgAwIBAgIU\n",
 		want: `config.yml: document 2 (InitConfiguration), line 11: deckhouse.registryCA: is not a PEM certificate; paste the CA certificate including the -----BEGIN CERTIFICATE----- and -----END CERTIFICATE----- lines (use a | block)`},
 	{name: "registryDockerCfg not base64", config: validCC + "---\n" + validInit + "  registryDockerCfg: '{\"auths\":{}}'\n",

@@ -84,7 +84,7 @@ func (l *loader) assemble(needClusterConfiguration bool) *Cluster {
 
 	if ccDoc == nil {
 		if needClusterConfiguration && !l.mayHaveClusterConfiguration {
-			l.problems = append(l.problems, Problem{Kind: KindClusterConfiguration,
+			l.problems = append(l.problems, Problem{
 				Message: "no ClusterConfiguration document in the --config files",
 				Hint:    "add one with apiVersion: deckhouse.io/v1, kind: ClusterConfiguration"})
 		}
