@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,4 +144,21 @@ func Listen(name, network, addr string) (net.Listener, error) {
 		return err
 	})
 	return ln, err
+}
+
+// Pids lists the processes whose network namespace is the named one (`ip netns pids`).
+func Pids(ctx context.Context, name string) ([]int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "pids", name).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ip netns pids %s: %w", name, err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }

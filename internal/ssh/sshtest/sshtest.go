@@ -331,7 +331,13 @@ func descendants(pid int) []int {
 	return out
 }
 
+// deleteNetns kills whatever still runs in the namespace (e.g. sshd children orphaned by a
+// killed test run), then deletes it.
 func deleteNetns(t TB, name string) {
+	pids, _ := netns.Pids(context.Background(), name)
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL) //nolint:errcheck
+	}
 	if err := netns.Delete(context.Background(), name); err != nil {
 		t.Logf("sshtest: cleanup: %v", err)
 	}
