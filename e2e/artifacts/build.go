@@ -37,6 +37,9 @@ const (
 	FlannelVersion            = "v0.26.7"
 	PauseImageTag             = "3.10"
 	PlatformControllerVersion = "v0.1.0"
+	// CNIFlannelVersion is this repository's stand-in for flannel's CNI
+	// plugin (e2e/cni-flannel), whose module the proxy does not serve.
+	CNIFlannelVersion = "v0.1.0"
 )
 
 // A component is one group of binaries built together.
@@ -62,6 +65,7 @@ const (
 	Flannel            = "flannel"
 	Pause              = "pause"
 	PlatformController = "platform-controller"
+	CNIFlannel         = "cni-flannel"
 )
 
 func kubeVersionFlags() string {
@@ -95,6 +99,7 @@ func components() []component {
 		{name: Flannel, version: FlannelVersion, toolModule: "flannel", binaries: map[string]string{"flanneld": "github.com/flannel-io/flannel"},
 			cgo: true, tags: "netgo,osusergo", ldflags: `-s -w -extldflags "-static" -X github.com/flannel-io/flannel/pkg/version.Version=` + FlannelVersion},
 		{name: Pause, version: PauseImageTag, binaries: map[string]string{"pause": "github.com/dhctl-dev/dhctl/e2e/pause"}, ldflags: "-s -w"},
+		{name: CNIFlannel, version: CNIFlannelVersion, binaries: map[string]string{"flannel": "github.com/dhctl-dev/dhctl/e2e/cni-flannel"}, ldflags: "-s -w"},
 		{name: PlatformController, version: PlatformControllerVersion, binaries: map[string]string{"platform-controller": "github.com/dhctl-dev/dhctl/e2e/platform-controller"}, ldflags: "-s -w"},
 	}
 }
@@ -168,8 +173,8 @@ func Build(ctx context.Context, opts Options, names ...string) (Binaries, error)
 	}
 	for _, n := range names {
 		if !known[n] {
-			return nil, fmt.Errorf("artifacts: unknown component %q; known: %s, %s, %s, %s, %s, %s, %s", n,
-				Kubernetes, Etcd, CoreDNS, CNIPlugins, Flannel, Pause, PlatformController)
+			return nil, fmt.Errorf("artifacts: unknown component %q; known: %s, %s, %s, %s, %s, %s, %s, %s", n,
+				Kubernetes, Etcd, CoreDNS, CNIPlugins, Flannel, Pause, PlatformController, CNIFlannel)
 		}
 	}
 	out := Binaries{}

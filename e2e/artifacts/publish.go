@@ -77,7 +77,9 @@ func packageSpecs() []packageSpec {
 		{name: "kubectl", version: KubernetesVersion, components: []string{Kubernetes}, binaries: []string{"kubectl"}},
 		{name: "containerd", version: ContainerdDeb.Version, deb: &ContainerdDeb},
 		{name: "runc", version: RuncDeb.Version, deb: &RuncDeb},
-		{name: "cni-plugins", version: CNIPluginsVersion, components: []string{CNIPlugins}, binaries: []string{"bridge", "host-local", "loopback", "portmap"}},
+		// "flannel" is e2e/cni-flannel: it delegates to bridge + host-local
+		// with the subnet flanneld leased to the node.
+		{name: "cni-plugins", version: CNIPluginsVersion, components: []string{CNIPlugins, CNIFlannel}, binaries: []string{"bridge", "host-local", "loopback", "portmap", "flannel"}},
 	}
 }
 

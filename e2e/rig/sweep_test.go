@@ -3,6 +3,7 @@ package rig
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -42,10 +43,10 @@ func sweepChild(stateDir string) int {
 	return 1
 }
 
-func TestSweepRemovesKilledRun(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	stateDir := t.TempDir()
+// startChildRig runs a rig with one machine in a child process and returns
+// the child, a Rig value naming what the child made, and its machine cgroups.
+func startChildRig(t *testing.T, ctx context.Context, stateDir string) (*exec.Cmd, *Rig, []string) {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, os.Args[0])
 	cmd.Env = append(os.Environ(), sweepChildEnv+"="+stateDir)
 	cmd.Stderr = os.Stderr
@@ -64,7 +65,29 @@ func TestSweepRemovesKilledRun(t *testing.T) {
 	}
 	fields := strings.Fields(line)
 	dir, cgroups := fields[0], fields[1:]
-	r := &Rig{id: filepath.Base(dir), dir: dir, netns: netnsPrefix + filepath.Base(dir)}
+	return cmd, &Rig{id: filepath.Base(dir), dir: dir, netns: netnsPrefix + filepath.Base(dir)}, cgroups
+}
+
+// An interrupted run cleans up after itself, before dying of the signal.
+func TestInterruptCleansUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	stateDir := t.TempDir()
+	cmd, r, cgroups := startChildRig(t, ctx, stateDir)
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGINT {
+		t.Errorf("child after SIGINT: %v, want death by SIGINT after cleanup", err)
+	}
+	assertNoLeftovers(t, r, cgroups)
+}
+
+func TestSweepRemovesKilledRun(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	stateDir := t.TempDir()
+	cmd, r, cgroups := startChildRig(t, ctx, stateDir)
 	// SIGKILL: the child cannot clean anything up.
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
