@@ -91,8 +91,9 @@ func TestConnectionCutMidCommandThenReconnect(t *testing.T) {
 	cfg := rootConfig(t, lab, h, nil)
 	cfg.KeepaliveInterval = time.Second
 	c := newClient(t, cfg)
-	marker := "/tmp/dhctl-cut-" + filepath.Base(t.TempDir())
-	t.Cleanup(func() { c.Run(context.Background(), dssh.Command{Cmd: "rm -f " + marker}) })
+	// The hosts share this machine's filesystem: the marker is visible (and removable) here.
+	marker := filepath.Join(t.TempDir(), "runs")
+	os.Chmod(filepath.Dir(marker), 0o777)
 
 	errCh := make(chan error, 1)
 	go func() {
@@ -119,6 +120,21 @@ func TestConnectionCutMidCommandThenReconnect(t *testing.T) {
 	// The next call reconnects; the interrupted command was not run again.
 	if got := output(t, c, dssh.Command{Cmd: "wc -l < " + marker}); got != "1" {
 		t.Fatalf("the interrupted command ran %s times, want 1", got)
+	}
+
+	// With the host down for good, reconnecting gives up after the configured attempts.
+	cfg.ReconnectAttempts, cfg.ReconnectMaxDelay = 3, 300*time.Millisecond
+	c2 := newClient(t, cfg)
+	output(t, c2, dssh.Command{Cmd: "true"})
+	h.Stop()
+	start := time.Now()
+	_, err = c2.Run(ctxT(t, 30*time.Second), dssh.Command{Cmd: "true"})
+	if err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts") || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("want bounded reconnect failure, got %v", err)
+	}
+	t.Logf("gave up in %s: %v", time.Since(start), err)
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("giving up took %s", d)
 	}
 }
 
@@ -225,8 +241,7 @@ func TestUploadDownloadAndScript(t *testing.T) {
 	for _, f := range gen {
 		want[f.Path] = fmt.Sprintf("%o %x", f.Mode, sha256.Sum256(f.Data))
 	}
-	dest := "/tmp/dhctl-upload-" + filepath.Base(t.TempDir())
-	t.Cleanup(func() { os.RemoveAll(dest) })
+	dest := filepath.Join(t.TempDir(), "upload")
 	if err := c.Upload(ctxT(t, 60*time.Second), dssh.Upload{RemoteDir: dest, LocalDir: src, Files: gen}); err != nil {
 		t.Fatal(err)
 	}

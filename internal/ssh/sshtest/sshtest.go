@@ -177,6 +177,9 @@ func (h *Host) start(t TB) {
 	h.mu.Unlock()
 }
 
+// Stop kills the sshd and every process under it (its connections); Restart brings it back.
+func (h *Host) Stop() { h.stop() }
+
 // stop kills the sshd and every process under it (its connections).
 func (h *Host) stop() {
 	h.mu.Lock()
