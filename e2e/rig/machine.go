@@ -37,7 +37,8 @@ type Machine struct {
 	dir     string   // machine state: upper, work, root, containerd, console.log
 	cgroups []string // this machine's cgroup directories
 	cmd     *exec.Cmd
-	done    chan struct{} // closed when the nspawn process exited
+	done    chan struct{} // closed when the nspawn process exited (or never started)
+	exited  sync.Once
 	stopped sync.Once
 	stopErr error
 }
@@ -201,13 +202,15 @@ func (m *Machine) boot() error {
 	if err := m.cmd.Start(); err != nil {
 		return fmt.Errorf("rig: machine %s: starting systemd-nspawn: %w", m.Name, err)
 	}
-	m.done = make(chan struct{})
 	go func() {
 		m.cmd.Wait()
-		close(m.done)
+		m.markExited()
 	}()
 	return nil
 }
+
+// markExited records that the machine's process is gone or never started.
+func (m *Machine) markExited() { m.exited.Do(func() { close(m.done) }) }
 
 // waitSSH waits until the machine answers SSH with its own host key.
 func (m *Machine) waitSSH(ctx context.Context, timeout time.Duration) error {

@@ -236,7 +236,6 @@ func (r *Rig) StartMachines(ctx context.Context, n int) ([]*Machine, error) {
 			ContainerdDir: filepath.Join(r.dir, "machines", name, "containerd"),
 			done:          make(chan struct{}),
 		}
-		close(ms[i].done) // not running until boot replaces it
 		r.machines = append(r.machines, ms[i])
 	}
 	r.mu.Unlock()
@@ -261,6 +260,9 @@ func (r *Rig) StartMachines(ctx context.Context, n int) ([]*Machine, error) {
 
 func (r *Rig) startMachine(ctx context.Context, m *Machine) error {
 	cgroups, err := makeCgroups(filepath.Join(netnsPrefix+r.id, m.Name))
+	if err != nil {
+		m.markExited()
+	}
 	for _, c := range cgroups {
 		// Recorded before anything runs in them, so a sweep finds them.
 		appendLine(filepath.Join(r.dir, cgroupsFile), c)
@@ -270,9 +272,11 @@ func (r *Rig) startMachine(ctx context.Context, m *Machine) error {
 	}
 	m.cgroups = cgroups
 	if err := m.prepare(r.rootfs); err != nil {
+		m.markExited()
 		return err
 	}
 	if err := m.boot(); err != nil {
+		m.markExited()
 		return err
 	}
 	return m.waitSSH(ctx, machineBootWait)
