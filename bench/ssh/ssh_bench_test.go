@@ -22,14 +22,22 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/ssh/sshtest"
 )
 
-func clientsFor(b *testing.B, lab *sshtest.Lab, hosts []*sshtest.Host) []*dssh.Client {
+// benchUser logs in as a throwaway user with Debian's default dot-files: root's shell start-up
+// on this machine (pyenv init in ~/.bashrc, which bash reads under sshd) costs ~200 ms per
+// session and would measure the machine's profile rather than SSH.
+func benchUser(b *testing.B, lab *sshtest.Lab) *sshtest.User {
+	return lab.AddUser(b, sshtest.SudoNone)
+}
+
+func clientsFor(b *testing.B, lab *sshtest.Lab, u *sshtest.User, hosts []*sshtest.Host) []*dssh.Client {
 	state := b.TempDir()
+	pins := dssh.NewPinStore(state)
 	var cs []*dssh.Client
 	for _, h := range hosts {
 		c, err := dssh.New(dssh.Config{
-			Host: h.Addr, User: "root",
-			Auth:        dssh.Auth{Keys: []dssh.KeyFile{{Path: lab.RootKey}}},
-			HostKeys:    dssh.HostKeyPolicy{StateDir: state},
+			Host: h.Addr, User: u.Name,
+			Auth:        dssh.Auth{Keys: []dssh.KeyFile{{Path: u.Key}}},
+			HostKeys:    dssh.HostKeyPolicy{StateDir: state, Pins: pins},
 			DialContext: lab.DialContext,
 		})
 		if err != nil {
@@ -60,29 +68,33 @@ func closeAll(cs []*dssh.Client) {
 }
 
 // BenchmarkFanout50 runs `true` on 1 host and on 50 hosts with the default concurrency, cold
-// (connect + run) and warm (over established connections), and reports the ratios and the peak
-// RSS of this process during the 50-host cold run.
+// (connect + run) and warm (over established connections), and reports the ratios, the peak
+// RSS and CPU of this process during the 50-host cold run, and the CPU the sshd side spent per
+// host (all of it runs on the same cores as the client here).
 func BenchmarkFanout50(b *testing.B) {
 	lab := sshtest.NewLab(b, 50, sshtest.Options{})
+	u := benchUser(b, lab)
 	var cold1, cold50, warm1, warm50 time.Duration
 	var peak int64
 	var cpu50, server50 time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		one := clientsFor(b, lab, lab.Hosts[:1])
+		one := clientsFor(b, lab, u, lab.Hosts[:1])
 		cold1 += fanoutTrue(b, one)
 		warm1 += fanoutTrue(b, one)
 		closeAll(one)
 
-		all := clientsFor(b, lab, lab.Hosts)
+		all := clientsFor(b, lab, u, lab.Hosts)
 		resetPeakRSS(b)
 		cpuBefore, serverBefore := cpuTime(b), serverCPU(lab)
 		cold50 += fanoutTrue(b, all)
 		cpu50 += cpuTime(b) - cpuBefore
-		server50 += serverCPU(lab) - serverBefore
 		peak = max(peak, peakRSS(b))
 		warm50 += fanoutTrue(b, all)
 		closeAll(all)
+		// sshd accounts a connection's CPU (handshake, session, shell) once it has reaped it.
+		time.Sleep(500 * time.Millisecond)
+		server50 += serverCPU(lab) - serverBefore
 	}
 	n := float64(b.N)
 	b.ReportMetric(float64(cold1.Milliseconds())/n, "ms-cold-1host")
@@ -93,7 +105,7 @@ func BenchmarkFanout50(b *testing.B) {
 	b.ReportMetric(float64(warm50)/float64(warm1), "ratio-warm")
 	b.ReportMetric(float64(peak)/1024, "MiB-peak-RSS")
 	b.ReportMetric(float64(cpu50.Milliseconds())/n, "ms-client-CPU-cold-50hosts")
-	b.ReportMetric(float64(server50.Milliseconds())/n, "ms-sshd-CPU-cold-50hosts")
+	b.ReportMetric(float64(server50.Milliseconds())/n/50, "ms-sshd-CPU-per-host(connect+2-sessions)")
 }
 
 // BenchmarkUpload200MB uploads a ~200 MB tree with Client.Upload and with the OpenSSH client
@@ -101,15 +113,19 @@ func BenchmarkFanout50(b *testing.B) {
 func BenchmarkUpload200MB(b *testing.B) {
 	lab := sshtest.NewLab(b, 1, sshtest.Options{})
 	h := lab.Hosts[0]
+	u := benchUser(b, lab)
 	src := filepath.Join(b.TempDir(), "tree")
 	size := makeTree(b, src)
 	dest := b.TempDir()
-	c := clientsFor(b, lab, lab.Hosts)[0]
+	if err := os.Chmod(dest, 0o777); err != nil {
+		b.Fatal(err)
+	}
+	c := clientsFor(b, lab, u, lab.Hosts)[0]
 	defer c.Close()
 	if err := c.Connect(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	sshArgs := []string{"netns", "exec", lab.NetNS, "ssh", "-i", lab.RootKey, "-o", "StrictHostKeyChecking=no",
+	sshArgs := []string{"netns", "exec", lab.NetNS, "ssh", "-i", u.Key, "-o", "StrictHostKeyChecking=no",
 		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"}
 	var tDhctl, tTarSSH, tScp time.Duration
 	b.ResetTimer()
@@ -124,16 +140,16 @@ func BenchmarkUpload200MB(b *testing.B) {
 
 		target = filepath.Join(dest, "tarssh")
 		start = time.Now()
-		sh := fmt.Sprintf("tar -C %s -cf - . | ip %s root@%s 'mkdir -p %s && tar -xpf - -C %s'",
-			src, strings.Join(sshArgs, " "), h.Addr, target, target)
+		sh := fmt.Sprintf("tar -C %s -cf - . | ip %s %s 'mkdir -p %s && tar -xpf - -C %s'",
+			src, strings.Join(sshArgs, " "), u.Name+"@"+h.Addr, target, target)
 		run(b, "sh", "-c", sh)
 		tTarSSH += time.Since(start)
 		os.RemoveAll(target)
 
 		target = filepath.Join(dest, "scp")
 		start = time.Now()
-		scp := append([]string{"netns", "exec", lab.NetNS, "scp", "-q", "-r", "-p", "-i", lab.RootKey, "-o", "StrictHostKeyChecking=no",
-			"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"}, src, "root@"+h.Addr+":"+target)
+		scp := append([]string{"netns", "exec", lab.NetNS, "scp", "-q", "-r", "-p", "-i", u.Key, "-o", "StrictHostKeyChecking=no",
+			"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"}, src, u.Name+"@"+h.Addr+":"+target)
 		run(b, "ip", scp...)
 		tScp += time.Since(start)
 		os.RemoveAll(target)

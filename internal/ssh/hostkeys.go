@@ -41,6 +41,9 @@ type HostKeyPolicy struct {
 	// UserKnownHostsFile (usually ~/.ssh/known_hosts) is honoured when it lists the host; a
 	// missing file is fine. It is only read, never written.
 	UserKnownHostsFile string
+	// Pins, when set (NewPinStore(StateDir)), is shared by the clients of a run so that pins of
+	// many new hosts are written in batches. Optional.
+	Pins *PinStore
 }
 
 // HostKeySource tells how a host key was accepted.
@@ -132,7 +135,11 @@ func (v *hostKeyVerifier) verify(address string, remote net.Addr, key ssh.Public
 		return status, fmt.Errorf("host key %s of %s is unknown and strict host key checking is on; verify the fingerprint out of band, then add it to %s or %s",
 			status.Fingerprint, address, v.policy.UserKnownHostsFile, pinned)
 	}
-	if err := pinHostKey(v.policy.StateDir, address, remote, key); err != nil {
+	pins := v.policy.Pins
+	if pins == nil || pins.dir != v.policy.StateDir {
+		pins = NewPinStore(v.policy.StateDir)
+	}
+	if err := pins.pin(address, remote, key); err != nil {
 		return status, err
 	}
 	status.Source = HostKeyNewlyPinned
@@ -173,40 +180,127 @@ func checkKnownHostsFile(file, address string, remote net.Addr, key ssh.PublicKe
 	return false, fmt.Errorf("check host key of %s against %s: %w", address, file, err)
 }
 
-// pinHostKey appends address's key to StateDir/known_hosts. The file is rewritten atomically
-// (temp file, fsync, rename) under an flock so concurrent pins, even from other processes, are
-// not lost. It re-checks under the lock: a concurrent pin of a different key is a change.
-func pinHostKey(dir, address string, remote net.Addr, key ssh.PublicKey) error {
+// PinStore writes pinned host keys into one state dir, batching concurrent pins (e.g. a fan-out's
+// first contact with 50 new hosts) into one atomic rewrite and fsync instead of one per host.
+// Share one store among all clients of a run through HostKeyPolicy.Pins; without one, each
+// pin is written on its own. Safe for concurrent use, and across processes (flock).
+type PinStore struct {
+	dir string
+
+	mu      sync.Mutex
+	pending []*pinRequest
+	writing bool
+}
+
+type pinRequest struct {
+	address string
+	remote  net.Addr
+	key     ssh.PublicKey
+	err     error
+	done    chan struct{}
+}
+
+// NewPinStore returns a store for dir/known_hosts.
+func NewPinStore(dir string) *PinStore { return &PinStore{dir: dir} }
+
+// pin records address's key. The first caller to find no write in progress becomes the writer
+// and keeps writing batches until none is pending; the others wait for their batch.
+func (s *PinStore) pin(address string, remote net.Addr, key ssh.PublicKey) error {
+	req := &pinRequest{address: address, remote: remote, key: key, done: make(chan struct{})}
+	s.mu.Lock()
+	s.pending = append(s.pending, req)
+	if s.writing {
+		s.mu.Unlock()
+		<-req.done
+		return req.err
+	}
+	s.writing = true
+	for len(s.pending) > 0 {
+		batch := s.pending
+		s.pending = nil
+		s.mu.Unlock()
+		pinBatch(s.dir, batch)
+		for _, r := range batch {
+			close(r.done)
+		}
+		s.mu.Lock()
+	}
+	s.writing = false
+	s.mu.Unlock()
+	<-req.done
+	return req.err
+}
+
+// pinBatch appends the keys of batch to dir/known_hosts in one atomic rewrite (temp file, fsync,
+// rename) under an flock, so concurrent pins, even from other processes, are not lost. Each
+// request is re-checked under the lock: a different key on record (or earlier in the batch) for
+// the same host is a change, not a pin.
+func pinBatch(dir string, batch []*pinRequest) {
+	fail := func(err error) {
+		for _, r := range batch {
+			if r.err == nil {
+				r.err = fmt.Errorf("pin host key of %s: %w", r.address, err)
+			}
+		}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("pin host key of %s: create state dir: %w", address, err)
+		fail(err)
+		return
 	}
 	file := filepath.Join(dir, PinnedHostsFileName)
 	lock, err := os.OpenFile(file+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return fmt.Errorf("pin host key of %s: %w", address, err)
+		fail(err)
+		return
 	}
 	defer lock.Close()
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("pin host key of %s: lock %s: %w", address, lock.Name(), err)
+		fail(fmt.Errorf("lock %s: %w", lock.Name(), err))
+		return
 	}
 	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN) //nolint:errcheck // closing releases it anyway
 
-	known, err := checkKnownHostsFile(file, address, remote, key)
-	if err != nil || known {
-		return err
+	var lines []string
+	added := map[string]*pinRequest{} // normalized address -> request pinned in this batch
+	for _, r := range batch {
+		norm := knownhosts.Normalize(r.address)
+		if prev, ok := added[norm]; ok {
+			if !keyEqual(prev.key, r.key) {
+				r.err = &HostKeyChangedError{Address: r.address, Want: []string{ssh.FingerprintSHA256(prev.key)},
+					Got: ssh.FingerprintSHA256(r.key), File: file,
+					HowToFix: "Two connections to the same address saw different keys at the same time; retry and check the network."}
+			}
+			continue
+		}
+		known, err := checkKnownHostsFile(file, r.address, r.remote, r.key)
+		if err != nil {
+			r.err = err
+			continue
+		}
+		if !known {
+			added[norm] = r
+			lines = append(lines, knownhosts.Line([]string{norm}, r.key))
+		}
+	}
+	if len(lines) == 0 {
+		return
 	}
 	old, err := os.ReadFile(file)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("pin host key of %s: %w", address, err)
+		fail(err)
+		return
 	}
 	if len(old) > 0 && old[len(old)-1] != '\n' {
 		old = append(old, '\n')
 	}
-	data := append(old, knownhosts.Line([]string{knownhosts.Normalize(address)}, key)+"\n"...)
+	data := append(old, strings.Join(lines, "\n")+"\n"...)
 	if err := writeFileAtomic(file, data, 0o600); err != nil {
-		return fmt.Errorf("pin host key of %s: %w", address, err)
+		fail(err)
 	}
-	return nil
+}
+
+func keyEqual(a, b ssh.PublicKey) bool {
+	return string(a.Marshal()) == string(b.Marshal())
 }
 
 // writeFileAtomic writes data to a temp file beside path, fsyncs it and renames it over path, so

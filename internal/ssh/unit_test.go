@@ -32,8 +32,16 @@ func newPub(t *testing.T) ssh.PublicKey {
 
 // Concurrent first contacts with many hosts must all end up pinned, in a 0600 file.
 func TestConcurrentPinsAreNotLost(t *testing.T) {
+	t.Run("shared-store", func(t *testing.T) { testConcurrentPins(t, true) })
+	t.Run("store-per-client", func(t *testing.T) { testConcurrentPins(t, false) })
+}
+
+func testConcurrentPins(t *testing.T, shared bool) {
 	dir := filepath.Join(t.TempDir(), "state")
 	v := &hostKeyVerifier{policy: HostKeyPolicy{Mode: HostKeysTrustOnFirstUse, StateDir: dir}}
+	if shared {
+		v.policy.Pins = NewPinStore(dir)
+	}
 	keys := make([]ssh.PublicKey, 40)
 	var wg sync.WaitGroup
 	for i := range keys {

@@ -241,6 +241,9 @@ func hostKeyPolicy(opts Options) (ssh.HostKeyPolicy, error) {
 	default:
 		p.UserKnownHostsFile = opts.UserKnownHostsFile
 	}
+	if p.StateDir != "" {
+		p.Pins = ssh.NewPinStore(p.StateDir) // one store for all hosts: first-contact pins are batched
+	}
 	if p.Mode != ssh.HostKeysInsecureIgnore && p.StateDir == "" {
 		return p, errors.New("ssh connection check: no state dir to pin host keys in; give the cluster's state dir or turn host key checking off")
 	}
