@@ -266,6 +266,12 @@ func TestUploadDownloadAndScript(t *testing.T) {
 		}
 	}
 
+	// A remote failure is reported as such (with the remote's words), not as a broken stream.
+	err := c.Upload(ctxT(t, 60*time.Second), dssh.Upload{RemoteDir: "/proc/dhctl-cannot-be-here", LocalDir: src})
+	if err == nil || !strings.Contains(err.Error(), "/proc/dhctl-cannot-be-here") || strings.Contains(err.Error(), "tar stream") {
+		t.Fatalf("upload to an impossible dir: %v", err)
+	}
+
 	// Download (atomically, 0600).
 	local := filepath.Join(t.TempDir(), "admin.conf")
 	if err := c.DownloadFile(ctxT(t, 20*time.Second), dest+"/gen/config.yaml", local, false); err != nil {

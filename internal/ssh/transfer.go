@@ -63,10 +63,13 @@ func (c *Client) Upload(ctx context.Context, u Upload) error {
 	})
 	pr.CloseWithError(errors.New("upload ended")) // unblocks the tar writer if the remote side quit early
 	tarErr := <-done
+	if err != nil {
+		return err // the remote failure explains a broken tar stream, not the other way round
+	}
 	if tarErr != nil {
 		return fmt.Errorf("upload to %s:%s: build tar stream: %w", c.cfg.target(), u.RemoteDir, tarErr)
 	}
-	return err
+	return nil
 }
 
 func countFiles(u Upload) int {
