@@ -35,7 +35,8 @@ type Registry struct {
 	// User and Password are the basic-auth credentials.
 	User, Password string
 	// CACert is the PEM certificate of the CA that signed the registry's
-	// certificate; CAFile holds the same.
+	// certificate; CAFile holds the same, alone in its directory (usable as
+	// skopeo's --cert-dir or containerd's certs.d entry).
 	CACert []byte
 	CAFile string
 
@@ -50,6 +51,9 @@ type Registry struct {
 func (r *Rig) StartRegistry(ctx context.Context) (*Registry, error) {
 	dir := filepath.Join(r.dir, "registry")
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "ca"), 0o755); err != nil {
 		return nil, err
 	}
 	ca, err := newCA("dhctl-rig-" + r.id + " CA")
@@ -72,7 +76,7 @@ func (r *Rig) StartRegistry(ctx context.Context) (*Registry, error) {
 		User:     registryUser,
 		Password: password,
 		CACert:   ca.cert,
-		CAFile:   filepath.Join(dir, "ca.crt"),
+		CAFile:   filepath.Join(dir, "ca", "ca.crt"),
 		rig:      r,
 		done:     make(chan struct{}),
 		log:      filepath.Join(dir, "registry.log"),
@@ -98,7 +102,7 @@ auth:
     path: %s
 `, filepath.Join(dir, "data"), reg.Host, filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), filepath.Join(dir, "htpasswd"))
 	files := map[string][]byte{
-		"ca.crt":       ca.cert,
+		"ca/ca.crt":    ca.cert,
 		"server.crt":   server.cert,
 		"server.key":   server.key,
 		"htpasswd":     []byte(registryUser + ":" + string(hash) + "\n"),
