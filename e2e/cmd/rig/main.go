@@ -107,6 +107,7 @@ func up(ctx context.Context, args []string, stdout io.Writer, logf func(string, 
 	}
 	pwFile := filepath.Join(r.Dir(), "registry", "password.txt")
 	var b strings.Builder
+	fmt.Fprintf(&b, "RIG_ID=%s\n", r.ID())
 	fmt.Fprintf(&b, "RIG_NETNS=%s\n", r.NetNS())
 	fmt.Fprintf(&b, "RIG_SSH_KEY=%s\n", r.SSHKeyFile())
 	fmt.Fprintf(&b, "RIG_IMAGES_REPO=%s\n", imagesRepo)
@@ -117,7 +118,7 @@ func up(ctx context.Context, args []string, stdout io.Writer, logf func(string, 
 	for _, m := range ms {
 		addrs = append(addrs, m.Address.String())
 	}
-	fmt.Fprintf(&b, "RIG_MACHINES=%s\n", strings.Join(addrs, " "))
+	fmt.Fprintf(&b, "RIG_MACHINES=%q\n", strings.Join(addrs, " "))
 	fmt.Fprint(stdout, b.String())
 	if *envFile != "" {
 		if err := os.WriteFile(*envFile, []byte(b.String()), 0o600); err != nil {
