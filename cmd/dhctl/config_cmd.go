@@ -45,19 +45,7 @@ Prints "valid", or every problem found with its file, document, field path and l
 			return err
 		},
 	})
-	for _, sub := range []struct{ use, short string }{
-		{"kubeadm-config", "Print the kubeadm configuration the first master gets"},
-		{"bashible-bundle", "Print the node bundle for one host"},
-	} {
-		render.AddCommand(&cobra.Command{
-			Use:   sub.use,
-			Short: sub.short,
-			Args:  cobra.NoArgs,
-			RunE: func(*cobra.Command, []string) error {
-				return notAvailable("dhctl config render "+sub.use, "the node bootstrap issue (#5)")
-			},
-		})
-	}
+	render.AddCommand(newRenderKubeadmConfigCommand(opts), newRenderBashibleBundleCommand(opts))
 	cmd.AddCommand(render)
 	return cmd
 }

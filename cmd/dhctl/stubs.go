@@ -23,31 +23,44 @@ func newBootstrapCommand(_ *globalOptions) *cobra.Command {
 	}
 }
 
-// bootstrapPhases are the phases of `dhctl bootstrap`, each runnable alone, in their order.
-func bootstrapPhases() []struct{ name, short, issue string } {
-	return []struct{ name, short, issue string }{
-		{"preflight", "Run the preflight checks against the machines", "#7"},
-		{"base-infra", "Create the base infrastructure of a cloud cluster (Terraform)", "the cloud provider issues"},
-		{"execute-bashible-bundle", "Prepare the first master: packages, containerd, kubelet, kubeadm init", "the node bootstrap issue (#5)"},
-		{"install-deckhouse", "Install the CNI, the platform controller and the cluster state", "the install issue (#6)"},
-		{"create-resources", "Create the resources from --resources", "the install issue (#6)"},
-		{"abort", "Remove what a failed bootstrap made", "#7"},
-	}
+func newBootstrapPhaseCommand(opts *globalOptions) *cobra.Command {
+	cmd := newGroupCommand("bootstrap-phase", "Run one phase of the bootstrap on its own")
+	cmd.AddCommand(
+		newPreflightPhaseCommand(opts),
+		newBaseInfraPhaseCommand(opts),
+		newExecuteBashibleBundlePhaseCommand(opts),
+		newInstallDeckhousePhaseCommand(opts),
+		newCreateResourcesPhaseCommand(opts),
+		newAbortPhaseCommand(opts),
+	)
+	return cmd
 }
 
-func newBootstrapPhaseCommand(_ *globalOptions) *cobra.Command {
-	cmd := newGroupCommand("bootstrap-phase", "Run one phase of the bootstrap on its own")
-	for _, p := range bootstrapPhases() {
-		cmd.AddCommand(&cobra.Command{
-			Use:   p.name,
-			Short: p.short,
-			Args:  cobra.NoArgs,
-			RunE: func(*cobra.Command, []string) error {
-				return notAvailable("dhctl bootstrap-phase "+p.name, p.issue)
-			},
-		})
+func newPreflightPhaseCommand(_ *globalOptions) *cobra.Command {
+	return notAvailableCommand("preflight", "Run the preflight checks against the machines",
+		"dhctl bootstrap-phase preflight", "the end-to-end bootstrap issue (#7)")
+}
+
+func newBaseInfraPhaseCommand(_ *globalOptions) *cobra.Command {
+	return notAvailableCommand("base-infra", "Create the base infrastructure of a cloud cluster (Terraform)",
+		"dhctl bootstrap-phase base-infra", "the cloud provider issues")
+}
+
+func newAbortPhaseCommand(_ *globalOptions) *cobra.Command {
+	return notAvailableCommand("abort", "Remove what a failed bootstrap made",
+		"dhctl bootstrap-phase abort", "the end-to-end bootstrap issue (#7)")
+}
+
+// notAvailableCommand is a registered command whose capability lands in a later issue.
+func notAvailableCommand(use, short, what, comesWith string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return notAvailable(what, comesWith)
+		},
 	}
-	return cmd
 }
 
 func newConvergeCommand(_ *globalOptions) *cobra.Command {
