@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -50,7 +51,12 @@ func (c *Client) Upload(ctx context.Context, u Upload) error {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := writeTar(pw, u.LocalDir, u.Files)
+		// Buffer so tar headers and small files travel in full SSH packets, not 512-byte ones.
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		err := writeTar(bw, u.LocalDir, u.Files)
+		if err == nil {
+			err = bw.Flush()
+		}
 		pw.CloseWithError(err)
 		done <- err
 	}()
