@@ -19,8 +19,9 @@ type Client struct {
 	signers []ssh.Signer
 	log     *slog.Logger
 
-	// dialMu serialises (re)connecting so concurrent callers share one new connection.
-	dialMu sync.Mutex
+	// dialing serialises (re)connecting so concurrent callers share one new connection; a
+	// channel rather than a mutex so that waiting for it respects the caller's context.
+	dialing chan struct{}
 
 	mu             sync.Mutex
 	conn           *connection
@@ -77,6 +78,7 @@ func New(cfg Config) (*Client, error) {
 		signers:  signers,
 		log:      cfg.Logger.With("host", cfg.Host),
 		closedCh: make(chan struct{}),
+		dialing:  make(chan struct{}, 1),
 	}, nil
 }
 
@@ -146,8 +148,12 @@ func (c *Client) ensure(ctx context.Context) (*connection, error) {
 	if conn, err := c.current(); conn != nil || err != nil {
 		return conn, err
 	}
-	c.dialMu.Lock()
-	defer c.dialMu.Unlock()
+	select {
+	case c.dialing <- struct{}{}:
+		defer func() { <-c.dialing }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for the connection to %s: %w", c.cfg.target(), ctx.Err())
+	}
 	if conn, err := c.current(); conn != nil || err != nil {
 		return conn, err // someone else reconnected meanwhile
 	}
