@@ -66,18 +66,21 @@ func authMethods(a Auth, signers []ssh.Signer) (methods []ssh.AuthMethod, offere
 // loadKey reads and decrypts one private key file, refusing files others can read (as OpenSSH
 // does) and naming the file in every error.
 func loadKey(k KeyFile, prompt func(string) ([]byte, error)) (ssh.Signer, error) {
-	fi, err := os.Stat(k.Path)
-	if err != nil {
-		return nil, fmt.Errorf("private key %s: %w; check the path given for the SSH key", k.Path, err)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("private key %s: permissions %#o are too open (readable by others); run `chmod 600 %s`", k.Path, perm, k.Path)
-	}
-	pemBytes, err := os.ReadFile(k.Path)
-	if err != nil {
-		return nil, fmt.Errorf("private key %s is unreadable: %w; check its owner and permissions", k.Path, err)
+	pemBytes := k.Data
+	if pemBytes == nil {
+		fi, err := os.Stat(k.Path)
+		if err != nil {
+			return nil, fmt.Errorf("private key %s: %w; check the path given for the SSH key", k.Path, err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			return nil, fmt.Errorf("private key %s: permissions %#o are too open (readable by others); run `chmod 600 %s`", k.Path, perm, k.Path)
+		}
+		if pemBytes, err = os.ReadFile(k.Path); err != nil {
+			return nil, fmt.Errorf("private key %s is unreadable: %w; check its owner and permissions", k.Path, err)
+		}
 	}
 	var raw any
+	var err error
 	if k.Passphrase != "" {
 		raw, err = ssh.ParseRawPrivateKeyWithPassphrase(pemBytes, []byte(k.Passphrase))
 	} else {

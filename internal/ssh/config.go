@@ -90,9 +90,12 @@ type Auth struct {
 	PassphrasePrompt func(keyPath string) ([]byte, error)
 }
 
-// KeyFile is a private key on disk and its passphrase (empty when the key is not encrypted).
+// KeyFile is a private key and its passphrase (empty when the key is not encrypted): a file on
+// disk, or, when Data is set, the key itself (e.g. inline in an SSHConfig document), in which
+// case Path only names it in messages.
 type KeyFile struct {
 	Path       string
+	Data       []byte
 	Passphrase string
 }
 

@@ -308,6 +308,25 @@ func TestAgentPasswordAndPassphraseKeys(t *testing.T) {
 		})
 	}
 
+	t.Run("inline-key-data", func(t *testing.T) {
+		key := filepath.Join(dir, "inline_key")
+		sshKeygen(t, key, "-t", "ed25519", "-N", "inline pass")
+		authorize(key)
+		data, err := os.ReadFile(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := rootConfig(t, lab, h, nil)
+		cfg.Auth = dssh.Auth{Keys: []dssh.KeyFile{{Path: "SSHConfig sshAgentPrivateKeys[0]", Data: data, Passphrase: "inline pass"}}}
+		if err := whoami(cfg); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Auth.Keys[0].Passphrase = "wrong"
+		if err := whoami(cfg); err == nil || !strings.Contains(err.Error(), "SSHConfig sshAgentPrivateKeys[0]: wrong passphrase") {
+			t.Fatalf("wrong passphrase of inline key: %v", err)
+		}
+	})
+
 	t.Run("unusable-key-files", func(t *testing.T) {
 		key := filepath.Join(dir, "open_key")
 		sshKeygen(t, key, "-t", "ed25519", "-N", "")
