@@ -18,7 +18,8 @@ import (
 
 // Command is one remote command.
 type Command struct {
-	// Cmd is a shell command line, run by the login user's shell (or by /bin/sh under sudo).
+	// Cmd is a shell command line, run by the login user's shell (or by /bin/sh under sudo). It
+	// appears in logs and errors (unless LogAs is set): pass secrets on Stdin, never in Cmd.
 	Cmd string
 	// Sudo runs Cmd as root through sudo (unless the login user is root). Config.SudoPassword is
 	// fed on sudo's prompt when it asks; it never appears on a command line or in a log.
