@@ -310,6 +310,8 @@ func (s *stderrGate) failure() error {
 		return fmt.Errorf("%w; check the sudo password (--ssh-sudo-password / sudoPassword)", ErrSudoPasswordIncorrect)
 	case strings.Contains(msg, "password is required"):
 		return fmt.Errorf("%w; give the sudo password or allow the user passwordless sudo (NOPASSWD), or the user may not be allowed to use sudo at all", ErrSudoPasswordRequired)
+	case strings.Contains(msg, "must have a tty"):
+		return fmt.Errorf("%w: %s; the host's sudoers has `Defaults requiretty`: disable it for this user (`Defaults:<user> !requiretty`)", ErrSudoNotAllowed, msg)
 	case strings.Contains(msg, "sudo: not found") || strings.Contains(msg, "command not found"):
 		return fmt.Errorf("sudo is not installed on the host: %s; install sudo or connect as root", msg)
 	}
