@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"io/fs"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,11 +32,34 @@ type Image struct {
 	Digest     string `yaml:"digest"`
 }
 
-// Package is a node artifact with its upstream URL and sha256.
+// Package is a node artifact: one file (URL + SHA256, saved as File or the URL's base name) or
+// a list of Files, installed under Dest.
 type Package struct {
-	Version string `yaml:"version"`
-	URL     string `yaml:"url"`
-	SHA256  string `yaml:"sha256"`
+	Version string        `yaml:"version"`
+	URL     string        `yaml:"url,omitempty"`
+	SHA256  string        `yaml:"sha256,omitempty"`
+	File    string        `yaml:"file,omitempty"`
+	Dest    string        `yaml:"dest,omitempty"`
+	Files   []PackageFile `yaml:"files,omitempty"`
+}
+
+// PackageFile is one file of a package. URL may be empty when the file only exists in a registry.
+type PackageFile struct {
+	Name   string `yaml:"name"`
+	URL    string `yaml:"url,omitempty"`
+	SHA256 string `yaml:"sha256"`
+}
+
+// FileList returns the package's files: Files, or the single URL/SHA256 file.
+func (p Package) FileList() []PackageFile {
+	if len(p.Files) > 0 {
+		return append([]PackageFile(nil), p.Files...)
+	}
+	name := p.File
+	if name == "" && p.URL != "" {
+		name = path.Base(p.URL)
+	}
+	return []PackageFile{{Name: name, URL: p.URL, SHA256: p.SHA256}}
 }
 
 // LoadVersionMap reads version_map.yml from the root of fsys (e.g. candi.FS) and checks that it is
@@ -66,16 +90,117 @@ func ParseVersionMap(data []byte) (*VersionMap, error) {
 		if !strings.HasPrefix(rel.Patch, minor+".") {
 			return nil, fmt.Errorf("version map: kubernetes.%q.patch %q is not a release of %s", minor, rel.Patch, minor)
 		}
-		for name, p := range rel.Packages {
-			if p.SHA256 != "" && len(p.SHA256) != 64 {
-				return nil, fmt.Errorf("version map: kubernetes.%q.packages.%s.sha256 is not a sha256", minor, name)
-			}
+		if err := checkPackages(minor, rel.Packages); err != nil {
+			return nil, err
 		}
 	}
 	if _, ok := vm.Kubernetes[vm.DefaultMinor]; !ok {
 		return nil, fmt.Errorf("version map: default %q is not one of the versions listed", vm.DefaultMinor)
 	}
 	return &vm, nil
+}
+
+func checkPackages(minor string, pkgs map[string]Package) error {
+	for name, p := range pkgs {
+		if p.SHA256 != "" && !isSHA256(p.SHA256) {
+			return fmt.Errorf("version map: kubernetes.%q.packages.%s.sha256 is not a sha256", minor, name)
+		}
+		if len(p.Files) > 0 && (p.URL != "" || p.SHA256 != "" || p.File != "") {
+			return fmt.Errorf("version map: kubernetes.%q.packages.%s has both files and url/sha256/file: use one", minor, name)
+		}
+		for i, f := range p.FileList() {
+			if f.Name == "" || strings.ContainsAny(f.Name, "/\\") || f.Name == "." || f.Name == ".." {
+				return fmt.Errorf("version map: kubernetes.%q.packages.%s file %d: name %q must be a plain file name", minor, name, i+1, f.Name)
+			}
+			if f.SHA256 != "" && !isSHA256(f.SHA256) {
+				return fmt.Errorf("version map: kubernetes.%q.packages.%s file %s: sha256 %q is not a sha256", minor, name, f.Name, f.SHA256)
+			}
+		}
+	}
+	return nil
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseVersionMapOverride parses a partial version map (a test rig's or an operator's own
+// artifacts): minors present replace the patch when set, and the images and packages they list,
+// one whole entry per name. It needs no default.
+func ParseVersionMapOverride(data []byte) (*VersionMap, error) {
+	var vm VersionMap
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&vm); err != nil {
+		return nil, fmt.Errorf("version map override: %w", err)
+	}
+	if len(vm.Kubernetes) == 0 {
+		return nil, fmt.Errorf("version map override: no Kubernetes versions under the kubernetes key")
+	}
+	for minor, rel := range vm.Kubernetes {
+		if _, _, ok := parseMinor(minor); !ok {
+			return nil, fmt.Errorf("version map override: %q is not a Kubernetes minor like \"1.33\"", minor)
+		}
+		if rel.Patch != "" && !strings.HasPrefix(rel.Patch, minor+".") {
+			return nil, fmt.Errorf("version map override: kubernetes.%q.patch %q is not a release of %s", minor, rel.Patch, minor)
+		}
+		if err := checkPackages(minor, rel.Packages); err != nil {
+			return nil, err
+		}
+	}
+	return &vm, nil
+}
+
+// WithOverride returns a copy of vm with o applied (see ParseVersionMapOverride). A minor only
+// in o is added when it has a patch.
+func (vm *VersionMap) WithOverride(o *VersionMap) *VersionMap {
+	out := &VersionMap{DefaultMinor: vm.DefaultMinor, Kubernetes: map[string]KubernetesRelease{}}
+	if o.DefaultMinor != "" {
+		out.DefaultMinor = o.DefaultMinor
+	}
+	for m, r := range vm.Kubernetes {
+		out.Kubernetes[m] = copyRelease(r)
+	}
+	for m, or := range o.Kubernetes {
+		r, ok := out.Kubernetes[m]
+		if !ok && or.Patch == "" {
+			continue
+		}
+		if !ok {
+			r = KubernetesRelease{Images: map[string]Image{}, Packages: map[string]Package{}}
+		}
+		if or.Patch != "" {
+			r.Patch = or.Patch
+		}
+		for n, img := range or.Images {
+			r.Images[n] = img
+		}
+		for n, p := range or.Packages {
+			r.Packages[n] = p
+		}
+		out.Kubernetes[m] = r
+	}
+	return out
+}
+
+func copyRelease(r KubernetesRelease) KubernetesRelease {
+	c := KubernetesRelease{Patch: r.Patch, Images: map[string]Image{}, Packages: map[string]Package{}}
+	for n, i := range r.Images {
+		c.Images[n] = i
+	}
+	for n, p := range r.Packages {
+		p.Files = append([]PackageFile(nil), p.Files...)
+		c.Packages[n] = p
+	}
+	return c
 }
 
 // Supported lists the supported minors in ascending version order.

@@ -26,8 +26,10 @@ func TestBuiltInVersionMap(t *testing.T) {
 	// No sums are invented: a package either has a real sha256 or is not listed yet.
 	for minor, r := range vm.Kubernetes {
 		for name, p := range r.Packages {
-			if len(p.SHA256) != 64 {
-				t.Errorf("%s package %s has no verified sha256", minor, name)
+			for _, f := range p.FileList() {
+				if len(f.SHA256) != 64 || f.URL == "" {
+					t.Errorf("%s package %s file %s has no verified sha256 or no upstream URL", minor, name, f.Name)
+				}
 			}
 		}
 	}
@@ -159,5 +161,49 @@ apiVersions:
 	}
 	if err := reg.AddSchemaFile([]byte("kind: X\n")); err == nil {
 		t.Error("a schema file without apiVersions must be refused")
+	}
+}
+
+func TestVersionMapOverride(t *testing.T) {
+	vm, err := LoadVersionMap(candi.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := ParseVersionMapOverride([]byte(`
+kubernetes:
+  "1.33":
+    images:
+      pause: {repository: r/pause, tag: "3.10", digest: ""}
+    packages:
+      kubelet:
+        version: v1.33.13
+        files: [{name: kubelet, sha256: 0000000000000000000000000000000000000000000000000000000000000000}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := vm.WithOverride(o)
+	rel, _ := got.Release("1.33")
+	if rel.Patch != "1.33.13" || rel.Images["pause"].Repository != "r/pause" || rel.Images["etcd"].Tag != "3.5.24-0" {
+		t.Errorf("override did not merge images: %+v", rel)
+	}
+	if fl := rel.Packages["kubelet"].FileList(); len(fl) != 1 || fl[0].Name != "kubelet" {
+		t.Errorf("kubelet = %+v", fl)
+	}
+	if _, ok := rel.Packages["runc"]; !ok {
+		t.Errorf("runc lost by the override")
+	}
+	orig, _ := vm.Release("1.33")
+	if _, ok := orig.Packages["kubelet"]; ok || orig.Images["pause"].Repository == "r/pause" {
+		t.Errorf("WithOverride changed the original map")
+	}
+	for text, want := range map[string]string{
+		"kubernetes:\n  \"1.33\": {patch: \"1.34.1\"}\n": "is not a release of 1.33",
+		"kubernetes:\n  \"1.33\": {packages: {x: {version: v, files: [{name: a/b, sha256: \"\"}]}}}\n": "must be a plain file name",
+		"kubernetes:\n  \"1.33\": {packages: {x: {version: v, url: u, files: [{name: a}]}}}\n":          "has both files and url",
+	} {
+		if _, err := ParseVersionMapOverride([]byte(text)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseVersionMapOverride(%q) = %v, want %q", text, err, want)
+		}
 	}
 }
