@@ -38,6 +38,7 @@ func TestSudo(t *testing.T) {
 	nopass := lab.AddUser(t, sshtest.SudoNoPassword)
 	withpass := lab.AddUser(t, sshtest.SudoPassword)
 	nosudo := lab.AddUser(t, sshtest.SudoNone)
+	ttyOnly := lab.AddUser(t, sshtest.SudoRequireTTY)
 
 	if got := output(t, as(nopass, ""), dssh.Command{Cmd: "id -u", Sudo: true}); got != "0" {
 		t.Fatalf("passwordless sudo: id -u = %q", got)
@@ -62,14 +63,16 @@ func TestSudo(t *testing.T) {
 		user *sshtest.User
 		pass string
 		want error
+		hint string
 	}{
-		{"password-required", withpass, "", dssh.ErrSudoPasswordRequired},
-		{"wrong-password", withpass, "not-the-password", dssh.ErrSudoPasswordIncorrect},
-		{"not-allowed", nosudo, nosudo.Password, dssh.ErrSudoNotAllowed},
+		{"password-required", withpass, "", dssh.ErrSudoPasswordRequired, "give the sudo password"},
+		{"wrong-password", withpass, "not-the-password", dssh.ErrSudoPasswordIncorrect, "check the sudo password"},
+		{"not-allowed", nosudo, nosudo.Password, dssh.ErrSudoNotAllowed, "not in the sudoers"},
+		{"requiretty", ttyOnly, "", dssh.ErrSudoNotAllowed, "!requiretty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := as(tc.user, tc.pass).Run(ctxT(t, 30*time.Second), dssh.Command{Cmd: "id -u", Sudo: true})
-			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.user.Name+"@"+h.Addr) {
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.user.Name+"@"+h.Addr) || !strings.Contains(err.Error(), tc.hint) {
 				t.Fatalf("want %v naming the user and host, got %v", tc.want, err)
 			}
 		})

@@ -20,6 +20,7 @@ const (
 	SudoNone       SudoMode = iota // no sudoers rule
 	SudoNoPassword                 // NOPASSWD: ALL
 	SudoPassword                   // ALL, with the user's password
+	SudoRequireTTY                 // NOPASSWD: ALL, but only from a terminal (Defaults requiretty)
 )
 
 // User is a throwaway local user (the hosts share the machine's /etc/passwd).
@@ -60,6 +61,8 @@ func (l *Lab) AddUser(t TB, sudo SudoMode) *User {
 		rule = u.Name + " ALL=(ALL:ALL) NOPASSWD: ALL\n"
 	case SudoPassword:
 		rule = u.Name + " ALL=(ALL:ALL) ALL\n"
+	case SudoRequireTTY:
+		rule = "Defaults:" + u.Name + " requiretty\n" + u.Name + " ALL=(ALL:ALL) NOPASSWD: ALL\n"
 	}
 	if rule != "" {
 		// Names in /etc/sudoers.d must not contain dots.
