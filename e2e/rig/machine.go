@@ -149,7 +149,11 @@ func (m *Machine) prepare(rootfs string) error {
 	m.HostKey = hostSigner.PublicKey()
 	machineID := make([]byte, 16)
 	rand.Read(machineID)
-	network := fmt.Sprintf("[Match]\nName=host0\n\n[Network]\nAddress=%s/%d\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n", m.Address, m.rig.prefix.Bits())
+	// A default route, as every real node has: kube-proxy's DNAT of Service
+	// addresses (10.96.0.1, ...) only happens after the kernel found a route.
+	// It ends at the bridge, inside a namespace without any way out.
+	network := fmt.Sprintf("[Match]\nName=host0\n\n[Network]\nAddress=%s/%d\nGateway=%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+		m.Address, m.rig.prefix.Bits(), m.rig.bridge)
 	files := []struct {
 		path string
 		data []byte

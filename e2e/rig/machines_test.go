@@ -66,12 +66,15 @@ func TestMachines(t *testing.T) {
 		cgroups = append(cgroups, m.cgroups...)
 	}
 	for _, m := range ms {
-		out, err := m.Run(ctx, "hostname; systemctl is-system-running --wait || true; cat /proc/self/cgroup", nil)
+		out, err := m.Run(ctx, "hostname; systemctl is-system-running --wait || true; ip route show default", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !strings.HasPrefix(out, m.Name+"\n") {
 			t.Errorf("%s: hostname answered %q", m.Name, out)
+		}
+		if !strings.Contains(out, "default via "+r.BridgeAddress().String()) {
+			t.Errorf("%s: no default route via the bridge: %q", m.Name, out)
 		}
 		t.Logf("%s: %s", m.Name, out)
 	}
@@ -85,6 +88,20 @@ func TestMachines(t *testing.T) {
 	}
 	if ms[0].HostKey.Type() != "ssh-ed25519" || string(ms[0].HostKey.Marshal()) == string(ms[1].HostKey.Marshal()) {
 		t.Errorf("machines must have distinct host keys")
+	}
+	// The namespace has no way out: its only route is the bridge's subnet,
+	// and it forwards nothing.
+	routes, err := exec.Command("ip", "-n", r.netns, "route", "show", "table", "all").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip route: %v\n%s", err, routes)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(routes)), "\n") {
+		if strings.HasPrefix(line, "default") || (!strings.Contains(line, r.Prefix().String()) && !strings.Contains(line, "table local") && !strings.Contains(line, r.BridgeAddress().String()) && !strings.HasPrefix(line, "multicast") && !strings.Contains(line, "fe80::") && !strings.Contains(line, "ff00::")) {
+			t.Errorf("unexpected route in the rig's namespace: %s", line)
+		}
+	}
+	if fwd, err := exec.Command("ip", "netns", "exec", r.netns, "cat", "/proc/sys/net/ipv4/ip_forward").Output(); err != nil || strings.TrimSpace(string(fwd)) != "0" {
+		t.Errorf("the rig's namespace forwards packets (ip_forward %q, %v)", fwd, err)
 	}
 	// Machine to machine over the bridge.
 	probe := fmt.Sprintf("timeout 5 bash -c '</dev/tcp/%s/22' && echo open", ms[1].Address)
