@@ -1,0 +1,49 @@
+package kubeadm
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/dhctl-dev/dhctl/internal/config"
+)
+
+// FromConfig builds the cluster-wide kubeadm input from the configuration and the version map:
+// the release of the configured minor, the registry, the address ranges, and any
+// KubeletConfiguration or KubeProxyConfiguration document given with the configuration (merged
+// over the generated ones, e.g. kube-proxy's `conntrack: {maxPerCore: 0}` where
+// nf_conntrack_max cannot be set). controlPlaneHost is the first control-plane node's address
+// (or a load balancer's).
+func FromConfig(c *config.Cluster, vm *config.VersionMap, controlPlaneHost string) (Cluster, error) {
+	if c == nil {
+		return Cluster{}, errors.New("kubeadm: no configuration")
+	}
+	minor := c.KubernetesVersion
+	if minor == "" {
+		minor = vm.Default()
+	}
+	rel, ok := vm.Release(minor)
+	if !ok {
+		return Cluster{}, fmt.Errorf("ClusterConfiguration kubernetesVersion %q: not in the version map (supported: %s)", minor, strings.Join(vm.Supported(), ", "))
+	}
+	if c.InitConfiguration == nil || c.InitConfiguration.Deckhouse.ImagesRepo == "" {
+		return Cluster{}, errors.New("InitConfiguration deckhouse.imagesRepo is not set: nodes pull every image from it")
+	}
+	out := Cluster{
+		KubernetesVersion:    rel.Patch,
+		ImageRepository:      strings.TrimSuffix(c.InitConfiguration.Deckhouse.ImagesRepo, "/"),
+		ControlPlaneEndpoint: Endpoint(controlPlaneHost),
+		PodSubnet:            c.ClusterConfiguration.PodSubnetCIDR,
+		ServiceSubnet:        c.ClusterConfiguration.ServiceSubnetCIDR,
+		ClusterDomain:        c.ClusterConfiguration.ClusterDomain,
+	}
+	for _, d := range c.Resources {
+		switch {
+		case d.Kind == "KubeProxyConfiguration" && d.APIVersion == KubeProxyAPIVersion:
+			out.KubeProxyOverrides = d.Object
+		case d.Kind == "KubeletConfiguration" && d.APIVersion == KubeletAPIVersion:
+			out.KubeletOverrides = d.Object
+		}
+	}
+	return out, out.validate()
+}

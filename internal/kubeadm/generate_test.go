@@ -1,0 +1,172 @@
+package kubeadm
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dhctl-dev/dhctl/e2e/artifacts"
+)
+
+func testCluster() Cluster {
+	return Cluster{
+		KubernetesVersion:    "1.33.13",
+		ImageRepository:      "registry.example.com:5000/dhctl/",
+		ControlPlaneEndpoint: "10.0.0.11:6443",
+		PodSubnet:            "10.111.0.0/16",
+		ServiceSubnet:        "10.222.0.0/16",
+		ClusterDomain:        "cluster.local",
+		KubeProxyOverrides:   map[string]any{"apiVersion": KubeProxyAPIVersion, "kind": "KubeProxyConfiguration", "conntrack": map[string]any{"maxPerCore": 0}},
+	}
+}
+
+const testToken = "abcdef.0123456789abcdef"
+const testKey = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func TestInitDocuments(t *testing.T) {
+	out, err := Init(testCluster(), Node{Name: "master-0", IP: "10.0.0.11"}, Secrets{Token: testToken, CertificateKey: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	for _, want := range []string{
+		"kind: InitConfiguration", "kind: ClusterConfiguration", "kind: KubeletConfiguration", "kind: KubeProxyConfiguration",
+		"apiVersion: kubeadm.k8s.io/v1beta4", "kubernetesVersion: v1.33.13", "imageRepository: registry.example.com:5000/dhctl\n",
+		"controlPlaneEndpoint: 10.0.0.11:6443", "podSubnet: 10.111.0.0/16", "serviceSubnet: 10.222.0.0/16", "dnsDomain: cluster.local",
+		"dataDir: /var/lib/etcd", "- master-0", "advertiseAddress: 10.0.0.11", "token: " + testToken,
+		"clusterDNS:\n- 10.222.0.10", "cgroupDriver: systemd", "maxPerCore: 0", "mode: iptables", "clusterCIDR: 10.111.0.0/16",
+		"name: node-ip\n    value: 10.0.0.11",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("init documents lack %q:\n%s", want, s)
+		}
+	}
+	if strings.Count(s, "\n---\n") != 3 {
+		t.Errorf("want 4 documents:\n%s", s)
+	}
+}
+
+func TestJoinDocuments(t *testing.T) {
+	j := JoinInfo{APIServerEndpoint: "10.0.0.11:6443", Token: testToken, CACertHash: "sha256:" + strings.Repeat("ab", 32), CertificateKey: testKey}
+	out, err := Join(testCluster(), Node{IP: "10.0.0.12"}, j, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(out); !strings.Contains(s, "kind: JoinConfiguration") || strings.Contains(s, "controlPlane") || !strings.Contains(s, "apiServerEndpoint: 10.0.0.11:6443") {
+		t.Errorf("worker join:\n%s", s)
+	}
+	out, err = Join(testCluster(), Node{IP: "10.0.0.13"}, j, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(out); !strings.Contains(s, "certificateKey: "+testKey) || !strings.Contains(s, "advertiseAddress: 10.0.0.13") {
+		t.Errorf("control-plane join:\n%s", s)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	good := Secrets{Token: testToken}
+	for name, tc := range map[string]struct {
+		mut  func(*Cluster, *Node, *Secrets)
+		want string
+	}{
+		"pod cidr":  {func(c *Cluster, _ *Node, _ *Secrets) { c.PodSubnet = "10.111.0.0" }, "podSubnetCIDR"},
+		"repo":      {func(c *Cluster, _ *Node, _ *Secrets) { c.ImageRepository = "" }, "imagesRepo"},
+		"endpoint":  {func(c *Cluster, _ *Node, _ *Secrets) { c.ControlPlaneEndpoint = "10.0.0.1" }, "not host:port"},
+		"loopback":  {func(_ *Cluster, n *Node, _ *Secrets) { n.IP = "127.0.0.1" }, "loopback"},
+		"token":     {func(_ *Cluster, _ *Node, s *Secrets) { s.Token = "ABC.def" }, "abcdef.0123456789abcdef"},
+		"cgroup":    {func(c *Cluster, _ *Node, _ *Secrets) { c.CgroupDriver = "x" }, "cgroup driver"},
+		"dns range": {func(c *Cluster, _ *Node, _ *Secrets) { c.ServiceSubnet = "10.0.0.0/30" }, "too small"},
+	} {
+		c, n, s := testCluster(), Node{IP: "10.0.0.11"}, good
+		tc.mut(&c, &n, &s)
+		if _, err := Init(c, n, s); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
+		}
+	}
+	if _, err := Join(testCluster(), Node{IP: "10.0.0.12"}, JoinInfo{APIServerEndpoint: "10.0.0.11:6443", Token: testToken, CACertHash: "md5:x"}, false); err == nil || !strings.Contains(err.Error(), "ca.crt") {
+		t.Errorf("bad CA hash: %v", err)
+	}
+}
+
+func TestSecretsAndCAHash(t *testing.T) {
+	s, err := NewSecrets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if validateToken(s.Token) != nil || !isHex(s.CertificateKey, 64) {
+		t.Errorf("bad secrets %q", s.Token)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"}}, &key.PublicKey, key)
+	h, err := CACertHash(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	if err != nil || !strings.HasPrefix(h, "sha256:") || len(h) != 71 {
+		t.Errorf("hash %q %v", h, err)
+	}
+	if _, err := CACertHash([]byte("nope")); err == nil {
+		t.Error("garbage accepted as a CA")
+	}
+}
+
+// TestKubeadmValidates runs the real kubeadm (built by e2e/artifacts, cached) on every generated
+// configuration: init, worker join and control-plane join.
+func TestKubeadmValidates(t *testing.T) {
+	kubeadm := KubeadmBinary(t)
+	j := JoinInfo{APIServerEndpoint: "10.0.0.11:6443", Token: testToken, CACertHash: "sha256:" + strings.Repeat("ab", 32), CertificateKey: testKey}
+	docs := map[string]func() ([]byte, error){
+		"init": func() ([]byte, error) {
+			return Init(testCluster(), Node{Name: "m0", IP: "10.0.0.11"}, Secrets{Token: testToken, CertificateKey: testKey})
+		},
+		"join-worker":        func() ([]byte, error) { return Join(testCluster(), Node{IP: "10.0.0.12"}, j, false) },
+		"join-control-plane": func() ([]byte, error) { return Join(testCluster(), Node{IP: "10.0.0.13"}, j, true) },
+	}
+	for name, gen := range docs {
+		out, err := gen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ValidateWithKubeadm(t, kubeadm, name, out)
+	}
+}
+
+// KubeadmBinary returns the rig's kubeadm v1.33.13 (built once, cached outside the checkout).
+func KubeadmBinary(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	bins, err := artifacts.Build(ctx, artifacts.Options{Logf: t.Logf}, artifacts.Kubernetes)
+	if err != nil {
+		t.Fatalf("building kubeadm for `kubeadm config validate`: %v", err)
+	}
+	return bins["kubeadm"]
+}
+
+// ValidateWithKubeadm runs `kubeadm config validate` on one configuration.
+func ValidateWithKubeadm(t testing.TB, kubeadm, name string, cfg []byte) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), name+".yaml")
+	if err := os.WriteFile(f, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, kubeadm, "config", "validate", "--config", f).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok") {
+		t.Errorf("kubeadm config validate %s: %v\n%s\n--- config ---\n%s", name, err, out, cfg)
+	}
+	if strings.Contains(strings.ToLower(string(out)), "unknown field") || strings.Contains(string(out), "W") && strings.Contains(string(out), "strict decoding") {
+		t.Errorf("kubeadm config validate %s warns:\n%s", name, out)
+	}
+}
