@@ -164,16 +164,21 @@ func Publish(ctx context.Context, opts Options, dst images.Registry, imagesRepo 
 	layerDir := opts.CacheDir
 	out := &Published{Images: map[string]Pushed{}, Packages: map[string]Pushed{}}
 	start := time.Now()
+	var packing, pushing time.Duration
 	for _, s := range imgs {
+		t0 := time.Now()
 		img, err := packImage(ctx, opts, layerDir, s, bins)
 		if err != nil {
 			return nil, err
 		}
+		t1 := time.Now()
+		packing += t1.Sub(t0)
 		ref := ImageRef(imagesRepo, s.name, s.tag)
 		d, err := images.Push(ctx, ref, img, dst)
 		if err != nil {
 			return nil, err
 		}
+		pushing += time.Since(t1)
 		out.Images[s.name] = Pushed{Ref: ref, Digest: d}
 	}
 	for _, s := range pkgs {
@@ -208,7 +213,8 @@ func Publish(ctx context.Context, opts Options, dst images.Registry, imagesRepo 
 		}
 		out.Packages[s.name] = Pushed{Ref: ref, Digest: d, Files: sums}
 	}
-	opts.Logf("artifacts: pushed %d image(s) and %d package(s) to %s in %v", len(out.Images), len(out.Packages), imagesRepo, time.Since(start).Round(time.Millisecond))
+	opts.Logf("artifacts: pushed %d image(s) and %d package(s) to %s in %v (images: packing %v, pushing %v)", len(out.Images), len(out.Packages), imagesRepo,
+		time.Since(start).Round(time.Millisecond), packing.Round(time.Millisecond), pushing.Round(time.Millisecond))
 	return out, nil
 }
 
