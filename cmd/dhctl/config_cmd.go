@@ -19,7 +19,7 @@ func newConfigCommand(opts *globalOptions, lookupEnv func(string) (string, bool)
 Prints "valid", or every problem found with its file, document, field path and line (exit code 2).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := loadConfig(cmd, opts, lookupEnv); err != nil {
+			if _, err := loadConfig(cmd, opts, lookupEnv, true); err != nil {
 				return err
 			}
 			_, err := fmt.Fprintln(cmd.OutOrStdout(), "valid")
@@ -33,7 +33,7 @@ Prints "valid", or every problem found with its file, document, field path and l
 		Short: "Print the configuration documents with every default applied",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cluster, err := loadConfig(cmd, opts, lookupEnv)
+			cluster, err := loadConfig(cmd, opts, lookupEnv, true)
 			if err != nil {
 				return err
 			}
@@ -52,8 +52,8 @@ Prints "valid", or every problem found with its file, document, field path and l
 
 // loadConfig reads every configuration document named on the command line. Invalid input is a
 // usage error (exit 2) listing every problem, not only the first.
-func loadConfig(cmd *cobra.Command, opts *globalOptions, lookupEnv func(string) (string, bool)) (*config.Cluster, error) {
-	if len(opts.ConfigPaths) == 0 {
+func loadConfig(cmd *cobra.Command, opts *globalOptions, lookupEnv func(string) (string, bool), required bool) (*config.Cluster, error) {
+	if required && len(opts.ConfigPaths) == 0 {
 		return nil, usageError(errors.New("no configuration given: pass --config <file> (repeatable) or set DHCTL_CONFIG"))
 	}
 	cluster, err := config.Load(cmd.Context(), config.LoadOptions{

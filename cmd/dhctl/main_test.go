@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -134,11 +133,7 @@ func TestShellCompletion(t *testing.T) {
 
 // TestBinaryExitCodes checks the codes a real process returns, as scripts see them.
 func TestBinaryExitCodes(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "dhctl")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildDhctl(t)
 	for _, tc := range []struct {
 		args []string
 		want int

@@ -7,6 +7,7 @@ type globalOptions struct {
 	ResourcePaths         []string
 	ConnectionConfigPaths []string
 	StateDir              string
+	ClusterName           string
 	LogFormat             string
 	Sane                  bool // --yes-i-am-sane-and-i-understand-what-i-am-doing: skip confirmations
 	SSH                   sshOptions
@@ -25,4 +26,5 @@ type sshOptions struct {
 	// InsecureIgnoreHostKeys turns host key checking off. It exists for throwaway labs; dhctl warns
 	// every time it is used.
 	InsecureIgnoreHostKeys bool
+	KnownHostsFile         string
 }

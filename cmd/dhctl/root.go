@@ -48,7 +48,7 @@ take comma-separated values there.`,
 		newDestroyCommand(opts),
 		newConfigCommand(opts, lookupEnv),
 		newMirrorCommand(opts),
-		newTestCommand(opts),
+		newTestCommand(opts, lookupEnv),
 	)
 	// Arguments cobra rejects (unknown command, wrong count) are usage errors too.
 	for _, c := range allCommands(root) {
@@ -70,16 +70,18 @@ func addGlobalFlags(f *pflag.FlagSet, o *globalOptions) {
 	f.StringArrayVar(&o.ResourcePaths, "resources", nil, "file with Kubernetes resources to create after the cluster is up (repeatable)")
 	f.StringArrayVar(&o.ConnectionConfigPaths, "connection-config", nil, "file with SSHConfig and SSHHost documents (repeatable)")
 	f.StringVar(&o.StateDir, "state-dir", "", "directory for local state (checkpoints, pinned host keys, logs); default $XDG_STATE_HOME/dhctl")
+	f.StringVar(&o.ClusterName, "cluster-name", "", "name of the cluster's sub-directory in --state-dir (default: the cloud prefix, or static-<first ssh host>)")
 	f.StringVar(&o.LogFormat, "log-format", "text", "output format: text (phase tree for people) or json (one object per event)")
 	f.BoolVar(&o.Sane, "yes-i-am-sane-and-i-understand-what-i-am-doing", false, "do not ask for confirmation before destructive actions")
 
 	f.StringArrayVar(&o.SSH.Hosts, "ssh-host", nil, "SSH host to connect to (repeatable); the first is the first master")
 	f.StringVar(&o.SSH.User, "ssh-user", "", "SSH user (default: the current user)")
-	f.IntVar(&o.SSH.Port, "ssh-port", 22, "SSH port")
+	f.IntVar(&o.SSH.Port, "ssh-port", 0, "SSH port (default: SSHConfig's sshPort, else 22)")
 	f.StringArrayVar(&o.SSH.AgentPrivateKeys, "ssh-agent-private-keys", nil, "private key file to authenticate with (repeatable); a running ssh-agent is used as well")
 	f.StringVar(&o.SSH.BastionHost, "ssh-bastion-host", "", "jump host to reach the machines through")
-	f.IntVar(&o.SSH.BastionPort, "ssh-bastion-port", 22, "jump host SSH port")
+	f.IntVar(&o.SSH.BastionPort, "ssh-bastion-port", 0, "jump host SSH port (default: SSHConfig's sshBastionPort, else 22)")
 	f.StringVar(&o.SSH.BastionUser, "ssh-bastion-user", "", "jump host SSH user (default: --ssh-user)")
+	f.StringVar(&o.SSH.KnownHostsFile, "ssh-known-hosts", "", "known_hosts file honoured for hosts it lists (default ~/.ssh/known_hosts; \"none\" to ignore it); other hosts are pinned on first use in the state dir")
 	f.BoolVar(&o.SSH.InsecureIgnoreHostKeys, "ssh-insecure-ignore-host-keys", false, "do not verify SSH host keys (unsafe: for throwaway labs only)")
 }
 

@@ -1,19 +1,53 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
+
+	"github.com/dhctl-dev/dhctl/internal/operations/sshcheck"
+	"github.com/dhctl-dev/dhctl/internal/ssh"
 )
 
-func newTestCommand(opts *globalOptions) *cobra.Command {
+func newTestCommand(opts *globalOptions, lookupEnv func(string) (string, bool)) *cobra.Command {
 	cmd := newGroupCommand("test", "Check that dhctl can reach and use the machines")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "ssh-connection",
 		Short: "Connect to every --ssh-host and report its OS, kernel, sudo mode and host key status",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return notAvailable("dhctl test ssh-connection", "the SSH transport issue (#3)")
+		Long: `Connect to every host (--ssh-host, or SSHHost documents from --connection-config), through
+the bastion when one is given, verify or pin its host key in the state dir, and print per host the
+OS, the kernel, how sudo works and whether the host key was newly pinned.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := openSession(cmd, opts, lookupEnv, false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			hosts := s.Hosts()
+			if len(hosts) == 0 {
+				return usageError(errors.New("no hosts to check: pass --ssh-host (repeatable) or SSHHost documents with --connection-config"))
+			}
+			var clients []*ssh.Client
+			defer func() {
+				for _, c := range clients {
+					c.Close()
+				}
+			}()
+			for _, h := range hosts {
+				cfg, err := s.SSHConfig(h)
+				if err != nil {
+					return err
+				}
+				c, err := ssh.New(cfg)
+				if err != nil {
+					return usageError(err)
+				}
+				clients = append(clients, c)
+			}
+			_, err = sshcheck.CheckClients(cmd.Context(), clients, sshcheck.FanoutOptions{}, cmd.OutOrStdout())
+			return err
 		},
 	})
-	_ = opts
 	return cmd
 }

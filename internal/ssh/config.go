@@ -8,10 +8,12 @@ package ssh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -175,4 +177,23 @@ func (c Config) target() string {
 
 func hostPort(host string, port int) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// SplitHostPort accepts "host", "host:port", "[v6]:port" and bare IPv6; defPort (DefaultPort
+// when 0) applies when no port is given.
+func SplitHostPort(s string, defPort int) (string, int, error) {
+	if defPort == 0 {
+		defPort = DefaultPort
+	}
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		port, err := strconv.Atoi(p)
+		if err != nil || port < 1 || port > 65535 {
+			return "", 0, fmt.Errorf("host %q: port %q is not a number in 1-65535", s, p)
+		}
+		return h, port, nil
+	}
+	if strings.TrimSpace(s) == "" {
+		return "", 0, errors.New("an empty host was given")
+	}
+	return strings.Trim(s, "[]"), defPort, nil
 }

@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -99,6 +98,22 @@ func Check(ctx context.Context, opts Options, out io.Writer) ([]HostReport, erro
 			c.Close()
 		}
 	}()
+	return CheckClients(ctx, clients, FanoutOptions{Concurrency: opts.Concurrency, HostTimeout: opts.HostTimeout}, out)
+}
+
+// FanoutOptions bound the parallel work: Concurrency hosts at once (ssh.DefaultConcurrency when
+// 0), HostTimeout for all the work on one host (2 minutes when 0).
+type FanoutOptions struct {
+	Concurrency int
+	HostTimeout time.Duration
+}
+
+// CheckClients is Check for clients the caller built (dhctl's session builds them from flags and
+// SSHConfig documents). It does not close them.
+func CheckClients(ctx context.Context, clients []*ssh.Client, opts FanoutOptions, out io.Writer) ([]HostReport, error) {
+	if len(clients) == 0 {
+		return nil, errors.New("ssh connection check: no hosts given; pass at least one --ssh-host or an SSHHost document")
+	}
 	timeout := opts.HostTimeout
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
@@ -119,17 +134,15 @@ func Check(ctx context.Context, opts Options, out io.Writer) ([]HostReport, erro
 		fmt.Fprintf(tw, "%s\tok\t%s\t%s\t%s\t%s\n", r.Client.Target(), r.Value.OS, r.Value.Kernel, r.Value.Sudo, describeKey(r.Value.HostKey))
 	}
 	tw.Flush()
-	if opts.BastionHost != "" {
-		// Every host goes through its own bastion connection; the first of them pinned the key.
-		var bastion ssh.HostKeyStatus
-		for _, r := range results {
-			if r.Err == nil && (bastion.Fingerprint == "" || r.Value.BastionKey.Source == ssh.HostKeyNewlyPinned) {
-				bastion = r.Value.BastionKey
-			}
+	// Every host goes through its own bastion connection; the first of them pinned the key.
+	var bastion ssh.HostKeyStatus
+	for _, r := range results {
+		if r.Err == nil && r.Value.BastionKey.Fingerprint != "" && (bastion.Fingerprint == "" || r.Value.BastionKey.Source == ssh.HostKeyNewlyPinned) {
+			bastion = r.Value.BastionKey
 		}
-		if bastion.Fingerprint != "" {
-			fmt.Fprintf(out, "bastion %s: host key %s\n", bastion.Address, describeKey(bastion))
-		}
+	}
+	if bastion.Fingerprint != "" {
+		fmt.Fprintf(out, "bastion %s: host key %s\n", bastion.Address, describeKey(bastion))
 	}
 	if len(failed) > 0 {
 		for _, e := range failed {
@@ -191,7 +204,7 @@ func newClients(opts Options) ([]*ssh.Client, error) {
 	}
 	var clients []*ssh.Client
 	for _, h := range opts.Hosts {
-		host, port, err := splitHost(h, opts.Port)
+		host, port, err := ssh.SplitHostPort(h, opts.Port)
 		if err != nil {
 			return nil, err
 		}
@@ -248,22 +261,4 @@ func hostKeyPolicy(opts Options) (ssh.HostKeyPolicy, error) {
 		return p, errors.New("ssh connection check: no state dir to pin host keys in; give the cluster's state dir or turn host key checking off")
 	}
 	return p, nil
-}
-
-// splitHost accepts "host", "host:port", "[v6]:port" and bare IPv6.
-func splitHost(s string, defPort int) (string, int, error) {
-	if defPort == 0 {
-		defPort = ssh.DefaultPort
-	}
-	if h, p, err := net.SplitHostPort(s); err == nil {
-		port, err := strconv.Atoi(p)
-		if err != nil || port < 1 || port > 65535 {
-			return "", 0, fmt.Errorf("host %q: port %q is not a number in 1-65535", s, p)
-		}
-		return h, port, nil
-	}
-	if strings.TrimSpace(s) == "" {
-		return "", 0, errors.New("an empty host was given")
-	}
-	return strings.Trim(s, "[]"), defPort, nil
 }
