@@ -264,6 +264,11 @@ func goBuild(ctx context.Context, opts Options, c component, outDir string) erro
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return err
 	}
+	if c.cgo {
+		if err := ensureCCompiler(ctx); err != nil {
+			return fmt.Errorf("artifacts: building %s needs a C compiler: %w", c.name, err)
+		}
+	}
 	workDir := opts.RepoRoot
 	if c.toolModule != "" {
 		workDir = filepath.Join(opts.RepoRoot, "e2e", "tools", c.toolModule)
@@ -310,4 +315,29 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// ensureCCompiler installs gcc and the static C library (Debian's gcc and
+// libc6-dev) when they are missing: flanneld links with cgo, statically.
+func ensureCCompiler(ctx context.Context) error {
+	if _, err := exec.LookPath("gcc"); err == nil {
+		if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/libc.a"); err == nil {
+			return nil
+		}
+	}
+	install := func() ([]byte, error) {
+		cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", "-q", "--no-install-recommends", "gcc", "libc6-dev")
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		return cmd.CombinedOutput()
+	}
+	if _, err := install(); err == nil {
+		return nil
+	}
+	if out, err := exec.CommandContext(ctx, "apt-get", "update", "-q").CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get update: %w\n%s", err, lastLines(string(out), 10))
+	}
+	if out, err := install(); err != nil {
+		return fmt.Errorf("apt-get install gcc libc6-dev: %w\n%s", err, lastLines(string(out), 10))
+	}
+	return nil
 }
