@@ -165,11 +165,12 @@ func acquireLock(ctx context.Context, lockPath string) (*os.File, error) {
 	}
 	// We hold the lock: record who we are for the next process that finds it held.
 	info, _ := json.Marshal(currentHolder())
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt(append(info, '\n'), 0)
-		if err == nil {
-			err = f.Sync()
-		}
+	}
+	if err == nil {
+		err = f.Sync()
 	}
 	if err != nil {
 		f.Close()
