@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dhctl-dev/dhctl/e2e/images"
+	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -39,7 +40,7 @@ func TestBuildRejectsUnknownComponent(t *testing.T) {
 // pushes every image and package of the layout to a rig registry, then checks
 // them with go-containerregistry and, independently, skopeo.
 func TestPublishEverything(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Minute)
+	ctx, cancel := testctx.New(t, 80*time.Minute)
 	defer cancel()
 	r, err := rig.New(ctx, rig.Options{Logf: t.Logf})
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
+	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
 )
 
 func TestDelegateConf(t *testing.T) {
@@ -68,7 +68,7 @@ func TestReadSubnetEnvErrors(t *testing.T) {
 // host-local plugins, in network namespaces of its own (one standing for the
 // node, one for the pod), so the host is never touched.
 func TestAddDelWithRealBridge(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := testctx.New(t, 20*time.Minute)
 	defer cancel()
 	bins, err := artifacts.Build(ctx, artifacts.Options{Logf: t.Logf}, artifacts.CNIPlugins)
 	if err != nil {

@@ -2,7 +2,6 @@ package rig
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
 	"github.com/dhctl-dev/dhctl/e2e/images"
+	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
 )
 
 // TestThreeMachinesContainerdFromRegistry is the rig's end-to-end proof:
@@ -19,7 +19,7 @@ import (
 // the pause image pulled over TLS with basic auth and run, machine-to-machine
 // connectivity, one machine killed, and nothing left behind.
 func TestThreeMachinesContainerdFromRegistry(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := testctx.New(t, 20*time.Minute)
 	defer cancel()
 	r, err := New(ctx, Options{Logf: t.Logf})
 	if err != nil {

@@ -1,7 +1,6 @@
 package rig
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
 )
 
 // assertNoLeftovers fails if anything of rig r survived Close.
@@ -42,7 +43,7 @@ func assertNoLeftovers(t *testing.T, r *Rig, cgroups []string) {
 }
 
 func TestMachines(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := testctx.New(t, 20*time.Minute)
 	defer cancel()
 	r, err := New(ctx, Options{Logf: t.Logf})
 	if err != nil {

@@ -2,7 +2,6 @@ package rig
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"net/http"
 	"os"
@@ -12,11 +11,12 @@ import (
 	"time"
 
 	"github.com/dhctl-dev/dhctl/e2e/images"
+	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 func TestRegistryTLSAndAuth(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testctx.New(t, 10*time.Minute)
 	defer cancel()
 	r, err := New(ctx, Options{Logf: t.Logf})
 	if err != nil {

@@ -1,15 +1,16 @@
 package rig
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
 )
 
 func TestEnsureRootfs(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	ctx, cancel := testctx.New(t, 25*time.Minute)
 	defer cancel()
 	if err := EnsureHost(ctx); err != nil {
 		t.Fatal(err)

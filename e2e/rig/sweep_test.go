@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
 )
 
 // sweepChildEnv makes the test binary act as a run that gets killed: it
@@ -70,7 +72,7 @@ func startChildRig(t *testing.T, ctx context.Context, stateDir string) (*exec.Cm
 
 // An interrupted run cleans up after itself, before dying of the signal.
 func TestInterruptCleansUp(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testctx.New(t, 10*time.Minute)
 	defer cancel()
 	stateDir := t.TempDir()
 	cmd, r, cgroups := startChildRig(t, ctx, stateDir)
@@ -84,7 +86,7 @@ func TestInterruptCleansUp(t *testing.T) {
 }
 
 func TestSweepRemovesKilledRun(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testctx.New(t, 10*time.Minute)
 	defer cancel()
 	stateDir := t.TempDir()
 	cmd, r, cgroups := startChildRig(t, ctx, stateDir)
