@@ -1,0 +1,154 @@
+package images
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+)
+
+func TestLayerIsReproducible(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "bin")
+	os.WriteFile(src, []byte("binary"), 0o755)
+	files := []File{{Path: "/usr/local/bin/tool", Source: src}, {Path: "/etc/conf", Data: []byte("x"), Mode: 0o644}, {Path: "/usr/bin/alias", Link: "../local/bin/tool"}}
+	a, err := LayerFromFiles(filepath.Join(dir, "c1"), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LayerFromFiles(filepath.Join(dir, "c2"), reversed(files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	da, _ := a.Digest()
+	db, _ := b.Digest()
+	if da != db {
+		t.Errorf("same files, different layer digests %v and %v", da, db)
+	}
+	img, err := Image([]v1.Layer{a}, Config{Entrypoint: []string{"/usr/local/bin/tool"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	if cf.Config.Env[0] != "PATH="+DefaultPath || cf.Architecture != "amd64" || cf.OS != "linux" {
+		t.Errorf("image config %+v", cf)
+	}
+	got := map[string]*tar.Header{}
+	tr := tar.NewReader(mutate.Extract(img))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[h.Name] = h
+	}
+	for _, want := range []string{"usr", "usr/local", "usr/local/bin", "usr/local/bin/tool", "etc/conf", "usr/bin/alias"} {
+		if got[want] == nil {
+			t.Errorf("image lacks %s (has %v)", want, keys(got))
+		}
+	}
+	if h := got["usr/local/bin/tool"]; h != nil && h.Mode != 0o755 {
+		t.Errorf("tool mode %o, want 755", h.Mode)
+	}
+	if h := got["usr/bin/alias"]; h != nil && (h.Typeflag != tar.TypeSymlink || h.Linkname != "../local/bin/tool") {
+		t.Errorf("alias is %v -> %q", h.Typeflag, h.Linkname)
+	}
+	if _, err := LayerFromFiles(dir, []File{{Path: "relative", Data: []byte("x")}}); err == nil {
+		t.Error("a relative path was accepted")
+	}
+}
+
+func TestTreeFilesKeepsLinks(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "usr/sbin"), 0o755)
+	os.WriteFile(filepath.Join(root, "usr/sbin/multi"), []byte("x"), 0o750)
+	os.Symlink("multi", filepath.Join(root, "usr/sbin/alias"))
+	files, err := TreeFiles(root, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := map[string]File{}
+	for _, f := range files {
+		byPath[f.Path] = f
+	}
+	if f := byPath["/usr/sbin/multi"]; f.Mode != 0o750 || f.Source == "" {
+		t.Errorf("regular file: %+v", f)
+	}
+	if f := byPath["/usr/sbin/alias"]; f.Link != "multi" {
+		t.Errorf("link: %+v", f)
+	}
+}
+
+func TestPackageArtifact(t *testing.T) {
+	dir := t.TempDir()
+	deb := filepath.Join(dir, "runc_1.1.5+ds1-1+deb12u1_amd64.deb")
+	bin := filepath.Join(dir, "kubelet")
+	os.WriteFile(deb, []byte("deb"), 0o644)
+	os.WriteFile(bin, []byte("elf"), 0o755)
+	art, err := Package("mixed", "1.1.5+ds1-1+deb12u1", []PackageFile{{Name: filepath.Base(deb), Source: deb}, {Name: "kubelet", Source: bin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := art.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mf v1.Manifest
+	if err := json.Unmarshal(raw, &mf); err != nil {
+		t.Fatal(err)
+	}
+	if mf.Config.MediaType != PackageConfigMediaType || mf.Annotations[VersionAnnotation] != "1.1.5+ds1-1+deb12u1" {
+		t.Errorf("manifest config %v annotations %v", mf.Config, mf.Annotations)
+	}
+	if len(mf.Layers) != 2 || mf.Layers[0].MediaType != DebMediaType || mf.Layers[1].MediaType != FileMediaType ||
+		mf.Layers[0].Annotations[TitleAnnotation] != filepath.Base(deb) || mf.Layers[1].Annotations[TitleAnnotation] != "kubelet" {
+		t.Errorf("layers %+v", mf.Layers)
+	}
+	cfg, _ := art.RawConfigFile()
+	var pc PackageConfig
+	if err := json.Unmarshal(cfg, &pc); err != nil || pc.Name != "mixed" || len(pc.Files) != 2 {
+		t.Errorf("config %s: %v", cfg, err)
+	}
+	if d, _ := art.ConfigName(); d != mf.Config.Digest {
+		t.Errorf("config digest %v, manifest says %v", d, mf.Config.Digest)
+	}
+	if _, err := Package("bad", "1", []PackageFile{{Name: "../x", Source: bin}}); err == nil {
+		t.Error("a file name with a path was accepted")
+	}
+}
+
+func TestPackageTag(t *testing.T) {
+	for in, want := range map[string]string{
+		"v1.33.13":              "v1.33.13",
+		"1.6.20~ds1-1+deb12u3":  "1.6.20_ds1-1_deb12u3",
+		"1:1.35.0-4+deb12u1+b1": "1_1.35.0-4_deb12u1_b1",
+	} {
+		if got := PackageTag(in); got != want {
+			t.Errorf("PackageTag(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var k []string
+	for x := range m {
+		k = append(k, x)
+	}
+	return k
+}
+
+func reversed(f []File) []File {
+	r := make([]File, len(f))
+	for i := range f {
+		r[len(f)-1-i] = f[i]
+	}
+	return r
+}
