@@ -1,0 +1,31 @@
+#!/bin/bash
+# The node bundle's driver (shipped by dhctl, run as root): runs every step under steps/ in order.
+# A step whose rendered content is unchanged since it last succeeded is skipped, so a re-run after
+# a failure re-runs only what changed or failed. Lines starting with "::step" are read by dhctl.
+set -Euo pipefail
+bundle=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+state=/var/lib/dhctl/bashible
+mkdir -p "$state/done" "$state/log"
+chmod 0700 "$state"
+for step in "$bundle"/steps/*.sh; do
+	name=$(basename "$step" .sh)
+	sum=$(sha256sum "$step" | cut -d' ' -f1)
+	if [[ -f "$state/done/$name" && "$(cat "$state/done/$name")" == "$sum" ]]; then
+		echo "::step $name skipped"
+		continue
+	fi
+	rm -f "$state/done/$name"
+	echo "::step $name started"
+	start=$(date +%s%N)
+	bash "$step" 2>&1 | tee "$state/log/$name.log"
+	rc=${PIPESTATUS[0]}
+	ms=$((($(date +%s%N) - start) / 1000000))
+	if ((rc != 0)); then
+		echo "::step $name failed $rc $ms"
+		tail -n 20 "$state/log/$name.log" | sed 's/^/::tail /'
+		exit "$rc"
+	fi
+	echo "$sum" >"$state/done/$name"
+	echo "::step $name done $ms"
+done
+echo "::bundle done"
