@@ -15,10 +15,10 @@ import (
 // Deb is a Debian 12 package pinned to an exact version.
 type Deb struct{ Name, Version string }
 
-// Node packages shipped to machines through the registry.
-var (
-	ContainerdDeb = Deb{"containerd", "1.6.20~ds1-1+deb12u3"}
-	RuncDeb       = Deb{"runc", "1.1.5+ds1-1+deb12u1"}
+// Versions of the Debian 12 node packages shipped to machines through the registry.
+const (
+	ContainerdVersion = "1.6.20~ds1-1+deb12u3"
+	RuncVersion       = "1.1.5+ds1-1+deb12u1"
 )
 
 // userlandDebs are unpacked into the image layer kube-proxy and flannel need

@@ -75,8 +75,8 @@ func packageSpecs() []packageSpec {
 		{name: "kubelet", version: KubernetesVersion, components: []string{Kubernetes}, binaries: []string{"kubelet"}},
 		{name: "kubeadm", version: KubernetesVersion, components: []string{Kubernetes}, binaries: []string{"kubeadm"}},
 		{name: "kubectl", version: KubernetesVersion, components: []string{Kubernetes}, binaries: []string{"kubectl"}},
-		{name: "containerd", version: ContainerdDeb.Version, deb: &ContainerdDeb},
-		{name: "runc", version: RuncDeb.Version, deb: &RuncDeb},
+		{name: "containerd", version: ContainerdVersion, deb: &Deb{"containerd", ContainerdVersion}},
+		{name: "runc", version: RuncVersion, deb: &Deb{"runc", RuncVersion}},
 		// "flannel" is e2e/cni-flannel: it delegates to bridge + host-local
 		// with the subnet flanneld leased to the node.
 		{name: "cni-plugins", version: CNIPluginsVersion, components: []string{CNIPlugins, CNIFlannel}, binaries: []string{"bridge", "host-local", "loopback", "portmap", "flannel"}},

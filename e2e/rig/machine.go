@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -298,7 +297,6 @@ func (m *Machine) reachable(ctx context.Context) bool {
 	return true
 }
 
-var _ net.Conn = (*net.TCPConn)(nil)
 
 // Leader returns the host PID of the machine's init (its systemd), for
 // `nsenter --target PID --all` when SSH does not work.

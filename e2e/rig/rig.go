@@ -22,9 +22,12 @@ import (
 // running at the same time do not collide although they use the same
 // addresses, and none of these addresses exists outside them.
 var (
-	rigPrefix       = netip.MustParsePrefix("10.77.1.0/24")
-	rigBridge       = netip.MustParseAddr("10.77.1.254")
-	firstMachineIP  = netip.MustParseAddr("10.77.1.11")
+	rigPrefix      = netip.MustParsePrefix("10.77.1.0/24")
+	rigBridge      = netip.MustParseAddr("10.77.1.254")
+	firstMachineIP = netip.MustParseAddr("10.77.1.11")
+)
+
+const (
 	maxMachines     = 200
 	machineBootWait = 90 * time.Second
 	stopGrace       = 10 * time.Second
