@@ -297,7 +297,6 @@ func (m *Machine) reachable(ctx context.Context) bool {
 	return true
 }
 
-
 // Leader returns the host PID of the machine's init (its systemd), for
 // `nsenter --target PID --all` when SSH does not work.
 func (m *Machine) Leader() (int, error) {
