@@ -3,6 +3,7 @@
 //	rig artifacts [component...]   build (or find cached) binaries; print their paths
 //	rig up [-machines N]           start machines and a registry with everything
 //	                               published; print how to reach them; Ctrl-C tears down
+//	rig down -env FILE             stop the `rig up` that wrote FILE (SIGTERM, waits up to 60 s)
 //	rig sweep                      remove leftovers of killed runs
 //
 // Run it as root from the checkout (it finds e2e/tools from the working directory).
@@ -18,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -35,7 +37,7 @@ func main() {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: rig artifacts [component...] | rig up [-machines N] [-env FILE] | rig sweep")
+	fmt.Fprintln(w, "usage: rig artifacts [component...] | rig up [-machines N] [-env FILE] | rig down -env FILE | rig sweep")
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -67,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return rig.Sweep(ctx, rig.DefaultStateDir)
 	case "up":
 		return up(ctx, args[1:], stdout, logf)
+	case "down":
+		return down(ctx, args[1:], logf)
 	default:
 		usage(stderr)
 		return fmt.Errorf("unknown command %q", args[0])
@@ -107,6 +111,7 @@ func up(ctx context.Context, args []string, stdout io.Writer, logf func(string, 
 	}
 	pwFile := filepath.Join(r.Dir(), "registry", "password.txt")
 	var b strings.Builder
+	fmt.Fprintf(&b, "RIG_PID=%d\n", os.Getpid())
 	fmt.Fprintf(&b, "RIG_ID=%s\n", r.ID())
 	fmt.Fprintf(&b, "RIG_NETNS=%s\n", r.NetNS())
 	fmt.Fprintf(&b, "RIG_SSH_KEY=%s\n", r.SSHKeyFile())
@@ -141,4 +146,58 @@ func addrs0(a []string) string {
 		return "<none>"
 	}
 	return a[0]
+}
+
+// down stops the `rig up` process named by RIG_PID in an env file written by
+// `rig up -env FILE` and waits until it is gone (its SIGTERM handler tears
+// the rig down).
+func down(ctx context.Context, args []string, logf func(string, ...any)) error {
+	fs := flag.NewFlagSet("rig down", flag.ContinueOnError)
+	envFile := fs.String("env", "", "env file written by `rig up -env FILE`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *envFile == "" {
+		return errors.New("rig down: -env FILE is required (the file `rig up -env FILE` wrote)")
+	}
+	data, err := os.ReadFile(*envFile)
+	if os.IsNotExist(err) {
+		logf("rig: %s does not exist: nothing to stop", *envFile)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	pid := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "RIG_PID="); ok {
+			pid, err = strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%s: RIG_PID=%q is not a process ID", *envFile, v)
+			}
+		}
+	}
+	if pid <= 0 {
+		return fmt.Errorf("%s has no RIG_PID line: was it written by `rig up -env`?", *envFile)
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			logf("rig: process %d is gone already", pid)
+			return os.Remove(*envFile)
+		}
+		return fmt.Errorf("signalling rig up (pid %d): %w", pid, err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("rig up (pid %d) still runs 60s after SIGTERM", pid)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	logf("rig: stopped rig up (pid %d)", pid)
+	return os.Remove(*envFile)
 }
