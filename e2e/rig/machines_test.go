@@ -2,6 +2,9 @@ package rig
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,6 +111,37 @@ func TestMachines(t *testing.T) {
 	probe := fmt.Sprintf("timeout 5 bash -c '</dev/tcp/%s/22' && echo open", ms[1].Address)
 	if out, err := ms[0].Run(ctx, probe, nil); err != nil || strings.TrimSpace(out) != "open" {
 		t.Fatalf("%s cannot reach %s: %q %v", ms[0].Name, ms[1].Name, out, err)
+	}
+
+	// A listener of the test process inside the namespace is reachable from
+	// machines (how a test serves something to them).
+	l, err := r.Listen("tcp", netip.AddrPortFrom(r.BridgeAddress(), 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan string, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			accepted <- err.Error()
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 5)
+		io.ReadFull(c, buf)
+		accepted <- string(buf)
+	}()
+	if _, err := ms[1].Run(ctx, fmt.Sprintf("echo hello > /dev/tcp/%s/%d", r.BridgeAddress(), l.Addr().(*net.TCPAddr).Port), nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-accepted:
+		if got != "hello" {
+			t.Errorf("listener in the namespace got %q, want hello", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("listener in the namespace accepted nothing within 10s")
 	}
 
 	if err := r.KillMachine(ms[1].Name); err != nil {
