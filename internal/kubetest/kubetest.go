@@ -31,6 +31,15 @@ type Options struct {
 	// Controllers starts kube-controller-manager and kube-scheduler too, so Deployments get
 	// ReplicaSets and Pods (which stay Pending: there is no kubelet and no Node).
 	Controllers bool
+	// NetNS, if set, runs every component inside that network namespace (/run/netns/<NetNS>),
+	// the API server listening on all its addresses: a test can then reach it only the way a
+	// user does, e.g. through SSH to a host in that namespace.
+	NetNS string
+	// Address is the API server's advertised address, put in its certificate and in Config;
+	// "" means 127.0.0.1. With NetNS, give the namespace's address reachable by DialContext.
+	Address string
+	// DialContext, if set, is how Config reaches Address (e.g. sshtest.Lab.DialContext).
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Cluster is a running control plane without nodes.
@@ -42,6 +51,7 @@ type Cluster struct {
 	// Dir holds certificates, data and the components' logs.
 	Dir string
 
+	netns string
 	procs []*proc // in start order; stopped in reverse
 }
 
@@ -75,7 +85,20 @@ func Start(t testing.TB, opts Options) *Cluster {
 }
 
 func (c *Cluster) start(ctx context.Context, bins artifacts.Binaries, opts Options) error {
-	pki, err := writePKI(c.Dir)
+	addr := opts.Address
+	if addr == "" {
+		addr = "127.0.0.1"
+	}
+	bind := "127.0.0.1"
+	if opts.NetNS != "" {
+		bind = "0.0.0.0"
+		c.netns = opts.NetNS
+		// etcd listens on the namespace's loopback.
+		if out, err := exec.Command("ip", "-n", opts.NetNS, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			return fmt.Errorf("ip -n %s link set lo up: %v: %s", opts.NetNS, err, out)
+		}
+	}
+	pki, err := writePKI(c.Dir, net.ParseIP(addr))
 	if err != nil {
 		return err
 	}
@@ -98,7 +121,7 @@ func (c *Cluster) start(ctx context.Context, bins artifacts.Binaries, opts Optio
 	}
 	if err := c.run("kube-apiserver", bins["kube-apiserver"],
 		"--etcd-servers="+etcdURL,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(apiPort),
+		"--bind-address="+bind, "--advertise-address="+addr, "--secure-port="+strconv.Itoa(apiPort),
 		"--tls-cert-file="+pki.serverCert, "--tls-private-key-file="+pki.serverKey,
 		"--client-ca-file="+pki.caCert,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -106,12 +129,14 @@ func (c *Cluster) start(ctx context.Context, bins artifacts.Binaries, opts Optio
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--endpoint-reconciler-type=none", // the only address is loopback
 		"--authorization-mode=RBAC",
+		"--allow-privileged=true", // as kubeadm sets it: CNI and kube-proxy pods are privileged
 		"--profiling=false",
 	); err != nil {
 		return err
 	}
 	c.Config = &rest.Config{
-		Host: "https://127.0.0.1:" + strconv.Itoa(apiPort),
+		Host: "https://" + net.JoinHostPort(addr, strconv.Itoa(apiPort)),
+		Dial: opts.DialContext,
 		TLSClientConfig: rest.TLSClientConfig{
 			CAFile: pki.caCert, CertFile: pki.adminCert, KeyFile: pki.adminKey,
 		},
@@ -157,6 +182,9 @@ func (c *Cluster) run(name, bin string, args ...string) error {
 		return err
 	}
 	cmd := exec.Command(bin, args...)
+	if c.netns != "" {
+		cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + c.netns, "--", bin}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group, and killed with the test binary if that dies first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -254,10 +282,24 @@ func freePorts3() (a, b, c int, err error) {
 	return ports[0], ports[1], ports[2], nil
 }
 
+// writeKubeconfig writes a self-contained kubeconfig (certificates embedded), like kubeadm's
+// admin.conf.
 func writeKubeconfig(path string, cfg *rest.Config) error {
+	ca, err := os.ReadFile(cfg.CAFile)
+	if err != nil {
+		return err
+	}
+	cert, err := os.ReadFile(cfg.CertFile)
+	if err != nil {
+		return err
+	}
+	key, err := os.ReadFile(cfg.KeyFile)
+	if err != nil {
+		return err
+	}
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthority: cfg.CAFile}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificate: cfg.CertFile, ClientKey: cfg.KeyFile}
+	kc.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: ca}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cert, ClientKeyData: key}
 	kc.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: "admin"}
 	kc.CurrentContext = "kubetest"
 	return clientcmd.WriteToFile(*kc, path)

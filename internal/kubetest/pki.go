@@ -25,7 +25,7 @@ type pkiFiles struct {
 // writePKI generates a CA, the API server's serving certificate (127.0.0.1, localhost and the
 // names kubeadm puts in it, so clients may verify "kubernetes"), an admin client certificate in
 // system:masters and the service-account signing key pair.
-func writePKI(dir string) (*pkiFiles, error) {
+func writePKI(dir string, addr net.IP) (*pkiFiles, error) {
 	dir = filepath.Join(dir, "pki")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -81,7 +81,7 @@ func writePKI(dir string) (*pkiFiles, error) {
 	}
 	if err := leaf(2, pkix.Name{CommonName: "kube-apiserver"}, x509.ExtKeyUsageServerAuth,
 		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
-		[]net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP("10.96.0.1")}, f.serverCert, f.serverKey); err != nil {
+		[]net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP("10.96.0.1"), addr}, f.serverCert, f.serverKey); err != nil {
 		return nil, err
 	}
 	if err := leaf(3, pkix.Name{CommonName: "kubetest-admin", Organization: []string{"system:masters"}}, x509.ExtKeyUsageClientAuth,

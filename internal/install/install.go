@@ -1,0 +1,415 @@
+// Package install is the install part of a bootstrap, after the first control-plane node is up:
+// the CNI, the NodeGroup CRD and NodeGroups, the platform controller (Deckhouse-compatible, in
+// d8-system) with its registry Secret and ModuleConfigs, the cluster state Secrets, a bounded wait
+// for all of it to be ready, and finally the user's --resources. Each step is a phase.Phase, so
+// the runner times it, checkpoints it and can resume after it; every object is server-side
+// applied with the field manager "dhctl", so running it twice changes nothing.
+package install
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/kube"
+	"github.com/dhctl-dev/dhctl/internal/phase"
+	"github.com/dhctl-dev/dhctl/templates"
+)
+
+// Defaults of the bounded waits (flags --deckhouse-timeout, --resources-timeout).
+const (
+	DefaultPlatformTimeout  = 15 * time.Minute
+	DefaultResourcesTimeout = 10 * time.Minute
+	// crdTimeout bounds how long custom resources of dhctl's own CRDs wait for them to be served.
+	crdTimeout = 2 * time.Minute
+	// progressEvery spaces "still waiting" log lines.
+	progressEvery = 15 * time.Second
+)
+
+// Options are what the install needs, as typed values.
+type Options struct {
+	// Kube is the cluster's API; or Connect opens it when the first phase needs it (a bootstrap
+	// builds its phases before the control plane exists). Exactly one is set.
+	Kube    *kube.Client
+	Connect func(ctx context.Context) (*kube.Client, error)
+
+	Cluster     *config.Cluster
+	ClusterUUID string // lower-case UUID, from the state dir
+
+	// CNI overrides the CNI choice (see chooseCNI); "" = from ModuleConfigs, default flannel.
+	CNI string
+	// PlatformImage overrides the platform controller image (see PlatformImage).
+	PlatformImage string
+
+	PlatformTimeout  time.Duration // 0 = DefaultPlatformTimeout
+	ResourcesTimeout time.Duration // 0 = DefaultResourcesTimeout
+
+	// Cloud clusters: infrastructure states to keep in the cluster (secret).
+	TerraformState        []byte
+	NodeTerraformStates   []NodeTerraformState
+	ProviderDiscoveryData []byte
+
+	// Templates is the manifests tree; nil = templates.FS (embedded).
+	Templates fs.FS
+	// Log receives progress; nil discards it.
+	Log *slog.Logger
+}
+
+// Installer holds the rendered install and the (lazily opened) client.
+type Installer struct {
+	opts   Options
+	values *Values
+	log    *slog.Logger
+
+	mu   sync.Mutex
+	kube *kube.Client
+}
+
+// New checks the options and computes the template values; nothing touches the cluster yet.
+func New(opts Options) (*Installer, error) {
+	if opts.Cluster == nil {
+		return nil, fmt.Errorf("install: no configuration")
+	}
+	if (opts.Kube == nil) == (opts.Connect == nil) {
+		return nil, fmt.Errorf("install: set exactly one of Options.Kube and Options.Connect")
+	}
+	if opts.Templates == nil {
+		opts.Templates = templates.FS
+	}
+	if opts.PlatformTimeout <= 0 {
+		opts.PlatformTimeout = DefaultPlatformTimeout
+	}
+	if opts.ResourcesTimeout <= 0 {
+		opts.ResourcesTimeout = DefaultResourcesTimeout
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	values, err := newValues(opts.Cluster, opts.CNI, opts.PlatformImage, opts.Templates)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := clusterStateObjects(opts.Cluster, opts.ClusterUUID, nil, nil, nil); err != nil {
+		return nil, err
+	}
+	return &Installer{opts: opts, values: values, log: log, kube: opts.Kube}, nil
+}
+
+// Values are the template values (for `config render`-style output and tests).
+func (in *Installer) Values() Values { return *in.values }
+
+func (in *Installer) client(ctx context.Context) (*kube.Client, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.kube != nil {
+		return in.kube, nil
+	}
+	c, err := in.opts.Connect(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the API server: %w", err)
+	}
+	in.kube = c
+	return c, nil
+}
+
+// Phase names, for --skip-phase/--only-phase and `dhctl bootstrap-phase`.
+const (
+	PhaseInstall         = "install"
+	PhaseCNI             = "cni"
+	PhaseNodeGroups      = "node-groups"
+	PhasePlatform        = "platform"
+	PhaseClusterState    = "cluster-state"
+	PhaseWaitPlatform    = "wait-platform"
+	PhaseCreateResources = "create-resources"
+)
+
+// Group is the install as one phase group: install/cni, install/node-groups, install/platform,
+// install/cluster-state, install/wait-platform.
+func (in *Installer) Group() phase.Group {
+	return phase.NewGroup(PhaseInstall, "Install the CNI and the platform", in.Phases()...)
+}
+
+// Phases are the group's children, in order.
+func (in *Installer) Phases() []phase.Phase {
+	return []phase.Phase{
+		&applyPhase{in: in, name: PhaseCNI, title: "Install the CNI (" + in.values.CNI.Name + ")", objects: in.CNIObjects},
+		&applyPhase{in: in, name: PhaseNodeGroups, title: "Create the NodeGroup CRD and NodeGroups", objects: in.NodeGroupObjects},
+		&applyPhase{in: in, name: PhasePlatform, title: "Install the platform controller", objects: in.PlatformObjects},
+		&applyPhase{in: in, name: PhaseClusterState, title: "Store the cluster state in the cluster", objects: in.ClusterStateObjects},
+		&waitPhase{in: in},
+	}
+}
+
+// ResourcesPhase creates the --resources documents once the platform is ready.
+func (in *Installer) ResourcesPhase() phase.Phase { return &resourcesPhase{in: in} }
+
+// CNIObjects are the chosen CNI's manifests.
+func (in *Installer) CNIObjects() ([]*unstructured.Unstructured, error) {
+	return Render(in.opts.Templates, "cni/"+in.values.CNI.Name, in.values)
+}
+
+// NodeGroupObjects are the NodeGroup CRD, the master NodeGroup and the configured NodeGroups.
+func (in *Installer) NodeGroupObjects() ([]*unstructured.Unstructured, error) {
+	crd, err := renderFile(in.opts.Templates, "crds/nodegroup.yaml", in.values)
+	if err != nil {
+		return nil, err
+	}
+	groups, err := nodeGroupObjects(in.opts.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	return append(crd, groups...), nil
+}
+
+// PlatformObjects are d8-system, the controller's identity, the registry Secret, the
+// ModuleConfig CRD, the configured ModuleConfigs and the controller's Deployment.
+func (in *Installer) PlatformObjects() ([]*unstructured.Unstructured, error) {
+	objs, err := Render(in.opts.Templates, "platform", in.values)
+	if err != nil {
+		return nil, err
+	}
+	crd, err := renderFile(in.opts.Templates, "crds/moduleconfig.yaml", in.values)
+	if err != nil {
+		return nil, err
+	}
+	mcs, err := documentsOfKind(in.opts.Cluster, config.KindModuleConfig)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(objs, crd...), mcs...), nil
+}
+
+// ClusterStateObjects are the Secrets and ConfigMap holding the cluster's configuration, UUID
+// and infrastructure states.
+func (in *Installer) ClusterStateObjects() ([]*unstructured.Unstructured, error) {
+	o := in.opts
+	return clusterStateObjects(o.Cluster, o.ClusterUUID, o.TerraformState, o.NodeTerraformStates, o.ProviderDiscoveryData)
+}
+
+// applyPhase applies a set of objects. Its inputs are the objects themselves: a resumed run skips
+// it while they are unchanged.
+type applyPhase struct {
+	in          *Installer
+	name, title string
+	objects     func() ([]*unstructured.Unstructured, error)
+}
+
+func (p *applyPhase) Name() string  { return p.name }
+func (p *applyPhase) Title() string { return p.title }
+
+func (p *applyPhase) Inputs() (any, error) {
+	objs, err := p.objects()
+	if err != nil {
+		return nil, err
+	}
+	return objectsDigestInput(objs)
+}
+
+func (p *applyPhase) Run(ctx context.Context) error {
+	objs, err := p.objects()
+	if err != nil {
+		return err
+	}
+	c, err := p.in.client(ctx)
+	if err != nil {
+		return err
+	}
+	applied, err := c.ApplyAll(ctx, objs, kube.ApplyOptions{Timeout: crdTimeout, Progress: p.in.throttled("waiting for kinds to be served")})
+	if err != nil {
+		return err
+	}
+	p.in.log.Info("applied", "phase", p.name, "objects", len(applied))
+	return nil
+}
+
+func (p *applyPhase) DryRun(context.Context) error {
+	objs, err := p.objects()
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		p.in.log.Info("would apply", "phase", p.name, "object", kube.Ref(o))
+	}
+	return nil
+}
+
+// objectsDigestInput is the canonical JSON of the objects, for phase.WithInputs (hashed, never
+// stored, so Secrets in it do not leak).
+func objectsDigestInput(objs []*unstructured.Unstructured) (any, error) {
+	out := make([]json.RawMessage, len(objs))
+	for i, o := range objs {
+		js, err := o.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = js
+	}
+	return out, nil
+}
+
+// throttled logs a progress message at most every progressEvery.
+func (in *Installer) throttled(msg string) func(waiting []string) {
+	var last time.Time
+	return func(waiting []string) {
+		if time.Since(last) < progressEvery {
+			return
+		}
+		last = time.Now()
+		in.log.Info(msg, "objects", waiting)
+	}
+}
+
+// waitPhase waits for the CNI's workloads, CoreDNS (when kubeadm created it) and the platform
+// controller to be ready, bounded by PlatformTimeout. It has no inputs: it checks every run.
+type waitPhase struct{ in *Installer }
+
+func (p *waitPhase) Name() string  { return PhaseWaitPlatform }
+func (p *waitPhase) Title() string { return "Wait for the CNI, CoreDNS and the platform controller" }
+
+// WaitTargets are the objects wait-platform waits for (CoreDNS is added at run time, if present).
+func (in *Installer) WaitTargets() ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	cni, err := in.CNIObjects()
+	if err != nil {
+		return nil, err
+	}
+	platform, err := in.PlatformObjects()
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range append(cni, platform...) {
+		switch o.GetKind() {
+		case "Deployment", "DaemonSet", "StatefulSet":
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+func coreDNS() *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apps/v1", "kind": "Deployment",
+		"metadata": map[string]any{"name": "coredns", "namespace": "kube-system"},
+	}}
+}
+
+func (p *waitPhase) Run(ctx context.Context) error {
+	c, err := p.in.client(ctx)
+	if err != nil {
+		return err
+	}
+	targets, err := p.in.WaitTargets()
+	if err != nil {
+		return err
+	}
+	dns := coreDNS()
+	if _, err := c.Get(ctx, dns); err == nil {
+		targets = append(targets, dns)
+	} else if apierrors.IsNotFound(err) {
+		p.in.log.Warn("no kube-system/coredns Deployment: not waiting for cluster DNS")
+	} else {
+		return fmt.Errorf("reading %s: %w", kube.Ref(dns), err)
+	}
+	var last time.Time
+	err = c.WaitReady(ctx, targets, kube.WaitOptions{
+		Timeout: p.in.opts.PlatformTimeout,
+		Progress: func(nr []kube.NotReady) {
+			if time.Since(last) < progressEvery {
+				return
+			}
+			last = time.Now()
+			for _, n := range nr {
+				p.in.log.Info("waiting", "object", n.Object, "reason", n.Reason)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("%w\n(the wait is bounded by --deckhouse-timeout=%s)", err, p.in.opts.PlatformTimeout)
+	}
+	return nil
+}
+
+// resourcesPhase applies --resources in dependency order, retrying while their kinds are not
+// served (CRDs from the resources themselves or from platform modules), then waits for the
+// kinds whose readiness is known. Inputs: the documents.
+type resourcesPhase struct{ in *Installer }
+
+func (p *resourcesPhase) Name() string  { return PhaseCreateResources }
+func (p *resourcesPhase) Title() string { return "Create the --resources" }
+
+func (p *resourcesPhase) objects() ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	for _, d := range p.in.opts.Cluster.Resources {
+		obj, err := documentObject(d)
+		if err != nil {
+			return nil, err
+		}
+		if obj.GetName() == "" {
+			return nil, fmt.Errorf("%s document %d (%s): no metadata.name", d.File, d.Index, d.Kind)
+		}
+		out = append(out, obj)
+	}
+	return out, nil
+}
+
+func (p *resourcesPhase) Inputs() (any, error) {
+	objs, err := p.objects()
+	if err != nil {
+		return nil, err
+	}
+	return objectsDigestInput(objs)
+}
+
+func (p *resourcesPhase) ShouldRun(context.Context) (bool, string, error) {
+	if len(p.in.opts.Cluster.Resources) == 0 {
+		return false, "no --resources given", nil
+	}
+	return true, "", nil
+}
+
+func (p *resourcesPhase) DryRun(context.Context) error {
+	objs, err := p.objects()
+	if err != nil {
+		return err
+	}
+	kube.SortForApply(objs)
+	for _, o := range objs {
+		p.in.log.Info("would apply", "phase", PhaseCreateResources, "object", kube.Ref(o))
+	}
+	return nil
+}
+
+func (p *resourcesPhase) Run(ctx context.Context) error {
+	objs, err := p.objects()
+	if err != nil {
+		return err
+	}
+	c, err := p.in.client(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	timeout := p.in.opts.ResourcesTimeout
+	applied, err := c.ApplyAll(ctx, objs, kube.ApplyOptions{Timeout: timeout, Progress: p.in.throttled("waiting for the kinds of resources to be served")})
+	if err != nil {
+		return fmt.Errorf("%w\n(bounded by --resources-timeout=%s)", err, timeout)
+	}
+	p.in.log.Info("resources applied", "objects", len(applied))
+	remaining := timeout - time.Since(start)
+	if remaining < 30*time.Second {
+		remaining = 30 * time.Second
+	}
+	if err := c.WaitReady(ctx, applied, kube.WaitOptions{Timeout: remaining}); err != nil {
+		return fmt.Errorf("%w\n(bounded by --resources-timeout=%s)", err, timeout)
+	}
+	return nil
+}

@@ -1,0 +1,281 @@
+package install
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/kube"
+	"github.com/dhctl-dev/dhctl/internal/kubetest"
+	"github.com/dhctl-dev/dhctl/internal/phase"
+)
+
+const testUUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+func loadTestConfig(t *testing.T, resources bool) *config.Cluster {
+	t.Helper()
+	opts := config.LoadOptions{ConfigPaths: []string{"testdata/cluster.yml"}}
+	if resources {
+		opts.ResourcePaths = []string{"testdata/resources.yml"}
+	}
+	c, err := config.Load(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("loading the test configuration: %v", err)
+	}
+	return c
+}
+
+func newTestInstaller(t *testing.T, client *kube.Client, c *config.Cluster, opts Options) *Installer {
+	t.Helper()
+	opts.Kube, opts.Cluster, opts.ClusterUUID = client, c, testUUID
+	in, err := New(opts)
+	if err != nil {
+		t.Fatalf("install.New: %v", err)
+	}
+	return in
+}
+
+// allObjects is every object the apply phases create.
+func allObjects(t *testing.T, in *Installer) []*unstructured.Unstructured {
+	t.Helper()
+	var out []*unstructured.Unstructured
+	for _, f := range []func() ([]*unstructured.Unstructured, error){in.CNIObjects, in.NodeGroupObjects, in.PlatformObjects, in.ClusterStateObjects} {
+		objs, err := f()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, objs...)
+	}
+	return out
+}
+
+func resourceVersions(t *testing.T, ctx context.Context, c *kube.Client, objs []*unstructured.Unstructured) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, o := range objs {
+		live, err := c.Get(ctx, o)
+		if err != nil {
+			t.Fatalf("%s was not created: %v", kube.Ref(o), err)
+		}
+		out[kube.Ref(o)] = live.GetResourceVersion()
+	}
+	return out
+}
+
+// Against a real API server: every object is created, a second run changes nothing, and the
+// cluster state Secrets hold what Deckhouse reads.
+func TestInstallCreatesEverythingIdempotently(t *testing.T) {
+	t.Parallel()
+	cluster := kubetest.Start(t, kubetest.Options{})
+	client, err := kube.New(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	in := newTestInstaller(t, client, loadTestConfig(t, false), Options{})
+	applyPhases := in.Phases()[:4] // all but wait-platform: no nodes here
+	if _, err := phase.Run(ctx, applyPhases, phase.Options{}); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	objs := allObjects(t, in)
+	first := resourceVersions(t, ctx, client, objs)
+	for _, want := range []string{
+		"DaemonSet kube-flannel/kube-flannel-ds", "ConfigMap kube-flannel/kube-flannel-cfg",
+		"CustomResourceDefinition nodegroups.deckhouse.io", "NodeGroup master", "NodeGroup worker",
+		"Namespace d8-system", "ServiceAccount d8-system/deckhouse", "ClusterRoleBinding deckhouse",
+		"Secret d8-system/deckhouse-registry", "Deployment d8-system/deckhouse", "ModuleConfig global",
+		"ModuleConfig cni-flannel", "Secret kube-system/d8-cluster-configuration",
+		"Secret kube-system/d8-static-cluster-configuration", "ConfigMap kube-system/d8-cluster-uuid",
+	} {
+		if _, ok := first[want]; !ok {
+			t.Errorf("%s is not among the installed objects", want)
+		}
+	}
+
+	if _, err := phase.Run(ctx, applyPhases, phase.Options{}); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	second := resourceVersions(t, ctx, client, objs)
+	for ref, rv := range first {
+		if second[ref] != rv {
+			t.Errorf("second run changed %s: resourceVersion %s -> %s", ref, rv, second[ref])
+		}
+	}
+
+	// What the objects hold.
+	cs := client.Typed()
+	reg, err := cs.CoreV1().Secrets("d8-system").Get(ctx, "deckhouse-registry", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(reg.Data["address"]); got != "10.77.1.254:5000" {
+		t.Errorf("deckhouse-registry address = %q", got)
+	}
+	if got := string(reg.Data["path"]); got != "/dhctl" {
+		t.Errorf("deckhouse-registry path = %q", got)
+	}
+	if got := string(reg.Data["scheme"]); got != "https" {
+		t.Errorf("deckhouse-registry scheme = %q", got)
+	}
+	if !strings.Contains(string(reg.Data[".dockerconfigjson"]), `"10.77.1.254:5000"`) || !strings.Contains(string(reg.Data["ca"]), "BEGIN CERTIFICATE") {
+		t.Errorf("deckhouse-registry lacks the docker config or CA: keys %v", keys(reg.Data))
+	}
+	dep, err := cs.AppsV1().Deployments("d8-system").Get(ctx, "deckhouse", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := dep.Spec.Template.Spec
+	if img := pod.Containers[0].Image; img != "10.77.1.254:5000/dhctl/platform-controller:v0.1.0" {
+		t.Errorf("platform image = %q", img)
+	}
+	if !pod.HostNetwork || pod.NodeSelector["node-role.kubernetes.io/control-plane"] != "" || pod.Containers[0].ReadinessProbe == nil {
+		t.Errorf("platform Deployment: hostNetwork %v, nodeSelector %v, readiness probe %v", pod.HostNetwork, pod.NodeSelector, pod.Containers[0].ReadinessProbe)
+	}
+	cfg, err := cs.CoreV1().Secrets("kube-system").Get(ctx, "d8-cluster-configuration", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg.Data["cluster-configuration.yaml"]), "podSubnetCIDR: 10.111.0.0/16") {
+		t.Errorf("d8-cluster-configuration:\n%s", cfg.Data["cluster-configuration.yaml"])
+	}
+	uuid, err := cs.CoreV1().ConfigMaps("kube-system").Get(ctx, "d8-cluster-uuid", metav1.GetOptions{})
+	if err != nil || uuid.Data["cluster-uuid"] != testUUID {
+		t.Errorf("d8-cluster-uuid: %v %v", uuid.Data, err)
+	}
+	flannel, err := cs.CoreV1().ConfigMaps("kube-flannel").Get(ctx, "kube-flannel-cfg", metav1.GetOptions{})
+	if err != nil || !strings.Contains(flannel.Data["net-conf.json"], `"Network": "10.111.0.0/16"`) || !strings.Contains(flannel.Data["net-conf.json"], `"vxlan"`) {
+		t.Errorf("flannel net-conf.json: %q %v", flannel.Data["net-conf.json"], err)
+	}
+	ng, err := client.Get(ctx, masterNodeGroup(config.ClusterTypeStatic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nt, _, _ := unstructured.NestedString(ng.Object, "spec", "nodeType"); nt != "Static" {
+		t.Errorf("NodeGroup master nodeType = %q, want Static", nt)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// create-resources: CRDs first, then their resources; a resource whose CRD arrives later is
+// created once it is served.
+func TestCreateResourcesWaitsForLateCRD(t *testing.T) {
+	t.Parallel()
+	cluster := kubetest.Start(t, kubetest.Options{})
+	client, err := kube.New(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	in := newTestInstaller(t, client, loadTestConfig(t, true), Options{ResourcesTimeout: 90 * time.Second})
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	crdErr := make(chan error, 1)
+	go func() {
+		defer wg.Done()
+		// Let create-resources find the kind missing a few times first.
+		time.Sleep(4 * time.Second)
+		objs, err := decodeDocuments("widget-crd", []byte(widgetCRD))
+		if err == nil {
+			_, err = client.Apply(ctx, objs[0])
+		}
+		crdErr <- err
+	}()
+	start := time.Now()
+	err = in.ResourcesPhase().Run(ctx)
+	wg.Wait()
+	if err := <-crdErr; err != nil {
+		t.Fatalf("creating the late CRD: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("create-resources: %v", err)
+	}
+	if time.Since(start) < 4*time.Second {
+		t.Errorf("create-resources finished before the Widget CRD existed")
+	}
+	for _, ref := range []*unstructured.Unstructured{
+		obj("example.com/v1", "Widget", "", "late"), obj("example.com/v1", "Gadget", "", "ordered"),
+		obj("v1", "ConfigMap", "team-a", "settings"),
+	} {
+		if _, err := client.Get(ctx, ref); err != nil {
+			t.Errorf("%s: %v", kube.Ref(ref), err)
+		}
+	}
+}
+
+const widgetCRD = `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Cluster
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+`
+
+func obj(apiVersion, kind, ns, name string) *unstructured.Unstructured {
+	o := &unstructured.Unstructured{}
+	o.SetAPIVersion(apiVersion)
+	o.SetKind(kind)
+	o.SetNamespace(ns)
+	o.SetName(name)
+	return o
+}
+
+// With a controller manager and scheduler but no node, the platform Deployment's pod stays
+// Pending: wait-platform must give up at its bound and say which object and why.
+func TestWaitPlatformTimeoutNamesTheBlocker(t *testing.T) {
+	t.Parallel()
+	cluster := kubetest.Start(t, kubetest.Options{Controllers: true})
+	client, err := kube.New(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	in := newTestInstaller(t, client, loadTestConfig(t, false), Options{PlatformTimeout: 20 * time.Second})
+	phases := in.Phases()
+	_, err = phase.Run(ctx, phases, phase.Options{})
+	if err == nil {
+		t.Fatal("wait-platform succeeded with no node to run the platform on")
+	}
+	var nr *kube.NotReadyError
+	if !errors.As(err, &nr) {
+		t.Fatalf("want a *kube.NotReadyError, got %T: %v", err, err)
+	}
+	if len(nr.Objects) != 1 || nr.Objects[0].Object != "Deployment d8-system/deckhouse" {
+		t.Fatalf("want only the platform Deployment blocking (the DaemonSet has no node to run on), got:\n%v", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"phase wait-platform", "0/1 replicas ready", "Pending", "Unschedulable", "--deckhouse-timeout=20s"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the error does not say %q:\n%s", want, msg)
+		}
+	}
+	t.Logf("the error, as a user sees it:\n%s", msg)
+}

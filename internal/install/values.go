@@ -1,0 +1,215 @@
+package install
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+
+	"github.com/dhctl-dev/dhctl/internal/config"
+)
+
+// Image tags dhctl installs beside the version map's control-plane images. The registry layout
+// (docs/registry-layout.md) puts every image flat under imagesRepo.
+const (
+	FlannelTag = "v0.26.7"
+	// PlatformControllerName and PlatformControllerTag name dhctl's own platform controller image
+	// under imagesRepo: <imagesRepo>/platform-controller:v0.1.0. Deckhouse publishes its
+	// controller at <imagesRepo>:<release tag> instead; select it with an image override of the
+	// form ":<tag>" (see PlatformImage).
+	PlatformControllerName = "platform-controller"
+	PlatformControllerTag  = "v0.1.0"
+
+	// DefaultCNI is installed unless a ModuleConfig cni-<name> is enabled or --cni says otherwise.
+	DefaultCNI = "flannel"
+
+	platformPort          = 4222 // Deckhouse's port for its probes
+	platformReadinessPath = "/readyz"
+)
+
+// Values are what the templates see (templates/README.md lists them).
+type Values struct {
+	ImagesRepo        string
+	Images            map[string]string
+	PodSubnetCIDR     string
+	ServiceSubnetCIDR string
+	ClusterDomain     string
+	CNI               CNIValues
+	Registry          RegistryValues
+	Platform          PlatformValues
+}
+
+// CNIValues configure the CNI templates.
+type CNIValues struct {
+	Name    string // directory under templates/cni
+	Backend string // flannel: vxlan or host-gw
+}
+
+// RegistryValues are the keys of the deckhouse-registry Secret. DockerConfigJSON is secret.
+type RegistryValues struct {
+	Address          string // host[:port]
+	Path             string // "/path" or ""
+	Scheme           string // http or https
+	CA               string
+	DockerConfigJSON string
+}
+
+// PlatformValues configure the platform Deployment.
+type PlatformValues struct {
+	Port          int
+	ReadinessPath string
+	LogLevel      string
+}
+
+// PlatformImage derives the platform controller's image: override when it is a full reference,
+// <imagesRepo>:<tag> when override is ":<tag>" (Deckhouse's layout), else dhctl's own
+// <imagesRepo>/platform-controller:v0.1.0.
+func PlatformImage(imagesRepo, override string) string {
+	switch {
+	case override == "":
+		return imagesRepo + "/" + PlatformControllerName + ":" + PlatformControllerTag
+	case strings.HasPrefix(override, ":"):
+		return imagesRepo + override
+	}
+	return override
+}
+
+// newValues computes the template values from the configuration.
+func newValues(c *config.Cluster, cni, platformImage string, fsys fs.FS) (*Values, error) {
+	if c.InitConfiguration == nil {
+		return nil, fmt.Errorf("install needs an InitConfiguration document: its deckhouse.imagesRepo says where images come from")
+	}
+	init := c.InitConfiguration.Deckhouse
+	repo := strings.TrimSuffix(init.ImagesRepo, "/")
+	if repo == "" {
+		return nil, fmt.Errorf("InitConfiguration: deckhouse.imagesRepo is empty: set it to the registry path holding the images, e.g. registry.example.com/dhctl")
+	}
+	reg, err := registryValues(repo, init)
+	if err != nil {
+		return nil, err
+	}
+	cniValues, err := chooseCNI(c, cni, fsys)
+	if err != nil {
+		return nil, err
+	}
+	cc := c.ClusterConfiguration
+	return &Values{
+		ImagesRepo: repo,
+		Images: map[string]string{
+			"flannel":  repo + "/flannel:" + FlannelTag,
+			"platform": PlatformImage(repo, platformImage),
+		},
+		PodSubnetCIDR:     cc.PodSubnetCIDR,
+		ServiceSubnetCIDR: cc.ServiceSubnetCIDR,
+		ClusterDomain:     cc.ClusterDomain,
+		CNI:               cniValues,
+		Registry:          reg,
+		Platform:          PlatformValues{Port: platformPort, ReadinessPath: platformReadinessPath, LogLevel: "Info"},
+	}, nil
+}
+
+func registryValues(repo string, init config.DeckhouseInit) (RegistryValues, error) {
+	address, p, _ := strings.Cut(repo, "/")
+	if p != "" {
+		p = "/" + p
+	}
+	scheme := strings.ToLower(init.RegistryScheme)
+	if scheme == "" {
+		scheme = "https"
+	}
+	r := RegistryValues{Address: address, Path: p, Scheme: scheme, CA: init.RegistryCA}
+	if init.RegistryDockerCfg == "" {
+		// Anonymous pulls: a valid, empty entry for the registry.
+		js, err := json.Marshal(map[string]any{"auths": map[string]any{address: map[string]any{}}})
+		if err != nil {
+			return r, err
+		}
+		r.DockerConfigJSON = string(js)
+		return r, nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(init.RegistryDockerCfg))
+	if err != nil {
+		return r, fmt.Errorf("InitConfiguration: deckhouse.registryDockerCfg is not base64 (want base64 of a docker config.json: base64 -w0 < config.json)")
+	}
+	var probe struct {
+		Auths map[string]json.RawMessage `json:"auths"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil || probe.Auths == nil {
+		return r, fmt.Errorf("InitConfiguration: deckhouse.registryDockerCfg does not decode to a docker config.json with an \"auths\" object")
+	}
+	r.DockerConfigJSON = string(raw)
+	return r, nil
+}
+
+// chooseCNI picks the CNI: the explicit choice, else the one ModuleConfig cni-<name> enables
+// (Deckhouse's convention), else DefaultCNI; its templates must exist under cni/<name>.
+func chooseCNI(c *config.Cluster, explicit string, fsys fs.FS) (CNIValues, error) {
+	name := explicit
+	var settings map[string]any
+	var enabled []string
+	for _, mc := range c.ModuleConfigs {
+		n, ok := strings.CutPrefix(mc.Metadata.Name, "cni-")
+		if !ok || mc.Spec.Enabled == nil || !*mc.Spec.Enabled {
+			continue
+		}
+		enabled = append(enabled, n)
+		if explicit == "" || explicit == n {
+			settings = mc.Spec.Settings
+		}
+	}
+	if name == "" {
+		switch len(enabled) {
+		case 0:
+			name = DefaultCNI
+		case 1:
+			name = enabled[0]
+		default:
+			return CNIValues{}, fmt.Errorf("ModuleConfigs enable several CNIs (%s): enable exactly one cni-<name> module", strings.Join(enabled, ", "))
+		}
+	}
+	available, err := availableCNIs(fsys)
+	if err != nil {
+		return CNIValues{}, err
+	}
+	if !contains(available, name) {
+		return CNIValues{}, fmt.Errorf("CNI %q has no templates in this dhctl; available: %s", name, strings.Join(available, ", "))
+	}
+	v := CNIValues{Name: name, Backend: "vxlan"}
+	if mode, _ := settings["podNetworkMode"].(string); name == "flannel" && mode != "" {
+		switch strings.ToLower(mode) {
+		case "vxlan":
+			v.Backend = "vxlan"
+		case "hostgw", "host-gw":
+			v.Backend = "host-gw"
+		default:
+			return CNIValues{}, fmt.Errorf("ModuleConfig cni-flannel: settings.podNetworkMode %q: want VXLAN or HostGW", mode)
+		}
+	}
+	return v, nil
+}
+
+func availableCNIs(fsys fs.FS) ([]string, error) {
+	entries, err := fs.ReadDir(fsys, "cni")
+	if err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
