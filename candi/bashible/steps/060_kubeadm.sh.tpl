@@ -16,8 +16,10 @@ else
 		log "an unfinished kubeadm init left files behind: kubeadm reset -f"
 		kubeadm reset -f
 	fi
+	started=$SECONDS
 	kubeadm init --config /etc/kubernetes/dhctl/kubeadm.yaml{{ if .UploadCerts }} --upload-certs{{ end }}
 	wait_for 300 "the API server to answer /readyz after kubeadm init" ready
+	log "kubeadm init took $((SECONDS - started))s"
 fi
 log "control plane ready: $(kubectl --kubeconfig "$admin" get --raw /readyz)"
 {{ else }}
@@ -28,7 +30,9 @@ else
 		log "an unfinished kubeadm join left files behind: kubeadm reset -f"
 		kubeadm reset -f
 	fi
+	started=$SECONDS
 	kubeadm join --config /etc/kubernetes/dhctl/kubeadm.yaml
+	log "kubeadm join took $((SECONDS - started))s"
 fi
 wait_for 120 "kubelet to be active after kubeadm join" systemctl is-active --quiet kubelet
 log "kubelet is active"

@@ -1,0 +1,222 @@
+// Package nodebundle is the node bootstrap operation: the first control-plane node gets its
+// bundle (packages, containerd, kubelet, kubeadm init), other nodes join. It wires the kubeadm
+// documents, the node bundle, the packages endpoint and SSH; the commands call it.
+package nodebundle
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/kubeadm"
+	"github.com/dhctl-dev/dhctl/internal/node"
+	"github.com/dhctl-dev/dhctl/internal/packages"
+	"github.com/dhctl-dev/dhctl/internal/ssh"
+)
+
+// Plan is what every node of a cluster shares: the release, the kubeadm input, the packages and
+// the registry.
+type Plan struct {
+	Candi      fs.FS
+	Minor      string
+	Release    config.KubernetesRelease
+	Kubeadm    kubeadm.Cluster
+	Packages   []node.Package
+	Registry   *node.Registry
+	ImagesRepo string
+	Sandbox    string
+	Proxy      *node.Proxy
+	cluster    config.ClusterConfiguration
+}
+
+// NewPlan builds the plan from the configuration and the version map (with any override already
+// applied). controlPlaneHost is the address nodes reach the API servers at (the first master's).
+func NewPlan(candi fs.FS, c *config.Cluster, vm *config.VersionMap, controlPlaneHost string) (*Plan, error) {
+	kc, err := kubeadm.FromConfig(c, vm, controlPlaneHost)
+	if err != nil {
+		return nil, err
+	}
+	minor := c.KubernetesVersion
+	if minor == "" {
+		minor = vm.Default()
+	}
+	rel, _ := vm.Release(minor)
+	pkgs, err := node.PackagesFor(rel, minor)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := node.RegistryFrom(c.InitConfiguration)
+	if err != nil {
+		return nil, err
+	}
+	sandbox, err := node.SandboxImage(kc.ImageRepository, rel)
+	if err != nil {
+		return nil, err
+	}
+	return &Plan{
+		Candi: candi, Minor: minor, Release: rel, Kubeadm: kc, Packages: pkgs, Registry: reg,
+		ImagesRepo: kc.ImageRepository, Sandbox: sandbox, Proxy: node.ProxyFrom(c.ClusterConfiguration),
+		cluster: c.ClusterConfiguration,
+	}, nil
+}
+
+// Target is one machine and what it becomes.
+type Target struct {
+	IP   string
+	Role node.Role
+	Init bool // the first control-plane node
+	Host node.Host
+}
+
+// Render renders a node's bundle. For the first master, secrets are the bootstrap token and
+// certificate key; for others, join says how to join.
+func (p *Plan) Render(t Target, secrets kubeadm.Secrets, join kubeadm.JoinInfo) (*node.Bundle, node.Data, error) {
+	kc := p.Kubeadm
+	kc.CgroupDriver = t.Host.CgroupDriver
+	n := kubeadm.Node{Name: t.Host.Hostname, IP: t.IP}
+	var cfg []byte
+	var err error
+	if t.Init {
+		cfg, err = kubeadm.Init(kc, n, secrets)
+	} else {
+		cfg, err = kubeadm.Join(kc, n, join, t.Role == node.RoleMaster)
+	}
+	if err != nil {
+		return nil, node.Data{}, fmt.Errorf("host %s: %w", t.IP, err)
+	}
+	d := node.Data{
+		NodeName: t.Host.Hostname, NodeIP: t.IP, Role: t.Role, Init: t.Init, UploadCerts: t.Init && secrets.CertificateKey != "",
+		OSFamily: t.Host.Family, KubernetesVersion: p.Release.Patch, CgroupDriver: t.Host.CgroupDriver,
+		Packages: p.Packages, Registry: p.Registry, SandboxImage: p.Sandbox, Proxy: p.Proxy,
+		ClusterDomain: p.cluster.ClusterDomain, PodSubnet: p.cluster.PodSubnetCIDR, ServiceSubnet: p.cluster.ServiceSubnetCIDR,
+		KubeadmConfig: string(cfg),
+	}
+	b, err := node.Render(p.Candi, d)
+	if err != nil {
+		return nil, d, fmt.Errorf("host %s: %w", t.IP, err)
+	}
+	return b, d, nil
+}
+
+// PackagesOptions say where the packages endpoint takes files from.
+type PackagesOptions struct {
+	Upstream bool // from upstream URLs instead of the registry
+	// Transport reaches the registry (nil = one trusting the registry CA of the configuration).
+	Transport http.RoundTripper
+	CacheDir  string
+	Log       *slog.Logger
+}
+
+// StartPackages starts the packages endpoint for the plan's release on 127.0.0.1.
+func (p *Plan) StartPackages(o PackagesOptions) (*packages.Server, string, error) {
+	opts := packages.Options{Packages: p.Release.Packages, CacheDir: o.CacheDir, Log: o.Log}
+	if !o.Upstream {
+		tr := o.Transport
+		if tr == nil {
+			t, err := registryTransport(p.Registry.CA)
+			if err != nil {
+				return nil, "", err
+			}
+			tr = t
+		}
+		opts.Registry = &packages.Registry{Repo: p.ImagesRepo, User: p.Registry.User, Password: p.Registry.Password,
+			Insecure: p.Registry.Scheme == "http", Transport: tr}
+	}
+	s, err := packages.New(opts)
+	if err != nil {
+		return nil, "", err
+	}
+	addr, err := s.Start()
+	if err != nil {
+		return nil, "", err
+	}
+	return s, addr, nil
+}
+
+func registryTransport(caPEM string) (http.RoundTripper, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caPEM != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+			return nil, errors.New("InitConfiguration deckhouse.registryCA holds no PEM certificate")
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return tr, nil
+}
+
+// Result of bootstrapping the first control-plane node.
+type Result struct {
+	Report     node.Report
+	Join       kubeadm.JoinInfo // how other nodes join (token and certificate key are secret)
+	Kubeconfig []byte           // admin kubeconfig (secret)
+}
+
+// BootstrapFirstMaster runs the first control-plane node's bundle and returns how others join.
+func (p *Plan) BootstrapFirstMaster(ctx context.Context, c *ssh.Client, ip string, secrets kubeadm.Secrets, o node.ExecOptions) (Result, error) {
+	host, err := node.DetectHost(ctx, c)
+	if err != nil {
+		return Result{}, err
+	}
+	b, _, err := p.Render(Target{IP: ip, Role: node.RoleMaster, Init: true, Host: host}, secrets, kubeadm.JoinInfo{})
+	if err != nil {
+		return Result{}, err
+	}
+	o.Secrets = append(o.Secrets, secrets.Token, secrets.CertificateKey)
+	rep, err := node.Execute(ctx, c, b, o)
+	if err != nil {
+		return Result{Report: rep}, err
+	}
+	ca, err := readRemote(ctx, c, "/etc/kubernetes/pki/ca.crt")
+	if err != nil {
+		return Result{Report: rep}, err
+	}
+	hash, err := kubeadm.CACertHash(ca)
+	if err != nil {
+		return Result{Report: rep}, fmt.Errorf("host %s: %w", c.Host(), err)
+	}
+	kubeconfig, err := readRemote(ctx, c, "/etc/kubernetes/admin.conf")
+	if err != nil {
+		return Result{Report: rep}, err
+	}
+	return Result{
+		Report:     rep,
+		Join:       kubeadm.JoinInfo{APIServerEndpoint: p.Kubeadm.ControlPlaneEndpoint, Token: secrets.Token, CACertHash: hash, CertificateKey: secrets.CertificateKey},
+		Kubeconfig: kubeconfig,
+	}, nil
+}
+
+// Join runs a joining node's bundle.
+func (p *Plan) Join(ctx context.Context, c *ssh.Client, ip string, role node.Role, join kubeadm.JoinInfo, o node.ExecOptions) (node.Report, error) {
+	host, err := node.DetectHost(ctx, c)
+	if err != nil {
+		return node.Report{}, err
+	}
+	b, _, err := p.Render(Target{IP: ip, Role: role, Host: host}, kubeadm.Secrets{}, join)
+	if err != nil {
+		return node.Report{}, err
+	}
+	o.Secrets = append(o.Secrets, join.Token, join.CertificateKey)
+	return node.Execute(ctx, c, b, o)
+}
+
+func readRemote(ctx context.Context, c *ssh.Client, path string) ([]byte, error) {
+	var b strings.Builder
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := c.Download(ctx, path, &b, true); err != nil {
+		return nil, fmt.Errorf("host %s: reading %s: %w", c.Host(), path, err)
+	}
+	return []byte(b.String()), nil
+}
