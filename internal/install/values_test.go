@@ -1,0 +1,148 @@
+package install
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/templates"
+)
+
+func TestPlatformImage(t *testing.T) {
+	for _, c := range []struct{ override, want string }{
+		{"", "r.example.com/d8/platform-controller:v0.1.0"},
+		{":stable", "r.example.com/d8:stable"}, // Deckhouse's layout
+		{"other.example.com/deckhouse:v1.70.0", "other.example.com/deckhouse:v1.70.0"},
+	} {
+		if got := PlatformImage("r.example.com/d8", c.override); got != c.want {
+			t.Errorf("PlatformImage(%q) = %q, want %q", c.override, got, c.want)
+		}
+	}
+}
+
+func TestRegistryValues(t *testing.T) {
+	r, err := registryValues("10.0.0.1:5000/a/b", config.DeckhouseInit{RegistryScheme: "HTTP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Address != "10.0.0.1:5000" || r.Path != "/a/b" || r.Scheme != "http" || r.DockerConfigJSON != `{"auths":{"10.0.0.1:5000":{}}}` {
+		t.Errorf("anonymous registry: %+v", r)
+	}
+	cfg := base64.StdEncoding.EncodeToString([]byte(`{"auths":{"x":{"auth":"c2VjcmV0"}}}`))
+	r, err = registryValues("x/y", config.DeckhouseInit{RegistryDockerCfg: cfg})
+	if err != nil || r.DockerConfigJSON != `{"auths":{"x":{"auth":"c2VjcmV0"}}}` || r.Scheme != "https" {
+		t.Errorf("with credentials: %+v %v", r, err)
+	}
+	_, err = registryValues("x/y", config.DeckhouseInit{RegistryDockerCfg: "not base64!"})
+	if err == nil || !strings.Contains(err.Error(), "deckhouse.registryDockerCfg is not base64") || strings.Contains(err.Error(), "not base64!") {
+		t.Errorf("bad docker config: %v (must name the field, never echo the value)", err)
+	}
+	_, err = registryValues("x/y", config.DeckhouseInit{RegistryDockerCfg: base64.StdEncoding.EncodeToString([]byte(`[1]`))})
+	if err == nil || !strings.Contains(err.Error(), `"auths"`) {
+		t.Errorf("not a docker config: %v", err)
+	}
+}
+
+func enabled(name string, on bool, settings map[string]any) config.ModuleConfig {
+	return config.ModuleConfig{Metadata: config.ObjectMeta{Name: name}, Spec: config.ModuleConfigSpec{Enabled: &on, Settings: settings}}
+}
+
+func TestChooseCNI(t *testing.T) {
+	fsys := fstest.MapFS{"cni/flannel/a.yaml": {}, "cni/cilium/a.yaml": {}}
+	for _, c := range []struct {
+		name     string
+		explicit string
+		mcs      []config.ModuleConfig
+		want     CNIValues
+		err      string
+	}{
+		{name: "default", want: CNIValues{Name: "flannel", Backend: "vxlan"}},
+		{name: "module config", mcs: []config.ModuleConfig{enabled("cni-cilium", true, nil)}, want: CNIValues{Name: "cilium", Backend: "vxlan"}},
+		{name: "disabled module ignored", mcs: []config.ModuleConfig{enabled("cni-cilium", false, nil)}, want: CNIValues{Name: "flannel", Backend: "vxlan"}},
+		{name: "host-gw", mcs: []config.ModuleConfig{enabled("cni-flannel", true, map[string]any{"podNetworkMode": "HostGW"})}, want: CNIValues{Name: "flannel", Backend: "host-gw"}},
+		{name: "explicit", explicit: "cilium", want: CNIValues{Name: "cilium", Backend: "vxlan"}},
+		{name: "two enabled", mcs: []config.ModuleConfig{enabled("cni-cilium", true, nil), enabled("cni-flannel", true, nil)}, err: "enable exactly one"},
+		{name: "unknown", explicit: "calico", err: `CNI "calico" has no templates in this dhctl; available: cilium, flannel`},
+		{name: "bad mode", mcs: []config.ModuleConfig{enabled("cni-flannel", true, map[string]any{"podNetworkMode": "Magic"})}, err: "settings.podNetworkMode"},
+	} {
+		got, err := chooseCNI(&config.Cluster{ModuleConfigs: c.mcs}, c.explicit, fsys)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: got %v, want an error containing %q", c.name, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s: got %+v %v, want %+v", c.name, got, err, c.want)
+		}
+	}
+}
+
+// Every shipped template renders with full values into objects with a kind and a name.
+func TestTemplatesRender(t *testing.T) {
+	v := &Values{
+		ImagesRepo: "r/x", Images: map[string]string{"flannel": "r/x/flannel:v", "platform": "r/x/p:v"},
+		PodSubnetCIDR: "10.1.0.0/16", ServiceSubnetCIDR: "10.2.0.0/16", ClusterDomain: "cluster.local",
+		CNI:      CNIValues{Name: "flannel", Backend: "vxlan"},
+		Registry: RegistryValues{Address: "r", Path: "/x", Scheme: "https", CA: "ca", DockerConfigJSON: "{}"},
+		Platform: PlatformValues{Port: 4222, ReadinessPath: "/readyz", LogLevel: "Info"},
+	}
+	total := 0
+	for _, dir := range []string{"cni/flannel", "crds", "platform"} {
+		objs, err := Render(templates.FS, dir, v)
+		if err != nil {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		for _, o := range objs {
+			if o.GetKind() == "" || o.GetAPIVersion() == "" {
+				t.Errorf("%s: object %q without kind/apiVersion", dir, o.GetName())
+			}
+		}
+		total += len(objs)
+	}
+	if total < 12 {
+		t.Errorf("only %d objects rendered", total)
+	}
+	// A value the templates use but the values lack is an error naming the file, not "<no value>".
+	bad := fstest.MapFS{"d/x.yaml": {Data: []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ .Images.nope }}}\n")}}
+	if _, err := Render(bad, "d", v); err == nil || !strings.Contains(err.Error(), "d/x.yaml") {
+		t.Errorf("missing value: %v", err)
+	}
+}
+
+func TestClusterStateChecksUUIDAndNodeStates(t *testing.T) {
+	c := loadTestConfig(t, false)
+	if _, err := clusterStateObjects(c, "not-a-uuid", nil, nil, nil); err == nil || !strings.Contains(err.Error(), "not a lower-case UUID") {
+		t.Errorf("bad uuid: %v", err)
+	}
+	objs, err := clusterStateObjects(c, testUUID, []byte(`{"version":4}`), []NodeTerraformState{{Node: "m-0", NodeGroup: "master", State: []byte(`{}`)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, o := range objs {
+		names = append(names, o.GetNamespace()+"/"+o.GetName())
+	}
+	want := "kube-system/d8-cluster-configuration kube-system/d8-cluster-uuid kube-system/d8-static-cluster-configuration d8-system/d8-cluster-terraform-state d8-system/d8-node-terraform-state-m-0"
+	if strings.Join(names, " ") != want {
+		t.Errorf("got %s\nwant %s", strings.Join(names, " "), want)
+	}
+	if _, err := clusterStateObjects(c, testUUID, nil, []NodeTerraformState{{Node: "m-0"}}, nil); err == nil {
+		t.Error("a node state without state bytes was accepted")
+	}
+}
+
+func TestNewNeedsInitConfiguration(t *testing.T) {
+	c := loadTestConfig(t, false)
+	c.InitConfiguration = nil
+	_, err := New(Options{Cluster: c, ClusterUUID: testUUID, Connect: nil, Kube: nil})
+	if err == nil {
+		t.Fatal("accepted options without a client")
+	}
+	_, err = newValues(c, "", "", templates.FS)
+	if err == nil || !strings.Contains(err.Error(), "InitConfiguration") {
+		t.Errorf("no InitConfiguration: %v", err)
+	}
+}
