@@ -30,14 +30,11 @@ func TestVersion(t *testing.T) {
 func TestCommandsNotYetAvailableSaySoAndExit2(t *testing.T) {
 	for _, args := range [][]string{
 		{"bootstrap"},
-		{"bootstrap-phase", "execute-bashible-bundle"},
 		{"bootstrap-phase", "abort"},
 		{"converge"},
 		{"destroy"},
 		{"mirror", "pull"},
 		{"mirror", "push"},
-		{"config", "render", "kubeadm-config"},
-		{"config", "render", "bashible-bundle"},
 	} {
 		code, out, errOut := runCLI(t, nil, args...)
 		if code != 2 {
