@@ -163,27 +163,17 @@ credentials) shown as <redacted>. A master is the first one (kubeadm init) when 
 			init := role == node.RoleMaster && cp == f.NodeIP
 			join := kubeadm.JoinInfo{APIServerEndpoint: plan.Kubeadm.ControlPlaneEndpoint, Token: secrets.Token,
 				CACertHash: "sha256:" + strings.Repeat("0", 64), CertificateKey: secrets.CertificateKey}
-			b, _, err := plan.Render(nodebundle.Target{IP: f.NodeIP, Role: role, Init: init,
+			_, d, err := plan.Render(nodebundle.Target{IP: f.NodeIP, Role: role, Init: init,
 				Host: node.Host{Family: fam, Hostname: f.NodeName, CgroupDriver: "systemd"}}, secrets, join)
 			if err != nil {
 				return usageError(err)
 			}
-			var sb strings.Builder
-			if _, err := b.WriteTo(&sb); err != nil {
+			// The same data with its secrets replaced: what is shipped, minus what must not be shown.
+			b, err := node.Render(candi.FS, d.Redacted(secrets.Token, secrets.CertificateKey))
+			if err != nil {
 				return err
 			}
-			r := []string{secrets.Token, "<redacted>", secrets.CertificateKey, "<redacted>"}
-			if plan.Registry.Password != "" {
-				r = append(r, plan.Registry.Password, "<redacted>")
-			}
-			if plan.Proxy != nil {
-				for _, u := range []string{plan.Proxy.HTTP, plan.Proxy.HTTPS} {
-					if i := strings.LastIndex(u, "@"); i > 0 {
-						r = append(r, u[:i], "<redacted>")
-					}
-				}
-			}
-			_, err = io.WriteString(cmd.OutOrStdout(), strings.NewReplacer(r...).Replace(sb.String()))
+			_, err = b.WriteTo(cmd.OutOrStdout())
 			return err
 		},
 	}
