@@ -9,6 +9,7 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -59,8 +60,18 @@ var epoch = time.Unix(0, 0).UTC()
 
 // LayerFromFiles writes a reproducible gzip tar of files (with their parent
 // directories) into cacheDir, named by the digest of its content, and returns
-// it as a layer. A second call with the same files reuses the file.
+// it as a layer. A second call with the same files (same paths, sizes,
+// modification times and modes) reuses the file and its digests without
+// reading the sources again.
 func LayerFromFiles(cacheDir string, files []File) (v1.Layer, error) {
+	key, err := filesKey(files)
+	if err != nil {
+		return nil, err
+	}
+	indexPath := filepath.Join(cacheDir, "layers", "index", key+".json")
+	if l, err := cachedLayerFrom(indexPath); err == nil {
+		return l, nil
+	}
 	var buf bytes.Buffer
 	if err := writeTar(&buf, files); err != nil {
 		return nil, err
@@ -71,7 +82,7 @@ func LayerFromFiles(cacheDir string, files []File) (v1.Layer, error) {
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 			return nil, err
 		}
-		tmp := out + ".tmp"
+		tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
 		f, err := os.Create(tmp)
 		if err != nil {
 			return nil, err
@@ -92,7 +103,128 @@ func LayerFromFiles(cacheDir string, files []File) (v1.Layer, error) {
 			return nil, err
 		}
 	}
-	return tarball.LayerFromFile(out, tarball.WithMediaType(types.OCILayer))
+	l, err := tarball.LayerFromFile(out, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, err
+	}
+	if err := writeLayerIndex(indexPath, out, l); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// filesKey identifies a set of files by what can change them without
+// reading their content: path, mode and link in the image, and for host
+// files their path, size and modification time; inline data by its hash.
+func filesKey(files []File) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "v1\n")
+	sorted := append([]File(nil), files...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
+	for _, f := range sorted {
+		fmt.Fprintf(h, "%s\x00%o\x00%s\x00", f.Path, f.Mode, f.Link)
+		switch {
+		case f.Source != "":
+			st, err := os.Stat(f.Source)
+			if err != nil {
+				return "", fmt.Errorf("images: %s for %s: %w", f.Source, f.Path, err)
+			}
+			fmt.Fprintf(h, "%s\x00%d\x00%d\n", f.Source, st.Size(), st.ModTime().UnixNano())
+		default:
+			d := sha256.Sum256(f.Data)
+			fmt.Fprintf(h, "%x\n", d)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// layerIndex records a packed layer's file and digests.
+type layerIndex struct {
+	File   string `json:"file"`
+	Digest string `json:"digest"`
+	DiffID string `json:"diffID"`
+	Size   int64  `json:"size"`
+}
+
+func writeLayerIndex(indexPath, file string, l v1.Layer) error {
+	d, err := l.Digest()
+	if err != nil {
+		return err
+	}
+	diffID, err := l.DiffID()
+	if err != nil {
+		return err
+	}
+	size, err := l.Size()
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(layerIndex{File: file, Digest: d.String(), DiffID: diffID.String(), Size: size})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(indexPath), 0o755); err != nil {
+		return err
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", indexPath, os.Getpid())
+	if err := os.WriteFile(tmp, raw, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, indexPath)
+}
+
+// cachedLayer is a packed layer whose digests are known from the index; a
+// registry still verifies the digest of what it receives.
+type cachedLayer struct {
+	file           string
+	digest, diffID v1.Hash
+	size           int64
+}
+
+func cachedLayerFrom(indexPath string) (*cachedLayer, error) {
+	raw, err := os.ReadFile(indexPath)
+	if err != nil {
+		return nil, err
+	}
+	var idx layerIndex
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(idx.File)
+	if err != nil || st.Size() != idx.Size {
+		return nil, fmt.Errorf("images: cached layer %s is gone or changed", idx.File)
+	}
+	d, err := v1.NewHash(idx.Digest)
+	if err != nil {
+		return nil, err
+	}
+	diffID, err := v1.NewHash(idx.DiffID)
+	if err != nil {
+		return nil, err
+	}
+	return &cachedLayer{file: idx.File, digest: d, diffID: diffID, size: idx.Size}, nil
+}
+
+func (l *cachedLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
+func (l *cachedLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
+func (l *cachedLayer) Size() (int64, error)                { return l.size, nil }
+func (l *cachedLayer) MediaType() (types.MediaType, error) { return types.OCILayer, nil }
+func (l *cachedLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.file) }
+
+func (l *cachedLayer) Uncompressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.file)
+	if err != nil {
+		return nil, err
+	}
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{zr, f}, nil
 }
 
 // writeTar writes files as a tar stream, parents first, sorted by path.

@@ -152,3 +152,42 @@ func reversed(f []File) []File {
 	}
 	return r
 }
+
+func TestLayerCacheHitAndInvalidation(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "bin")
+	os.WriteFile(src, []byte("one"), 0o755)
+	files := []File{{Path: "/bin/tool", Source: src}}
+	first, err := LayerFromFiles(dir, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := LayerFromFiles(dir, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := again.(*cachedLayer); !ok {
+		t.Fatalf("second LayerFromFiles with unchanged files returned %T, want the cached layer", again)
+	}
+	d1, _ := first.Digest()
+	d2, _ := again.Digest()
+	id1, _ := first.DiffID()
+	id2, _ := again.DiffID()
+	if d1 != d2 || id1 != id2 {
+		t.Errorf("cached layer digests %v/%v differ from %v/%v", d2, id2, d1, id1)
+	}
+	rc, _ := again.Compressed()
+	h, _, err := v1.SHA256(rc)
+	rc.Close()
+	if err != nil || h != d1 {
+		t.Errorf("cached layer content hashes to %v, want %v (%v)", h, d1, err)
+	}
+	os.WriteFile(src, []byte("two!"), 0o755)
+	changed, err := LayerFromFiles(dir, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d3, _ := changed.Digest(); d3 == d1 {
+		t.Errorf("changed source gave the old layer %v", d3)
+	}
+}
