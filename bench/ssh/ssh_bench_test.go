@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,8 +30,15 @@ func benchUser(b *testing.B, lab *sshtest.Lab) *sshtest.User {
 	return lab.AddUser(b, sshtest.SudoNone)
 }
 
+type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+
 func clientsFor(b *testing.B, lab *sshtest.Lab, u *sshtest.User, hosts []*sshtest.Host) []*dssh.Client {
-	state := b.TempDir()
+	return clientsVia(b, lab.DialContext, b.TempDir(), u, hosts)
+}
+
+// clientsVia makes one client per host, all pinning host keys in state through one PinStore (as
+// a dhctl run does).
+func clientsVia(b *testing.B, dial dialFunc, state string, u *sshtest.User, hosts []*sshtest.Host) []*dssh.Client {
 	pins := dssh.NewPinStore(state)
 	var cs []*dssh.Client
 	for _, h := range hosts {
@@ -38,7 +46,7 @@ func clientsFor(b *testing.B, lab *sshtest.Lab, u *sshtest.User, hosts []*sshtes
 			Host: h.Addr, User: u.Name,
 			Auth:        dssh.Auth{Keys: []dssh.KeyFile{{Path: u.Key}}},
 			HostKeys:    dssh.HostKeyPolicy{StateDir: state, Pins: pins},
-			DialContext: lab.DialContext,
+			DialContext: dial,
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -48,9 +56,9 @@ func clientsFor(b *testing.B, lab *sshtest.Lab, u *sshtest.User, hosts []*sshtes
 	return cs
 }
 
-func fanoutTrue(b *testing.B, clients []*dssh.Client) time.Duration {
+func fanoutTrue(b *testing.B, clients []*dssh.Client, concurrency int) time.Duration {
 	start := time.Now()
-	res := dssh.Fanout(context.Background(), clients, dssh.FanoutOptions{}, func(ctx context.Context, c *dssh.Client) (struct{}, error) {
+	res := dssh.Fanout(context.Background(), clients, dssh.FanoutOptions{Concurrency: concurrency}, func(ctx context.Context, c *dssh.Client) (struct{}, error) {
 		_, err := c.Run(ctx, dssh.Command{Cmd: "true"})
 		return struct{}{}, err
 	})
@@ -68,44 +76,135 @@ func closeAll(cs []*dssh.Client) {
 }
 
 // BenchmarkFanout50 runs `true` on 1 host and on 50 hosts with the default concurrency, cold
-// (connect + run) and warm (over established connections), and reports the ratios, the peak
-// RSS and CPU of this process during the 50-host cold run, and the CPU the sshd side spent per
-// host (all of it runs on the same cores as the client here).
+// (connect + run, host keys pinned on first contact) and warm (over established connections),
+// and reports the ratios, the peak RSS and CPU of this process during the 50-host cold run, and
+// the CPU the sshd side spent per host (all of it runs on the same 2 cores as the client here).
+//
+// Sub-benchmarks give each host's link a one-way delay (0, 5 ms, 20 ms; see
+// sshtest.DialContextWithDelay), so that one host's time is made of network round trips as on
+// a real fleet rather than of CPU alone. ms-cold-50hosts-all-at-once is the same cold run with
+// Concurrency 50, to show what the default of 32 (two waves for 50 hosts) costs.
 func BenchmarkFanout50(b *testing.B) {
 	lab := sshtest.NewLab(b, 50, sshtest.Options{})
 	u := benchUser(b, lab)
-	var cold1, cold50, warm1, warm50 time.Duration
+	for _, delay := range []time.Duration{0, 5 * time.Millisecond, 20 * time.Millisecond} {
+		b.Run(fmt.Sprintf("delay=%s", delay), func(b *testing.B) {
+			fanout50(b, lab, u, lab.DialContextWithDelay(delay))
+		})
+	}
+}
+
+func fanout50(b *testing.B, lab *sshtest.Lab, u *sshtest.User, dial dialFunc) {
+	var cold1, cold50, coldAll, warm1, warm50 time.Duration
 	var peak int64
 	var cpu50, server50 time.Duration
-	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		one := clientsFor(b, lab, u, lab.Hosts[:1])
-		cold1 += fanoutTrue(b, one)
-		warm1 += fanoutTrue(b, one)
+		one := clientsVia(b, dial, b.TempDir(), u, lab.Hosts[:1])
+		cold1 += fanoutTrue(b, one, 0)
+		warm1 += fanoutTrue(b, one, 0)
 		closeAll(one)
 
-		all := clientsFor(b, lab, u, lab.Hosts)
+		all := clientsVia(b, dial, b.TempDir(), u, lab.Hosts)
 		resetPeakRSS(b)
 		cpuBefore, serverBefore := cpuTime(b), serverCPU(lab)
-		cold50 += fanoutTrue(b, all)
+		cold50 += fanoutTrue(b, all, 0)
 		cpu50 += cpuTime(b) - cpuBefore
 		peak = max(peak, peakRSS(b))
-		warm50 += fanoutTrue(b, all)
+		warm50 += fanoutTrue(b, all, 0)
 		closeAll(all)
 		// sshd accounts a connection's CPU (handshake, session, shell) once it has reaped it.
 		time.Sleep(500 * time.Millisecond)
 		server50 += serverCPU(lab) - serverBefore
+
+		all = clientsVia(b, dial, b.TempDir(), u, lab.Hosts)
+		coldAll += fanoutTrue(b, all, len(all))
+		closeAll(all)
+		time.Sleep(300 * time.Millisecond)
 	}
 	n := float64(b.N)
-	b.ReportMetric(float64(cold1.Milliseconds())/n, "ms-cold-1host")
-	b.ReportMetric(float64(cold50.Milliseconds())/n, "ms-cold-50hosts")
+	b.ReportMetric(float64(cold1.Microseconds())/n/1000, "ms-cold-1host")
+	b.ReportMetric(float64(cold50.Microseconds())/n/1000, "ms-cold-50hosts")
 	b.ReportMetric(float64(cold50)/float64(cold1), "ratio-cold")
+	b.ReportMetric(float64(coldAll.Microseconds())/n/1000, "ms-cold-50hosts-all-at-once")
 	b.ReportMetric(float64(warm1.Microseconds())/n/1000, "ms-warm-1host")
 	b.ReportMetric(float64(warm50.Microseconds())/n/1000, "ms-warm-50hosts")
 	b.ReportMetric(float64(warm50)/float64(warm1), "ratio-warm")
 	b.ReportMetric(float64(peak)/1024, "MiB-peak-RSS")
 	b.ReportMetric(float64(cpu50.Milliseconds())/n, "ms-client-CPU-cold-50hosts")
 	b.ReportMetric(float64(server50.Milliseconds())/n/50, "ms-sshd-CPU-per-host(connect+2-sessions)")
+}
+
+// BenchmarkConnectCost breaks one host's cost down, one connection after another (no
+// contention): per connection, the wall time, this process's CPU and the sshd side's CPU (the
+// sshd, its per-connection children and the shell they start), for a connection alone
+// (handshake, auth, host key check) and for a connection running `true`, and the same with the
+// OpenSSH client for comparison. Sub-benchmarks vary the server: as the harness runs it, without
+// re-exec per connection (-r), and with PAM (Debian's default UsePAM yes).
+func BenchmarkConnectCost(b *testing.B) {
+	variants := []struct {
+		name string
+		args []string
+	}{
+		{"harness", nil},
+		{"no-reexec", []string{"-r"}},
+		{"pam", []string{"-o", "UsePAM=yes"}},
+	}
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			lab := sshtest.NewLab(b, 1, sshtest.Options{SSHDArgs: v.args})
+			u := benchUser(b, lab)
+			h := lab.Hosts[0]
+			state := b.TempDir()
+			const k = 20 // connections per iteration: sshd's CPU is counted in 10 ms ticks
+			connect := func(run bool) {
+				c := clientsVia(b, lab.DialContext, state, u, lab.Hosts)[0]
+				defer c.Close()
+				var err error
+				if run {
+					_, err = c.Run(context.Background(), dssh.Command{Cmd: "true"})
+				} else {
+					err = c.Connect(context.Background())
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			openssh := func() {
+				run(b, "ip", "netns", "exec", lab.NetNS, "ssh", "-i", u.Key, "-o", "StrictHostKeyChecking=no",
+					"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+					u.Name+"@"+h.Addr, "true")
+			}
+			type cost struct{ wall, client, server time.Duration }
+			measure := func(fn func()) cost {
+				time.Sleep(300 * time.Millisecond) // let sshd reap what ran before
+				c0, s0, t0 := cpuTime(b), h.CPUTime(), time.Now()
+				for j := 0; j < k; j++ {
+					fn()
+				}
+				wall, client := time.Since(t0), cpuTime(b)-c0
+				time.Sleep(300 * time.Millisecond)
+				return cost{wall, client, h.CPUTime() - s0}
+			}
+			connect(false) // pin the host key: the runs below are re-connections to a known host
+			var conn, runTrue, sshTrue cost
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				add := func(dst *cost, c cost) { dst.wall += c.wall; dst.client += c.client; dst.server += c.server }
+				add(&conn, measure(func() { connect(false) }))
+				add(&runTrue, measure(func() { connect(true) }))
+				add(&sshTrue, measure(openssh))
+			}
+			per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N*k) }
+			b.ReportMetric(per(conn.wall), "ms-wall/connect")
+			b.ReportMetric(per(conn.client), "ms-client-CPU/connect")
+			b.ReportMetric(per(conn.server), "ms-sshd-CPU/connect")
+			b.ReportMetric(per(runTrue.wall), "ms-wall/connect+true")
+			b.ReportMetric(per(runTrue.client), "ms-client-CPU/connect+true")
+			b.ReportMetric(per(runTrue.server), "ms-sshd-CPU/connect+true")
+			b.ReportMetric(per(sshTrue.wall), "ms-wall/openssh-ssh-true")
+			b.ReportMetric(per(sshTrue.server), "ms-sshd-CPU/openssh-ssh-true")
+		})
+	}
 }
 
 // BenchmarkUpload200MB uploads a ~200 MB tree with Client.Upload and with the OpenSSH client

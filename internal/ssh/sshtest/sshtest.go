@@ -61,6 +61,7 @@ type Host struct {
 	Port    int
 	HostKey ssh.PublicKey
 	dir     string
+	args    []string // extra sshd arguments (Options.SSHDArgs)
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -68,8 +69,12 @@ type Host struct {
 
 // Options tune a lab.
 type Options struct {
-	// SSHDConfig is appended to each sshd_config.
+	// SSHDConfig is appended to each sshd_config. sshd keeps the first value it reads for most
+	// keywords, so this cannot override the harness's own settings: use SSHDArgs for that.
 	SSHDConfig string
+	// SSHDArgs are extra sshd command-line arguments, e.g. {"-o", "UsePAM=yes"} (an -o option
+	// overrides the config file) or {"-r"} (no re-exec per connection).
+	SSHDArgs []string
 }
 
 // NewLab starts n sshd hosts. Requires root.
@@ -122,6 +127,7 @@ func (l *Lab) addHost(t TB, i int, opts Options) *Host {
 		Addr:  fmt.Sprintf("10.199.%d.%d", i/250, i%250+1),
 		Port:  22,
 		dir:   filepath.Join(l.Dir, fmt.Sprintf("h%d", i)),
+		args:  opts.SSHDArgs,
 	}
 	must(t, os.MkdirAll(h.dir, 0o700))
 	t.Cleanup(func() { deleteNetns(t, h.NetNS) })
@@ -161,7 +167,8 @@ Subsystem sftp internal-sftp
 
 func (h *Host) start(t TB) {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", h.NetNS, "/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(h.dir, "sshd_config"))
+	args := append([]string{"netns", "exec", h.NetNS, "/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(h.dir, "sshd_config")}, h.args...)
+	cmd := exec.Command("ip", args...)
 	logf, err := os.OpenFile(filepath.Join(h.dir, "sshd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatalf("sshtest: %v", err)
