@@ -88,8 +88,13 @@ type Auth struct {
 	// Password is used for password authentication when non-empty.
 	Password string
 	// PassphrasePrompt, when set, is asked for the passphrase of an encrypted key that has none
-	// in Keys (e.g. an interactive terminal prompt). It is asked at most once per key.
+	// in Keys (e.g. an interactive terminal prompt). It is asked at most once per key and
+	// client, or once per key and run when the clients share a KeyCache.
 	PassphrasePrompt func(keyPath string) ([]byte, error)
+	// KeyCache, when set (NewKeyCache()), is shared by the clients of a run so that each key is
+	// read, decrypted and, if needed, its passphrase asked for once, not once per host.
+	// Optional.
+	KeyCache *KeyCache
 }
 
 // KeyFile is a private key and its passphrase (empty when the key is not encrypted): a file on
