@@ -75,15 +75,18 @@ func newDelayedConn(conn net.Conn, delay time.Duration, firstArrival time.Time) 
 // receive reads from the network and queues what it read with its arrival time.
 func (c *delayedConn) receive(notBefore time.Time) {
 	defer close(c.in)
+	buf := make([]byte, 32<<10)
 	for {
-		buf := make([]byte, 32<<10)
 		n, err := c.Conn.Read(buf)
 		due := time.Now().Add(c.delay)
 		if due.Before(notBefore) {
 			due = notBefore
 		}
+		// Queue a copy of what was read, not the read buffer: SSH packets are small, and a
+		// 32 KiB buffer per queued read would inflate the dialling process's memory.
+		data := append([]byte(nil), buf[:n]...)
 		select {
-		case c.in <- chunk{data: buf[:n], due: due, err: err}:
+		case c.in <- chunk{data: data, due: due, err: err}:
 		case <-c.closed:
 			return
 		}
