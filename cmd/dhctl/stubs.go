@@ -36,11 +36,6 @@ func newBootstrapPhaseCommand(opts *globalOptions) *cobra.Command {
 	return cmd
 }
 
-func newPreflightPhaseCommand(_ *globalOptions) *cobra.Command {
-	return notAvailableCommand("preflight", "Run the preflight checks against the machines",
-		"dhctl bootstrap-phase preflight", "the end-to-end bootstrap issue (#7)")
-}
-
 func newBaseInfraPhaseCommand(_ *globalOptions) *cobra.Command {
 	return notAvailableCommand("base-infra", "Create the base infrastructure of a cloud cluster (Terraform)",
 		"dhctl bootstrap-phase base-infra", "the cloud provider issues")
