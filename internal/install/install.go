@@ -149,9 +149,6 @@ func (in *Installer) Phases() []phase.Phase {
 	}
 }
 
-// ResourcesPhase creates the --resources documents once the platform is ready.
-func (in *Installer) ResourcesPhase() phase.Phase { return &resourcesPhase{in: in} }
-
 // CNIObjects are the chosen CNI's manifests.
 func (in *Installer) CNIObjects() ([]*unstructured.Unstructured, error) {
 	return Render(in.opts.Templates, "cni/"+in.values.CNI.Name, in.values)
@@ -223,7 +220,7 @@ func (p *applyPhase) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	applied, err := c.ApplyAll(ctx, objs, kube.ApplyOptions{Timeout: crdTimeout, Progress: p.in.throttled("waiting for kinds to be served")})
+	applied, err := c.ApplyAll(ctx, objs, kube.ApplyOptions{Timeout: crdTimeout, Progress: throttled(p.in.log, "waiting for kinds to be served")})
 	if err != nil {
 		return err
 	}
@@ -257,14 +254,14 @@ func objectsDigestInput(objs []*unstructured.Unstructured) (any, error) {
 }
 
 // throttled logs a progress message at most every progressEvery.
-func (in *Installer) throttled(msg string) func(waiting []string) {
+func throttled(log *slog.Logger, msg string) func(waiting []string) {
 	var last time.Time
 	return func(waiting []string) {
 		if time.Since(last) < progressEvery {
 			return
 		}
 		last = time.Now()
-		in.log.Info(msg, "objects", waiting)
+		log.Info(msg, "objects", waiting)
 	}
 }
 
@@ -338,17 +335,39 @@ func (p *waitPhase) Run(ctx context.Context) error {
 	return nil
 }
 
+// ResourcesPhase creates the --resources documents once the platform is ready.
+func (in *Installer) ResourcesPhase() phase.Phase {
+	return NewResourcesPhase(in.client, in.opts.Cluster.Resources, in.opts.ResourcesTimeout, in.log)
+}
+
+// NewResourcesPhase is create-resources on its own (`dhctl bootstrap-phase create-resources`):
+// it needs only a client and the documents. timeout 0 means DefaultResourcesTimeout.
+func NewResourcesPhase(connect func(context.Context) (*kube.Client, error), resources []config.Document, timeout time.Duration, log *slog.Logger) phase.Phase {
+	if timeout <= 0 {
+		timeout = DefaultResourcesTimeout
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &resourcesPhase{connect: connect, resources: resources, timeout: timeout, log: log}
+}
+
 // resourcesPhase applies --resources in dependency order, retrying while their kinds are not
 // served (CRDs from the resources themselves or from platform modules), then waits for the
 // kinds whose readiness is known. Inputs: the documents.
-type resourcesPhase struct{ in *Installer }
+type resourcesPhase struct {
+	connect   func(context.Context) (*kube.Client, error)
+	resources []config.Document
+	timeout   time.Duration
+	log       *slog.Logger
+}
 
 func (p *resourcesPhase) Name() string  { return PhaseCreateResources }
 func (p *resourcesPhase) Title() string { return "Create the --resources" }
 
 func (p *resourcesPhase) objects() ([]*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
-	for _, d := range p.in.opts.Cluster.Resources {
+	for _, d := range p.resources {
 		obj, err := documentObject(d)
 		if err != nil {
 			return nil, err
@@ -370,7 +389,7 @@ func (p *resourcesPhase) Inputs() (any, error) {
 }
 
 func (p *resourcesPhase) ShouldRun(context.Context) (bool, string, error) {
-	if len(p.in.opts.Cluster.Resources) == 0 {
+	if len(p.resources) == 0 {
 		return false, "no --resources given", nil
 	}
 	return true, "", nil
@@ -383,7 +402,7 @@ func (p *resourcesPhase) DryRun(context.Context) error {
 	}
 	kube.SortForApply(objs)
 	for _, o := range objs {
-		p.in.log.Info("would apply", "phase", PhaseCreateResources, "object", kube.Ref(o))
+		p.log.Info("would apply", "phase", PhaseCreateResources, "object", kube.Ref(o))
 	}
 	return nil
 }
@@ -393,23 +412,22 @@ func (p *resourcesPhase) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c, err := p.in.client(ctx)
+	c, err := p.connect(ctx)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	timeout := p.in.opts.ResourcesTimeout
-	applied, err := c.ApplyAll(ctx, objs, kube.ApplyOptions{Timeout: timeout, Progress: p.in.throttled("waiting for the kinds of resources to be served")})
+	applied, err := c.ApplyAll(ctx, objs, kube.ApplyOptions{Timeout: p.timeout, Progress: throttled(p.log, "waiting for the kinds of resources to be served")})
 	if err != nil {
-		return fmt.Errorf("%w\n(bounded by --resources-timeout=%s)", err, timeout)
+		return fmt.Errorf("%w\n(bounded by --resources-timeout=%s)", err, p.timeout)
 	}
-	p.in.log.Info("resources applied", "objects", len(applied))
-	remaining := timeout - time.Since(start)
+	p.log.Info("resources applied", "objects", len(applied))
+	remaining := p.timeout - time.Since(start)
 	if remaining < 30*time.Second {
 		remaining = 30 * time.Second
 	}
 	if err := c.WaitReady(ctx, applied, kube.WaitOptions{Timeout: remaining}); err != nil {
-		return fmt.Errorf("%w\n(bounded by --resources-timeout=%s)", err, timeout)
+		return fmt.Errorf("%w\n(bounded by --resources-timeout=%s)", err, p.timeout)
 	}
 	return nil
 }

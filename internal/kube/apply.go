@@ -134,7 +134,8 @@ type ApplyOptions struct {
 	// Timeout bounds the wait for kinds that are not served yet; 0 means no waiting: a missing
 	// kind fails at once.
 	Timeout time.Duration
-	// Interval between attempts; 0 means 2 s.
+	// Interval is the longest pause between attempts (they start at 250 ms and double, since a
+	// CRD applied in the same batch is usually served within a second); 0 means 2 s.
 	Interval time.Duration
 	// Progress, if set, is told about objects still waiting for their kind.
 	Progress func(waiting []string)
@@ -155,6 +156,7 @@ func (c *Client) ApplyAll(ctx context.Context, objs []*unstructured.Unstructured
 	}
 	SortForApply(pending)
 	deadline := time.Now().Add(opts.Timeout)
+	pause := min(250*time.Millisecond, interval)
 	var applied []*unstructured.Unstructured
 	lastErr := map[*unstructured.Unstructured]error{}
 	for {
@@ -192,8 +194,9 @@ func (c *Client) ApplyAll(ctx context.Context, objs []*unstructured.Unstructured
 		select {
 		case <-ctx.Done():
 			return applied, fmt.Errorf("waiting to apply %d objects: %w", len(pending), ctx.Err())
-		case <-time.After(interval):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, interval)
 	}
 }
 
