@@ -27,19 +27,20 @@ func run(parent context.Context, args []string, io streams, lookupEnv func(strin
 	ctx, stop := exitcode.SignalContext(parent)
 	defer stop()
 
-	root, started := newRootCommand(io, lookupEnv)
+	root, inv := newRootCommand(io, lookupEnv)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitcode.OK
 	}
-	if !started() {
+	if !inv.started {
 		err = usageError(err) // cobra refused the command line before running anything
 	}
 	// Whatever an operation returns after the user interrupted it is an abort, not a failure.
 	if cause := context.Cause(ctx); exitcode.IsAborted(cause) && !exitcode.IsAborted(err) {
 		err = exitcode.Aborted(fmt.Errorf("%v: %w", cause, err))
 	}
-	printError(io.Err, err)
-	return exitcode.ExitCode(err)
+	code := exitcode.ExitCode(err)
+	printError(io.Err, err, code, inv.opts.LogFormat)
+	return code
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"strings"
@@ -151,5 +152,20 @@ func TestBinaryExitCodes(t *testing.T) {
 		if code != tc.want {
 			t.Errorf("dhctl %v: exit %d, want %d", tc.args, code, tc.want)
 		}
+	}
+}
+
+func TestJSONLogFormatReportsTheErrorAsJSON(t *testing.T) {
+	code, _, errOut := runCLI(t, nil, "--log-format", "json", "config", "validate", "--config", "../../examples/broken/overlapping-cidrs.yml")
+	var event struct {
+		Level    string `json:"level"`
+		Error    string `json:"error"`
+		ExitCode int    `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(errOut), &event); err != nil {
+		t.Fatalf("stderr is not one JSON object: %v\n%s", err, errOut)
+	}
+	if code != 2 || event.ExitCode != 2 || event.Level != "ERROR" || !strings.Contains(event.Error, "overlaps serviceSubnetCIDR") {
+		t.Fatalf("code %d, event %+v", code, event)
 	}
 }

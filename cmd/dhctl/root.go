@@ -12,11 +12,18 @@ import (
 // environment variable: --ssh-host reads DHCTL_SSH_HOST.
 const envPrefix = "DHCTL_"
 
-// newRootCommand builds the command tree. started reports whether cobra got as far as running a
-// command: an error before that (unknown command or flag) is a usage error.
-func newRootCommand(io streams, lookupEnv func(string) (string, bool)) (root *cobra.Command, started func() bool) {
-	opts := &globalOptions{}
-	var ran bool
+// invocation is what run needs to know after cobra returns.
+type invocation struct {
+	// started is set once cobra gets as far as running a command: an error before that (unknown
+	// command or flag) is a usage error.
+	started bool
+	opts    globalOptions
+}
+
+// newRootCommand builds the command tree; inv is filled in as the command line is executed.
+func newRootCommand(io streams, lookupEnv func(string) (string, bool)) (root *cobra.Command, inv *invocation) {
+	inv = &invocation{}
+	opts := &inv.opts
 	root = &cobra.Command{
 		Use:   "dhctl",
 		Short: "Bootstrap, converge and destroy vanilla Kubernetes clusters",
@@ -30,7 +37,7 @@ take comma-separated values there.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			ran = true
+			inv.started = true
 			return applyEnv(cmd.Flags(), lookupEnv)
 		},
 	}
@@ -62,7 +69,7 @@ take comma-separated values there.`,
 			}
 		}
 	}
-	return root, func() bool { return ran }
+	return root, inv
 }
 
 func addGlobalFlags(f *pflag.FlagSet, o *globalOptions) {
