@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dhctl-dev/dhctl/internal/session"
 )
 
 // notAvailable is the answer of a command whose capability has not landed yet: it says so and
@@ -13,7 +15,8 @@ func notAvailable(what, comesWith string) error {
 }
 
 func newBootstrapCommand(_ *globalOptions) *cobra.Command {
-	return &cobra.Command{
+	var phases session.PhaseOptions
+	cmd := &cobra.Command{
 		Use:   "bootstrap",
 		Short: "Create a cluster: infrastructure, first master, CNI, platform, nodes and resources",
 		Args:  cobra.NoArgs,
@@ -21,6 +24,8 @@ func newBootstrapCommand(_ *globalOptions) *cobra.Command {
 			return notAvailable("dhctl bootstrap", "the end-to-end bootstrap issue (#7)")
 		},
 	}
+	addPhaseFlags(cmd.Flags(), &phases)
+	return cmd
 }
 
 func newBootstrapPhaseCommand(opts *globalOptions) *cobra.Command {
