@@ -255,3 +255,15 @@ func pipe(ctx context.Context, a, b net.Conn) {
 		}
 	}
 }
+
+// DialContext opens a TCP connection from the host to addr, resolved and routed as the host
+// sees it, through the SSH connection (an SSH "direct-tcpip" channel, what LocalForward uses
+// per connection). It lets a caller talk to a service from the host's point of view, e.g. check
+// that a registry is reachable from a master, without running anything on the host.
+func (c *Client) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := c.ensure(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return conn.client.DialContext(ctx, network, addr)
+}
