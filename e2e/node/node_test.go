@@ -6,13 +6,13 @@ package node_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,10 +23,7 @@ import (
 	"github.com/dhctl-dev/dhctl/e2e/images"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 	"github.com/dhctl-dev/dhctl/internal/config"
-	"github.com/dhctl-dev/dhctl/internal/kubeadm"
-	"github.com/dhctl-dev/dhctl/internal/node"
 	"github.com/dhctl-dev/dhctl/internal/operations/nodebundle"
-	"github.com/dhctl-dev/dhctl/internal/ssh"
 )
 
 // clusterYAML is the configuration the test bootstraps, as a user would write it, plus a
@@ -64,7 +61,6 @@ conntrack:
 func TestNodeBootstrap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	r, err := rig.New(ctx, rig.Options{Logf: t.Logf})
 	if err != nil {
@@ -133,16 +129,14 @@ func TestNodeBootstrap(t *testing.T) {
 	t.Logf("using the rig's TEST version-map override:\n%s", overrideText)
 	vm = vm.WithOverride(override)
 
-	plan, err := nodebundle.NewPlan(candi.FS, cluster, vm, master.Address.String())
-	if err != nil {
+	// The plan must accept the configuration with the override (what dhctl will do).
+	if _, err := nodebundle.NewPlan(candi.FS, cluster, vm, master.Address.String()); err != nil {
 		t.Fatal(err)
 	}
-	srv, addr, err := plan.StartPackages(nodebundle.PackagesOptions{Transport: reg.Transport(), CacheDir: filepath.Join(dir, "packages"), Log: log})
-	if err != nil {
+	overridePath := filepath.Join(dir, "rig-version-map-override.yml")
+	if err := os.WriteFile(overridePath, []byte(overrideText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	exec := node.ExecOptions{PackagesAddr: addr, Log: log}
 
 	knownHosts := filepath.Join(dir, "known_hosts")
 	var lines []string
@@ -152,107 +146,168 @@ func TestNodeBootstrap(t *testing.T) {
 	if err := os.WriteFile(knownHosts, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	connect := func(m *rig.Machine) *ssh.Client {
-		c, err := ssh.New(ssh.Config{
-			Host: m.Address.String(), User: "root",
-			Auth:     ssh.Auth{Keys: []ssh.KeyFile{{Path: r.SSHKeyFile()}}},
-			HostKeys: ssh.HostKeyPolicy{StateDir: dir, UserKnownHostsFile: knownHosts},
-			Logger:   log, DialContext: r.DialContext,
-		})
-		if err != nil {
-			t.Fatal(err)
+
+	// dhctl itself, run inside the rig's network namespace like an operator on that network.
+	bin := buildDhctl(ctx, t, dir)
+	stateDir := filepath.Join(dir, "state")
+	dhctl := func(host string, extra ...string) (cliResult, error) {
+		args := append([]string{"--net=" + r.NetNS(), bin, "bootstrap-phase", "execute-bashible-bundle",
+			"--config", cfgPath, "--ssh-host", host, "--ssh-user", "root", "--ssh-agent-private-keys", r.SSHKeyFile(),
+			"--ssh-known-hosts", knownHosts, "--state-dir", stateDir, "--cluster-name", "rig-node", "--log-format", "json",
+			"--version-map-override", overridePath}, extra...)
+		cmd := exec.CommandContext(ctx, "nsenter", args...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		res := parseCLI(out)
+		res.took = time.Since(start)
+		t.Logf("dhctl execute-bashible-bundle --ssh-host %s %v: %v in %v", host, extra, err, res.took.Round(10*time.Millisecond))
+		for _, l := range res.lines {
+			t.Log("  " + l)
 		}
-		t.Cleanup(func() { c.Close() })
-		return c
+		return res, err
 	}
-	mc, wc := connect(master), connect(worker)
 
 	// 1. A fresh machine becomes a single-node control plane.
-	secrets, err := kubeadm.NewSecrets()
+	res, err := dhctl(master.Address.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	start = time.Now()
-	res, err := plan.BootstrapFirstMaster(ctx, mc, master.Address.String(), secrets, exec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("FIGURE first master bundle on a fresh machine: %v (%s)", time.Since(start).Round(100*time.Millisecond), stepTimes(res.Report))
-	if !strings.Contains(string(res.Kubeconfig), "client-key-data") {
-		t.Errorf("admin kubeconfig has no client key")
-	}
+	t.Logf("FIGURE first master bundle on a fresh machine: dhctl took %v (%s)", res.took.Round(100*time.Millisecond), res.steps)
 	if out, err := master.Run(ctx, "grep -h 'kubeadm init took' /var/lib/dhctl/bashible/log/060_kubeadm.log", nil); err == nil {
 		t.Logf("FIGURE %s", strings.TrimSpace(out))
 	}
 	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
 	mustRun(ctx, t, master, "systemctl is-active kubelet containerd", "active\nactive")
 	mustRun(ctx, t, master, kubectl+"get --raw /readyz", "ok")
+	// The admin kubeconfig dhctl kept in the state dir works from the operator's side too.
+	kubeconfig := filepath.Join(stateDir, "rig-node", "kubeconfig")
+	if fi, err := os.Stat(kubeconfig); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin kubeconfig in the state dir: %v %v", fi, err)
+	}
+	bins, err := artifacts.Build(ctx, artifacts.Options{Logf: t.Logf}, artifacts.Kubernetes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "nsenter", "--net="+r.NetNS(), bins["kubectl"], "--kubeconfig", kubeconfig, "get", "--raw", "/readyz").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("kubectl get --raw /readyz through the saved admin kubeconfig: %q %v", out, err)
+	}
 	waitFor(ctx, t, 3*time.Minute, "the control plane's static pods Running", func() (bool, string) {
 		out, err := master.Run(ctx, kubectl+"get pods -n kube-system -o custom-columns=NAME:.metadata.name,PHASE:.status.phase --no-headers", nil)
 		if err != nil {
 			return false, out
 		}
 		for _, c := range []string{"etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-"} {
-			if !strings.Contains(out, c) || !lineHas(out, c, "Running") {
+			if !lineHas(out, c, "Running") {
 				return false, out
 			}
 		}
 		return true, out
 	})
+	// Files holding secrets (bootstrap token, registry password) are root-only.
+	if out, err := master.Run(ctx, "stat -c '%a %n' /var/lib/dhctl/bashible /var/lib/dhctl/bashible/bundle /var/lib/dhctl/bashible/bundle/steps/*.sh /etc/kubernetes/dhctl/kubeadm.yaml /etc/containerd/config.toml", nil); err != nil {
+		t.Errorf("stat: %v", err)
+	} else {
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if mode, _, _ := strings.Cut(l, " "); mode != "700" && mode != "600" {
+				t.Errorf("readable beyond root: %s", l)
+			}
+		}
+	}
 
 	// 2. A second machine joins as a worker and registers as a Node (Ready needs the CNI,
 	// which the install issue adds).
-	start = time.Now()
-	wrep, err := plan.Join(ctx, wc, worker.Address.String(), node.RoleWorker, res.Join, exec)
+	res, err = dhctl(worker.Address.String(), "--role", "worker")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("FIGURE worker bundle (join) on a fresh machine: %v (%s)", time.Since(start).Round(100*time.Millisecond), stepTimes(wrep))
+	t.Logf("FIGURE worker bundle (join) on a fresh machine: dhctl took %v (%s)", res.took.Round(100*time.Millisecond), res.steps)
 	waitFor(ctx, t, 2*time.Minute, "node "+worker.Name+" to register", func() (bool, string) {
 		out, err := master.Run(ctx, kubectl+"get nodes -o name", nil)
 		return err == nil && strings.Contains(out, "node/"+worker.Name), out
 	})
 
 	// 3. Re-running the bundle on the finished master changes nothing.
-	start = time.Now()
-	again, err := plan.BootstrapFirstMaster(ctx, mc, master.Address.String(), secrets, exec)
+	res, err = dhctl(master.Address.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rerun := time.Since(start)
-	if ran := again.Report.Ran(); len(ran) != 0 {
-		t.Errorf("re-run on the finished master ran steps %v; want every step skipped", ran)
+	if res.stepsRun != 0 || res.stepsSkipped != 6 {
+		t.Errorf("re-run on the finished master: %d steps ran, %d skipped; want 0 and 6", res.stepsRun, res.stepsSkipped)
 	}
-	if again.Join.CACertHash != res.Join.CACertHash {
-		t.Errorf("re-run changed the cluster CA")
-	}
-	t.Logf("FIGURE re-run on the finished master: %v, %d steps skipped", rerun.Round(10*time.Millisecond), len(again.Report.Steps))
+	t.Logf("FIGURE re-run on the finished master: dhctl took %v (bundle %s)", res.took.Round(10*time.Millisecond), res.bundleTook)
 
 	// 4. A package whose checksum does not match stops at the packages step, naming it.
-	bad := vm.WithOverride(mustOverride(t, fmt.Sprintf(`kubernetes:
-  "1.33":
-    packages:
-      kubectl:
-        version: v1.33.13-tampered
-        files: [{name: kubectl, sha256: %s}]
-`, strings.Repeat("0", 64))))
-	badPlan, err := nodebundle.NewPlan(candi.FS, cluster, bad, master.Address.String())
-	if err != nil {
+	badText := strings.Replace(overrideText, "- {name: \"kubectl\", sha256: "+pub.Packages["kubectl"].Files["kubectl"],
+		"- {name: \"kubectl\", sha256: "+strings.Repeat("0", 64), 1)
+	if badText == overrideText {
+		t.Fatal("could not tamper with kubectl's sum in the override")
+	}
+	if err := os.WriteFile(overridePath, []byte(badText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	badSrv, badAddr, err := badPlan.StartPackages(nodebundle.PackagesOptions{Transport: reg.Transport(), CacheDir: filepath.Join(dir, "packages-bad"), Log: log})
-	if err != nil {
-		t.Fatal(err)
+	res, err = dhctl(worker.Address.String(), "--role", "worker")
+	if err == nil {
+		t.Fatal("a package with a wrong checksum was installed")
 	}
-	defer badSrv.Close()
-	_, err = badPlan.Join(ctx, wc, worker.Address.String(), node.RoleWorker, res.Join, node.ExecOptions{PackagesAddr: badAddr, Log: log})
-	var stepErr *node.StepError
-	if !asStepError(err, &stepErr) || stepErr.Step != "030_packages" || !strings.Contains(err.Error(), "package kubectl") {
-		t.Fatalf("bad checksum: want the 030_packages step to fail naming kubectl, got %v", err)
+	if !strings.Contains(res.errText, "bundle step 030_packages failed") || !strings.Contains(res.errText, "package kubectl") {
+		t.Fatalf("bad checksum: want the 030_packages step to fail naming kubectl; dhctl said:\n%s", res.errText)
 	}
-	t.Logf("bad checksum stopped as expected:\n%v", err)
 	// The tampered package never replaced the installed one.
 	mustRun(ctx, t, worker, "kubectl version --client 2>/dev/null | head -n1", "v1.33.13")
+}
+
+// cliResult is what a dhctl run printed (--log-format json), summarised.
+type cliResult struct {
+	lines                  []string
+	steps                  string
+	stepsRun, stepsSkipped int
+	bundleTook             string // the bundle run, as dhctl measured it
+	errText                string
+	took                   time.Duration
+}
+
+func parseCLI(out []byte) cliResult {
+	var r cliResult
+	var steps []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		r.lines = append(r.lines, l)
+		var ev map[string]any
+		if json.Unmarshal([]byte(l), &ev) != nil {
+			r.errText += l + "\n"
+			continue
+		}
+		if e, ok := ev["error"].(string); ok {
+			r.errText += e + "\n"
+		}
+		switch ev["msg"] {
+		case "step done":
+			steps = append(steps, fmt.Sprintf("%v %v", ev["step"], time.Duration(num(ev["took"])).Round(100*time.Millisecond)))
+		case "node bundle finished":
+			r.stepsRun = int(num(ev["steps_run"]))
+			r.stepsSkipped = int(num(ev["steps_skipped"]))
+			r.bundleTook = time.Duration(num(ev["took"])).Round(10 * time.Millisecond).String()
+		}
+	}
+	r.steps = strings.Join(steps, ", ")
+	return r
+}
+
+func num(v any) float64 {
+	f, _ := v.(float64)
+	return f
+}
+
+// buildDhctl builds the dhctl binary of this checkout.
+func buildDhctl(ctx context.Context, t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "dhctl")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dhctl")
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building dhctl: %v\n%s", err, out)
+	}
+	return bin
 }
 
 func rigOverride(pub *artifacts.Published) string {
@@ -280,31 +335,6 @@ func rigOverride(pub *artifacts.Published) string {
 		}
 	}
 	return b.String()
-}
-
-func mustOverride(t *testing.T, text string) *config.VersionMap {
-	t.Helper()
-	o, err := config.ParseVersionMapOverride([]byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return o
-}
-
-func asStepError(err error, target **node.StepError) bool {
-	se, ok := err.(*node.StepError)
-	if ok {
-		*target = se
-	}
-	return ok
-}
-
-func stepTimes(r node.Report) string {
-	var parts []string
-	for _, s := range r.Steps {
-		parts = append(parts, fmt.Sprintf("%s %s %v", s.Name, s.Status, s.Duration.Round(100*time.Millisecond)))
-	}
-	return strings.Join(parts, ", ")
 }
 
 func mustRun(ctx context.Context, t *testing.T, m *rig.Machine, cmd, want string) {
@@ -337,26 +367,4 @@ func lineHas(out, prefix, word string) bool {
 		}
 	}
 	return false
-}
-
-// testWriter logs to the test until it ends (goroutines such as SSH keepalives may log later).
-type testWriter struct {
-	t      *testing.T
-	mu     *sync.Mutex
-	closed *bool
-}
-
-func newTestWriter(t *testing.T) testWriter {
-	w := testWriter{t: t, mu: &sync.Mutex{}, closed: new(bool)}
-	t.Cleanup(func() { w.mu.Lock(); *w.closed = true; w.mu.Unlock() })
-	return w
-}
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !*w.closed {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
 }

@@ -191,3 +191,14 @@ func ensureShellcheck(t *testing.T) string {
 	}
 	return p
 }
+
+// BenchmarkRender is one node's bundle from its data (templates parsed every time, as dhctl
+// does per node).
+func BenchmarkRender(b *testing.B) {
+	d := sampleData(Debian, RoleMaster, true)
+	for i := 0; i < b.N; i++ {
+		if _, err := Render(candi.FS, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
