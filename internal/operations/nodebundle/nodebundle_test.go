@@ -1,0 +1,75 @@
+package nodebundle
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/dhctl-dev/dhctl/candi"
+	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/kubeadm"
+	"github.com/dhctl-dev/dhctl/internal/node"
+)
+
+const override = `kubernetes:
+  "1.33":
+    packages:
+      kubelet: {version: v1.33.13, files: [{name: kubelet, sha256: 1111111111111111111111111111111111111111111111111111111111111111}]}
+      kubeadm: {version: v1.33.13, files: [{name: kubeadm, sha256: 2222222222222222222222222222222222222222222222222222222222222222}]}
+      kubectl: {version: v1.33.13, files: [{name: kubectl, sha256: 3333333333333333333333333333333333333333333333333333333333333333}]}
+`
+
+func load(t *testing.T) (*config.Cluster, *config.VersionMap) {
+	t.Helper()
+	c, err := config.Load(context.Background(), config.LoadOptions{ConfigPaths: []string{"../../../examples/static-cluster.yml"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := config.LoadVersionMap(candi.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, vm
+}
+
+func TestPlanNeedsVerifiedKubeletWithoutOverride(t *testing.T) {
+	c, vm := load(t)
+	if _, err := NewPlan(candi.FS, c, vm, "192.168.199.10"); err == nil || !strings.Contains(err.Error(), `no package "kubelet"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestPlanRendersMasterAndWorker(t *testing.T) {
+	c, vm := load(t)
+	o, err := config.ParseVersionMapOverride([]byte(override))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPlan(candi.FS, c, vm.WithOverride(o), "192.168.199.10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Sandbox != "registry.example.com/deckhouse/ce/pause:3.10" || p.Registry.User != "user" || p.Registry.Password != "password" {
+		t.Errorf("plan: sandbox %q registry %+v", p.Sandbox, *p.Registry)
+	}
+	if got := []string{p.Packages[0].Name, p.Packages[1].Name}; got[0] != "runc" || got[1] != "containerd" {
+		t.Errorf("install order starts with %v; runc must come before containerd", got)
+	}
+	s, _ := kubeadm.NewSecrets()
+	host := node.Host{Family: node.Debian, Hostname: "m0", CgroupDriver: "systemd"}
+	b, d, err := p.Render(Target{IP: "192.168.199.10", Role: node.RoleMaster, Init: true, Host: host}, s, kubeadm.JoinInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Init || !strings.Contains(d.KubeadmConfig, "kind: InitConfiguration") || len(b.Steps) != 6 {
+		t.Errorf("master: init=%v steps=%d", d.Init, len(b.Steps))
+	}
+	join := kubeadm.JoinInfo{APIServerEndpoint: p.Kubeadm.ControlPlaneEndpoint, Token: s.Token, CACertHash: "sha256:" + strings.Repeat("ab", 32)}
+	_, d, err = p.Render(Target{IP: "192.168.199.11", Role: node.RoleWorker, Host: host}, kubeadm.Secrets{}, join)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Init || !strings.Contains(d.KubeadmConfig, "apiServerEndpoint: 192.168.199.10:6443") {
+		t.Errorf("worker: %s", d.KubeadmConfig)
+	}
+}
