@@ -199,7 +199,7 @@ func registryTransportError(where, host, scheme string, err error) Result {
 		return fail("%s: TLS: the certificate is invalid (%v); renew it, or check the master's clock", where, invalid)
 	case errors.As(err, &verifyErr):
 		return fail("%s: TLS: certificate verification failed (%v); check registryCA", where, verifyErr.Err)
-	case errors.As(err, &recordErr):
+	case errors.As(err, &recordErr) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return fail("%s: TLS: the server does not speak TLS; if the registry is plain HTTP set registryScheme: HTTP", where)
 	case strings.Contains(err.Error(), "tls:"):
 		return fail("%s: TLS handshake failed (%v)", where, unwrapURL(err))
