@@ -1,0 +1,318 @@
+// Package preflight_test runs `dhctl bootstrap-phase preflight` as an operator would, the real
+// binary inside the rig's network, against rig machines and the rig's registry: a clean run
+// passes; a run with an occupied port 6443, a host refusing the key, an unreachable address,
+// an old cluster's files and a wrong registry password reports each of them, exits 1 and
+// changes nothing on the machines.
+package preflight_test
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
+	"github.com/dhctl-dev/dhctl/e2e/rig"
+)
+
+const clusterYAML = `apiVersion: deckhouse.io/v1
+kind: ClusterConfiguration
+clusterType: Static
+podSubnetCIDR: 10.111.0.0/16
+podSubnetNodeCIDRPrefix: "24"
+serviceSubnetCIDR: 10.222.0.0/16
+kubernetesVersion: Automatic
+clusterDomain: cluster.local
+defaultCRI: Containerd
+---
+apiVersion: deckhouse.io/v1
+kind: InitConfiguration
+deckhouse:
+  imagesRepo: %s
+  registryDockerCfg: %s
+  registryScheme: HTTPS
+  registryCA: |
+%s
+---
+apiVersion: deckhouse.io/v1
+kind: StaticClusterConfiguration
+internalNetworkCIDRs:
+- 10.77.1.0/24
+`
+
+// unreachable is an address on the rig's bridge network where no machine is.
+const unreachable = "10.77.1.199"
+
+func TestPreflight(t *testing.T) {
+	ctx, cancel := testctx.New(t, 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+
+	r, err := rig.New(ctx, rig.Options{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("rig Close: %v", err)
+		}
+	})
+	dir := t.TempDir()
+	built := make(chan error, 1)
+	bin := filepath.Join(dir, "dhctl")
+	go func() {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dhctl")
+		cmd.Dir = filepath.Join("..", "..")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("building dhctl: %v\n%s", err, out)
+		}
+		built <- err
+	}()
+	reg, err := r.StartRegistry(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := r.StartMachines(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-built; err != nil {
+		t.Fatal(err)
+	}
+	m1, m2 := ms[0], ms[1]
+	t.Logf("rig, registry, 2 machines and dhctl ready in %v", time.Since(start).Round(time.Millisecond))
+
+	writeConfig := func(name, password string) string {
+		auth := base64.StdEncoding.EncodeToString([]byte(reg.User + ":" + password))
+		dockerCfg := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, reg.Host, auth)))
+		ca := "    " + strings.ReplaceAll(strings.TrimSpace(string(reg.CACert)), "\n", "\n    ")
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(fmt.Sprintf(clusterYAML, reg.Host+"/dhctl", dockerCfg, ca)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	goodConfig := writeConfig("good.yml", reg.Password)
+	const wrongPassword = "not-the-registry-password"
+	badConfig := writeConfig("bad.yml", wrongPassword)
+	stateRoot := filepath.Join(dir, "state")
+
+	preflight := func(config string, hosts []string, extra ...string) (string, int) {
+		t.Helper()
+		args := []string{"--net=" + r.NetNS(), bin, "bootstrap-phase", "preflight", "--config", config,
+			"--ssh-user", "root", "--ssh-agent-private-keys", r.SSHKeyFile(),
+			"--state-dir", stateRoot, "--ssh-known-hosts", "none"}
+		for _, h := range hosts {
+			args = append(args, "--ssh-host", h)
+		}
+		cmd := exec.CommandContext(ctx, "nsenter", append(args, extra...)...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+		began := time.Now()
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if exitErr, ok := err.(*exec.ExitError); ok {
+			code = exitErr.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("dhctl preflight %v: exit %d in %v\n%s", hosts, code, time.Since(began).Round(time.Millisecond), out)
+		if strings.Contains(string(out), reg.Password) || strings.Contains(string(out), wrongPassword) {
+			t.Fatal("a registry password reached dhctl's output")
+		}
+		return string(out), code
+	}
+	addr1, addr2 := m1.Address.String(), m2.Address.String()
+	row := func(host, check, status string) *regexp.Regexp {
+		return regexp.MustCompile(`(?m)^root@` + regexp.QuoteMeta(host) + `:22\s+` + regexp.QuoteMeta(check) + `\s+` + regexp.QuoteMeta(status) + `\s`)
+	}
+	allChecks := []string{"ssh", "sudo", "os", "cpu", "memory", "disk", "ports", "time-drift", "hostname", "internal-network", "cidr-overlap", "leftovers"}
+
+	// 1. Clean machines, right credentials: every check passes on both hosts.
+	out, code := preflight(goodConfig, []string{addr1, addr2})
+	if code != 0 {
+		t.Fatalf("clean run: exit %d, want 0", code)
+	}
+	for _, h := range []string{addr1, addr2} {
+		for _, c := range allChecks {
+			if !row(h, c, "ok").MatchString(out) {
+				t.Errorf("clean run: no ok row for %s on %s", c, h)
+			}
+		}
+	}
+	if !row(addr1, "registry", "ok").MatchString(out) || !strings.Contains(out, "accepts the credentials") {
+		t.Errorf("clean run: registry not ok from the first master")
+	}
+	if row(addr2, "registry", "").MatchString(out) {
+		t.Errorf("clean run: registry checked from a host other than the first master")
+	}
+
+	// 2. Break things: port 6443 taken and an old cluster's file on m1, m2 no longer accepts
+	// the key, an address where nobody answers, and a wrong registry password.
+	if _, err := m1.Run(ctx, "systemd-run --unit=preflight-test-6443 socat TCP-LISTEN:6443,reuseaddr,fork SYSTEM:true && "+
+		"for i in $(seq 50); do ss -Hltn 'sport = :6443' | grep -q . && exit 0; sleep 0.1; done; exit 1", nil); err != nil {
+		t.Fatalf("occupying port 6443 on %s: %v", m1.Name, err)
+	}
+	if err := m1.WriteFile(ctx, "/etc/kubernetes/kubelet.conf", []byte("# left by an earlier cluster\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The key is refused: authorized_keys now holds a key nobody has (written from the host
+	// side, since the rig's own SSH access to m2 ends here).
+	if err := os.WriteFile(filepath.Join(m2.Root(), "root/.ssh/authorized_keys"),
+		[]byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOmN5GZ3u1X8P0pDkZxq8GkYtJ0pTqJQy6v3o3n2x8Ab someone-else\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]string{m1.Name: snapshot(t, m1), m2.Name: snapshot(t, m2)}
+
+	out, code = preflight(badConfig, []string{addr1, addr2, unreachable})
+	if code != 1 {
+		t.Fatalf("broken run: exit %d, want 1", code)
+	}
+	for _, want := range []struct {
+		row  *regexp.Regexp
+		text string
+	}{
+		{row(addr1, "ports", "FAILED"), "port 6443 (kube-apiserver) is in use"},
+		{row(addr1, "leftovers", "FAILED"), "/etc/kubernetes/kubelet.conf"},
+		{row(addr1, "registry", "FAILED"), `refused the credentials of user "` + reg.User + `"`},
+		{row(addr2, "ssh", "FAILED"), "authentication failed"},
+		{row(unreachable, "ssh", "FAILED"), "root@" + unreachable + ":22"},
+	} {
+		if !want.row.MatchString(out) {
+			t.Errorf("broken run: no row matching %s", want.row)
+		}
+		if !strings.Contains(out, want.text) {
+			t.Errorf("broken run: output lacks %q", want.text)
+		}
+	}
+	for _, c := range []string{"ssh", "os", "cpu", "memory", "disk", "time-drift", "hostname", "internal-network", "cidr-overlap"} {
+		if !row(addr1, c, "ok").MatchString(out) {
+			t.Errorf("broken run: %s on %s should still be ok", c, addr1)
+		}
+	}
+	if !row(addr2, "ports", "not run").MatchString(out) || !row(unreachable, "os", "not run").MatchString(out) {
+		t.Errorf("broken run: checks on hosts without SSH should be 'not run'")
+	}
+	if !strings.Contains(out, "preflight: 5 check(s) failed") {
+		t.Errorf("broken run: the error does not count the 5 failures")
+	}
+	for name, snap := range before {
+		m := m1
+		if name == m2.Name {
+			m = m2
+		}
+		if after := snapshot(t, m); after != snap {
+			t.Errorf("machine %s changed during preflight:\n%s", name, diffLines(snap, after))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(m2.Root(), "etc/kubernetes")); !os.IsNotExist(err) {
+		t.Errorf("%s: /etc/kubernetes exists after preflight (err %v)", m2.Name, err)
+	}
+	// The snapshot does see a change made over SSH (else the comparison above proves nothing).
+	if _, err := m1.Run(ctx, "touch /etc/preflight-test-marker", nil); err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(t, m1); after == before[m1.Name] || !strings.Contains(diffLines(before[m1.Name], after), "etc/preflight-test-marker") {
+		t.Errorf("snapshot of %s missed a file created over SSH", m1.Name)
+	}
+	// Neither password reached the state dir (debug logs, pinned keys).
+	filepath.WalkDir(stateRoot, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(data), reg.Password) || strings.Contains(string(data), wrongPassword) {
+			t.Errorf("a registry password is in %s", p)
+		}
+		return nil
+	})
+
+	// 3. The failing checks skipped on the first master: it passes, and says what was skipped.
+	out, code = preflight(badConfig, []string{addr1}, "--preflight-skip", "ports,leftovers", "--preflight-skip", "registry")
+	if code != 0 {
+		t.Fatalf("run with skips: exit %d, want 0", code)
+	}
+	for _, c := range []string{"ports", "leftovers", "registry"} {
+		if !row(addr1, c, "skipped").MatchString(out) {
+			t.Errorf("run with skips: %s not reported as skipped", c)
+		}
+	}
+
+	// 4. A name that is no check: a usage error listing the valid ones, before any connection.
+	out, code = preflight(goodConfig, []string{addr1}, "--preflight-skip", "port")
+	if code != 2 || !strings.Contains(out, `"port": no such check; valid names: cidr-overlap, cpu, disk`) {
+		t.Errorf("unknown check name: exit %d, want 2 and the valid names", code)
+	}
+	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
+}
+
+// snapshot lists, from the host side, every file of the machine's persistent tree outside
+// /var/log (the journal and login records legitimately change on each SSH login) with its
+// size, mode and modification time, plus the content of the systemd unit directories.
+func snapshot(t *testing.T, m *rig.Machine) string {
+	t.Helper()
+	root := m.Root()
+	var lines []string
+	for _, top := range []string{"etc", "var", "root", "home", "opt", "srv", "usr/local"} {
+		base := filepath.Join(root, top)
+		err := filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if os.IsNotExist(err) {
+					return nil
+				}
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			if rel == "var/log" || rel == "var/tmp" || rel == "var/cache" {
+				return filepath.SkipDir
+			}
+			info, err := d.Info()
+			if err != nil {
+				return nil // vanished while walking
+			}
+			mtime := info.ModTime().UnixNano()
+			if d.IsDir() {
+				mtime = 0 // a directory's mtime moves with temp files made and removed inside it
+			}
+			lines = append(lines, fmt.Sprintf("%s %v %d %d", rel, info.Mode(), info.Size(), mtime))
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("snapshot of %s: %v", m.Name, err)
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// diffLines shows lines only in a (-) or only in b (+).
+func diffLines(a, b string) string {
+	inA := map[string]bool{}
+	for _, l := range strings.Split(a, "\n") {
+		inA[l] = true
+	}
+	inB := map[string]bool{}
+	var out []string
+	for _, l := range strings.Split(b, "\n") {
+		inB[l] = true
+		if !inA[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	for _, l := range strings.Split(a, "\n") {
+		if !inB[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
