@@ -58,22 +58,37 @@ conntrack:
   maxPerCore: 0
 `
 
-func TestNodeBootstrap(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
-	defer cancel()
+// env is a rig with a registry holding every artifact, machines, the configuration, the rig's
+// version-map override and a dhctl binary to run against them.
+type env struct {
+	tb           testing.TB
+	ctx          context.Context
+	rig          *rig.Rig
+	machines     []*rig.Machine
+	pub          *artifacts.Published
+	dir          string
+	bin          string
+	cfgPath      string
+	overridePath string
+	overrideText string
+	knownHosts   string
+	stateDir     string
+}
 
-	r, err := rig.New(ctx, rig.Options{Logf: t.Logf})
+func newEnv(ctx context.Context, tb testing.TB, machines int) *env {
+	tb.Helper()
+	r, err := rig.New(ctx, rig.Options{Logf: tb.Logf})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		if err := r.Close(); err != nil {
-			t.Errorf("rig Close: %v", err)
+			tb.Errorf("rig Close: %v", err)
 		}
 	})
 	reg, err := r.StartRegistry(ctx)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	imagesRepo := reg.Host + "/dhctl"
 	type booted struct {
@@ -82,11 +97,11 @@ func TestNodeBootstrap(t *testing.T) {
 	}
 	boot := make(chan booted, 1)
 	go func() {
-		ms, err := r.StartMachines(ctx, 2)
+		ms, err := r.StartMachines(ctx, machines)
 		boot <- booted{ms, err}
 	}()
 	start := time.Now()
-	pub, err := artifacts.Publish(ctx, artifacts.Options{Logf: t.Logf},
+	pub, err := artifacts.Publish(ctx, artifacts.Options{Logf: tb.Logf},
 		images.Registry{Transport: reg.Transport(), User: reg.User, Password: reg.Password}, imagesRepo,
 		artifacts.Selection{
 			Images:   []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "coredns", "pause"},
@@ -94,79 +109,85 @@ func TestNodeBootstrap(t *testing.T) {
 		})
 	b := <-boot
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if b.err != nil {
-		t.Fatal(b.err)
+		tb.Fatal(b.err)
 	}
-	t.Logf("registry, 2 machines and artifacts ready in %v", time.Since(start))
-	master, worker := b.ms[0], b.ms[1]
+	tb.Logf("registry, %d machines and artifacts ready in %v", machines, time.Since(start))
+	e := &env{tb: tb, ctx: ctx, rig: r, machines: b.ms, pub: pub, dir: tb.TempDir()}
 
 	// The configuration, loaded the way dhctl loads it.
-	dir := t.TempDir()
 	dockerCfg := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`,
 		reg.Host, base64.StdEncoding.EncodeToString([]byte(reg.User+":"+reg.Password)))))
-	cfgPath := filepath.Join(dir, "cluster.yml")
+	e.cfgPath = filepath.Join(e.dir, "cluster.yml")
 	ca := "    " + strings.ReplaceAll(strings.TrimSpace(string(reg.CACert)), "\n", "\n    ")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(clusterYAML, imagesRepo, dockerCfg, ca)), 0o600); err != nil {
-		t.Fatal(err)
+	if err := os.WriteFile(e.cfgPath, []byte(fmt.Sprintf(clusterYAML, imagesRepo, dockerCfg, ca)), 0o600); err != nil {
+		tb.Fatal(err)
 	}
-	cluster, err := config.Load(ctx, config.LoadOptions{ConfigPaths: []string{cfgPath}})
+	cluster, err := config.Load(ctx, config.LoadOptions{ConfigPaths: []string{e.cfgPath}})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	vm, err := config.LoadVersionMap(candi.FS)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	// The rig builds its own artifacts: their sums differ from upstream, so the rig hands over
 	// a version-map OVERRIDE with its digests (never a weakened check).
-	overrideText := rigOverride(pub)
-	override, err := config.ParseVersionMapOverride([]byte(overrideText))
+	e.overrideText = rigOverride(pub)
+	override, err := config.ParseVersionMapOverride([]byte(e.overrideText))
 	if err != nil {
-		t.Fatalf("%v\n%s", err, overrideText)
+		tb.Fatalf("%v\n%s", err, e.overrideText)
 	}
-	t.Logf("using the rig's TEST version-map override:\n%s", overrideText)
-	vm = vm.WithOverride(override)
-
+	tb.Logf("using the rig's TEST version-map override:\n%s", e.overrideText)
 	// The plan must accept the configuration with the override (what dhctl will do).
-	if _, err := nodebundle.NewPlan(candi.FS, cluster, vm, master.Address.String()); err != nil {
-		t.Fatal(err)
+	if _, err := nodebundle.NewPlan(candi.FS, cluster, vm.WithOverride(override), b.ms[0].Address.String()); err != nil {
+		tb.Fatal(err)
 	}
-	overridePath := filepath.Join(dir, "rig-version-map-override.yml")
-	if err := os.WriteFile(overridePath, []byte(overrideText), 0o600); err != nil {
-		t.Fatal(err)
+	e.overridePath = filepath.Join(e.dir, "rig-version-map-override.yml")
+	if err := os.WriteFile(e.overridePath, []byte(e.overrideText), 0o600); err != nil {
+		tb.Fatal(err)
 	}
-
-	knownHosts := filepath.Join(dir, "known_hosts")
+	e.knownHosts = filepath.Join(e.dir, "known_hosts")
 	var lines []string
 	for _, m := range b.ms {
 		lines = append(lines, knownhosts.Line([]string{m.Address.String()}, m.HostKey))
 	}
-	if err := os.WriteFile(knownHosts, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	if err := os.WriteFile(e.knownHosts, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		tb.Fatal(err)
 	}
+	e.bin = buildDhctl(ctx, tb, e.dir)
+	e.stateDir = filepath.Join(e.dir, "state")
+	return e
+}
 
-	// dhctl itself, run inside the rig's network namespace like an operator on that network.
-	bin := buildDhctl(ctx, t, dir)
-	stateDir := filepath.Join(dir, "state")
-	dhctl := func(host string, extra ...string) (cliResult, error) {
-		args := append([]string{"--net=" + r.NetNS(), bin, "bootstrap-phase", "execute-bashible-bundle",
-			"--config", cfgPath, "--ssh-host", host, "--ssh-user", "root", "--ssh-agent-private-keys", r.SSHKeyFile(),
-			"--ssh-known-hosts", knownHosts, "--state-dir", stateDir, "--cluster-name", "rig-node", "--log-format", "json",
-			"--version-map-override", overridePath}, extra...)
-		cmd := exec.CommandContext(ctx, "nsenter", args...)
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
-		start := time.Now()
-		out, err := cmd.CombinedOutput()
-		res := parseCLI(out)
-		res.took = time.Since(start)
-		t.Logf("dhctl execute-bashible-bundle --ssh-host %s %v: %v in %v", host, extra, err, res.took.Round(10*time.Millisecond))
-		for _, l := range res.lines {
-			t.Log("  " + l)
-		}
-		return res, err
+// dhctl runs `dhctl bootstrap-phase execute-bashible-bundle` for one host inside the rig's
+// network namespace, like an operator on that network.
+func (e *env) dhctl(host string, extra ...string) (cliResult, error) {
+	args := append([]string{"--net=" + e.rig.NetNS(), e.bin, "bootstrap-phase", "execute-bashible-bundle",
+		"--config", e.cfgPath, "--ssh-host", host, "--ssh-user", "root", "--ssh-agent-private-keys", e.rig.SSHKeyFile(),
+		"--ssh-known-hosts", e.knownHosts, "--state-dir", e.stateDir, "--cluster-name", "rig-node", "--log-format", "json",
+		"--version-map-override", e.overridePath}, extra...)
+	cmd := exec.CommandContext(e.ctx, "nsenter", args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir}
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	res := parseCLI(out)
+	res.took = time.Since(start)
+	e.tb.Logf("dhctl execute-bashible-bundle --ssh-host %s %v: %v in %v", host, extra, err, res.took.Round(10*time.Millisecond))
+	for _, l := range res.lines {
+		e.tb.Log("  " + l)
 	}
+	return res, err
+}
+
+func TestNodeBootstrap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	e := newEnv(ctx, t, 2)
+	master, worker := e.machines[0], e.machines[1]
+	r, dhctl, stateDir, pub, overrideText, overridePath := e.rig, e.dhctl, e.stateDir, e.pub, e.overrideText, e.overridePath
 
 	// 1. A fresh machine becomes a single-node control plane.
 	res, err := dhctl(master.Address.String())
@@ -299,7 +320,7 @@ func num(v any) float64 {
 }
 
 // buildDhctl builds the dhctl binary of this checkout.
-func buildDhctl(ctx context.Context, t *testing.T, dir string) string {
+func buildDhctl(ctx context.Context, t testing.TB, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "dhctl")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dhctl")
@@ -337,7 +358,7 @@ func rigOverride(pub *artifacts.Published) string {
 	return b.String()
 }
 
-func mustRun(ctx context.Context, t *testing.T, m *rig.Machine, cmd, want string) {
+func mustRun(ctx context.Context, t testing.TB, m *rig.Machine, cmd, want string) {
 	t.Helper()
 	out, err := m.Run(ctx, cmd, nil)
 	if err != nil || !strings.Contains(out, want) {
@@ -367,4 +388,34 @@ func lineHas(out, prefix, word string) bool {
 		}
 	}
 	return false
+}
+
+// BenchmarkRerun measures a re-run of the bundle on a finished control-plane node through the
+// dhctl binary (process start, SSH, upload, every step skipped), after one bootstrap whose
+// figures it reports too.
+func BenchmarkRerun(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	e := newEnv(ctx, b, 1)
+	host := e.machines[0].Address.String()
+	res, err := e.dhctl(host)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(res.took.Seconds(), "fresh-bundle-s")
+	if out, err := e.machines[0].Run(ctx, "grep -ho 'kubeadm init took [0-9]*' /var/lib/dhctl/bashible/log/060_kubeadm.log | grep -o '[0-9]*$'", nil); err == nil {
+		var s float64
+		fmt.Sscan(strings.TrimSpace(out), &s)
+		b.ReportMetric(s, "kubeadm-init-s")
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res, err := e.dhctl(host)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.stepsRun != 0 {
+			b.Fatalf("re-run ran %d steps", res.stepsRun)
+		}
+	}
 }
