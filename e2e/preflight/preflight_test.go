@@ -6,6 +6,7 @@
 package preflight_test
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"io/fs"
@@ -50,25 +51,35 @@ internalNetworkCIDRs:
 // unreachable is an address on the rig's bridge network where no machine is.
 const unreachable = "10.77.1.199"
 
-func TestPreflight(t *testing.T) {
-	ctx, cancel := testctx.New(t, 10*time.Minute)
-	defer cancel()
-	start := time.Now()
+// lab is a rig with its registry, machines and the dhctl binary built from this checkout.
+type lab struct {
+	rig       *rig.Rig
+	reg       *rig.Registry
+	machines  []*rig.Machine
+	bin       string
+	dir       string
+	stateRoot string
+}
 
-	r, err := rig.New(ctx, rig.Options{Logf: t.Logf})
+// newLab starts a rig with n machines and the registry while dhctl builds.
+func newLab(ctx context.Context, tb testing.TB, n int) *lab {
+	tb.Helper()
+	start := time.Now()
+	r, err := rig.New(ctx, rig.Options{Logf: tb.Logf})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		if err := r.Close(); err != nil {
-			t.Errorf("rig Close: %v", err)
+			tb.Errorf("rig Close: %v", err)
 		}
 	})
-	dir := t.TempDir()
+	l := &lab{rig: r, dir: tb.TempDir()}
+	l.bin = filepath.Join(l.dir, "dhctl")
+	l.stateRoot = filepath.Join(l.dir, "state")
 	built := make(chan error, 1)
-	bin := filepath.Join(dir, "dhctl")
 	go func() {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dhctl")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", l.bin, "./cmd/dhctl")
 		cmd.Dir = filepath.Join("..", "..")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -76,58 +87,74 @@ func TestPreflight(t *testing.T) {
 		}
 		built <- err
 	}()
-	reg, err := r.StartRegistry(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if l.reg, err = r.StartRegistry(ctx); err != nil {
+		tb.Fatal(err)
 	}
-	ms, err := r.StartMachines(ctx, 2)
-	if err != nil {
-		t.Fatal(err)
+	if l.machines, err = r.StartMachines(ctx, n); err != nil {
+		tb.Fatal(err)
 	}
 	if err := <-built; err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	m1, m2 := ms[0], ms[1]
-	t.Logf("rig, registry, 2 machines and dhctl ready in %v", time.Since(start).Round(time.Millisecond))
+	tb.Logf("rig, registry, %d machines and dhctl ready in %v", n, time.Since(start).Round(time.Millisecond))
+	return l
+}
 
-	writeConfig := func(name, password string) string {
-		auth := base64.StdEncoding.EncodeToString([]byte(reg.User + ":" + password))
-		dockerCfg := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, reg.Host, auth)))
-		ca := "    " + strings.ReplaceAll(strings.TrimSpace(string(reg.CACert)), "\n", "\n    ")
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(fmt.Sprintf(clusterYAML, reg.Host+"/dhctl", dockerCfg, ca)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
+// config writes the cluster configuration with the registry's credentials (password given).
+func (l *lab) config(tb testing.TB, name, password string) string {
+	tb.Helper()
+	auth := base64.StdEncoding.EncodeToString([]byte(l.reg.User + ":" + password))
+	dockerCfg := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, l.reg.Host, auth)))
+	ca := "    " + strings.ReplaceAll(strings.TrimSpace(string(l.reg.CACert)), "\n", "\n    ")
+	path := filepath.Join(l.dir, name)
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(clusterYAML, l.reg.Host+"/dhctl", dockerCfg, ca)), 0o600); err != nil {
+		tb.Fatal(err)
 	}
-	goodConfig := writeConfig("good.yml", reg.Password)
+	return path
+}
+
+// preflight runs `dhctl bootstrap-phase preflight` inside the rig's network namespace and
+// returns its combined output and exit code.
+func (l *lab) preflight(ctx context.Context, tb testing.TB, config string, hosts []string, extra ...string) (string, int, time.Duration) {
+	tb.Helper()
+	args := []string{"--net=" + l.rig.NetNS(), l.bin, "bootstrap-phase", "preflight", "--config", config,
+		"--ssh-user", "root", "--ssh-agent-private-keys", l.rig.SSHKeyFile(),
+		"--state-dir", l.stateRoot, "--ssh-known-hosts", "none"}
+	for _, h := range hosts {
+		args = append(args, "--ssh-host", h)
+	}
+	cmd := exec.CommandContext(ctx, "nsenter", append(args, extra...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + l.dir}
+	began := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(began)
+	code := 0
+	if exitErr, ok := err.(*exec.ExitError); ok {
+		code = exitErr.ExitCode()
+	} else if err != nil {
+		tb.Fatal(err)
+	}
+	return string(out), code, took
+}
+
+func TestPreflight(t *testing.T) {
+	ctx, cancel := testctx.New(t, 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	l := newLab(ctx, t, 2)
+	reg, m1, m2, stateRoot := l.reg, l.machines[0], l.machines[1], l.stateRoot
+	goodConfig := l.config(t, "good.yml", reg.Password)
 	const wrongPassword = "not-the-registry-password"
-	badConfig := writeConfig("bad.yml", wrongPassword)
-	stateRoot := filepath.Join(dir, "state")
+	badConfig := l.config(t, "bad.yml", wrongPassword)
 
 	preflight := func(config string, hosts []string, extra ...string) (string, int) {
 		t.Helper()
-		args := []string{"--net=" + r.NetNS(), bin, "bootstrap-phase", "preflight", "--config", config,
-			"--ssh-user", "root", "--ssh-agent-private-keys", r.SSHKeyFile(),
-			"--state-dir", stateRoot, "--ssh-known-hosts", "none"}
-		for _, h := range hosts {
-			args = append(args, "--ssh-host", h)
-		}
-		cmd := exec.CommandContext(ctx, "nsenter", append(args, extra...)...)
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
-		began := time.Now()
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if exitErr, ok := err.(*exec.ExitError); ok {
-			code = exitErr.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("dhctl preflight %v: exit %d in %v\n%s", hosts, code, time.Since(began).Round(time.Millisecond), out)
-		if strings.Contains(string(out), reg.Password) || strings.Contains(string(out), wrongPassword) {
+		out, code, took := l.preflight(ctx, t, config, hosts, extra...)
+		t.Logf("dhctl preflight %v: exit %d in %v\n%s", hosts, code, took.Round(time.Millisecond), out)
+		if strings.Contains(out, reg.Password) || strings.Contains(out, wrongPassword) {
 			t.Fatal("a registry password reached dhctl's output")
 		}
-		return string(out), code
+		return out, code
 	}
 	addr1, addr2 := m1.Address.String(), m2.Address.String()
 	row := func(host, check, status string) *regexp.Regexp {
@@ -315,4 +342,20 @@ func diffLines(a, b string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// BenchmarkPreflight is one clean `dhctl bootstrap-phase preflight` of two hosts: process start,
+// configuration, SSH connections, the facts script, the registry probe from the first master.
+func BenchmarkPreflight(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	l := newLab(ctx, b, 2)
+	config := l.config(b, "good.yml", l.reg.Password)
+	hosts := []string{l.machines[0].Address.String(), l.machines[1].Address.String()}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if out, code, _ := l.preflight(ctx, b, config, hosts); code != 0 {
+			b.Fatalf("exit %d\n%s", code, out)
+		}
+	}
 }
