@@ -38,12 +38,22 @@ func FromConfig(c *config.Cluster, vm *config.VersionMap, controlPlaneHost strin
 		ClusterDomain:        c.ClusterConfiguration.ClusterDomain,
 	}
 	for _, d := range c.Resources {
-		switch {
-		case d.Kind == "KubeProxyConfiguration" && d.APIVersion == KubeProxyAPIVersion:
+		if !IsComponentConfig(d.APIVersion, d.Kind) {
+			continue
+		}
+		if d.Kind == "KubeProxyConfiguration" {
 			out.KubeProxyOverrides = d.Object
-		case d.Kind == "KubeletConfiguration" && d.APIVersion == KubeletAPIVersion:
+		} else {
 			out.KubeletOverrides = d.Object
 		}
 	}
 	return out, out.validate()
+}
+
+// IsComponentConfig says whether a configuration document is one FromConfig consumes
+// (KubeletConfiguration, KubeProxyConfiguration): node settings, not objects to create in the
+// cluster.
+func IsComponentConfig(apiVersion, kind string) bool {
+	return apiVersion == KubeProxyAPIVersion && kind == "KubeProxyConfiguration" ||
+		apiVersion == KubeletAPIVersion && kind == "KubeletConfiguration"
 }

@@ -170,3 +170,18 @@ func ValidateWithKubeadm(t testing.TB, kubeadm, name string, cfg []byte) {
 		t.Errorf("kubeadm config validate %s warns:\n%s", name, out)
 	}
 }
+
+func TestFromConfigOverrides(t *testing.T) {
+	if !IsComponentConfig(KubeProxyAPIVersion, "KubeProxyConfiguration") || !IsComponentConfig(KubeletAPIVersion, "KubeletConfiguration") || IsComponentConfig("v1", "ConfigMap") {
+		t.Error("IsComponentConfig")
+	}
+	c := testCluster()
+	c.KubeletOverrides = map[string]any{"maxPods": 50, "metadata": map[string]any{"name": "x"}}
+	out, err := Init(c, Node{IP: "10.0.0.11"}, Secrets{Token: testToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(out); !strings.Contains(s, "maxPods: 50") || strings.Contains(s, "name: x") || !strings.Contains(s, "cgroupDriver: systemd") {
+		t.Errorf("kubelet override not merged over the defaults:\n%s", s)
+	}
+}
