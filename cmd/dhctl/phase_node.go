@@ -209,7 +209,8 @@ containerd, kubelet, then kubeadm init on the first master or kubeadm join on th
 that did not change since they last succeeded are skipped, so a re-run is quick and safe.
 
 The first master's run keeps the join data (token, CA hash) and the admin kubeconfig in the state
-dir (0600); later runs with --role worker (or master, for another control-plane node) use them.`,
+dir (0600); later runs with --role worker (or master, for another control-plane node) use them:
+give every node's run the same --cluster-name (the default derives it from the first --ssh-host).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			role, err := parseRole(f.Role)
