@@ -79,10 +79,12 @@ type InterfaceAddr struct {
 	Prefix    netip.Prefix
 }
 
-// gatherFacts runs the facts script on the host (one SSH session) and parses its output.
-func gatherFacts(ctx context.Context, c *ssh.Client, now func() time.Time) (*Facts, error) {
+// gatherFacts runs the facts script on the host (one SSH session) and parses its output. With
+// sudo (when it works) the script also sees root-only places such as /var/lib/etcd (0700); it
+// still only reads.
+func gatherFacts(ctx context.Context, c *ssh.Client, sudo bool, now func() time.Time) (*Facts, error) {
 	before := now()
-	out, err := c.Output(ctx, ssh.Command{Cmd: "sh -s", Stdin: strings.NewReader(factsScript), LogAs: "preflight: gather facts"})
+	out, err := c.Output(ctx, ssh.Command{Cmd: "sh -s", Stdin: strings.NewReader(factsScript), Sudo: sudo, LogAs: "preflight: gather facts"})
 	after := now()
 	if err != nil {
 		return nil, fmt.Errorf("gathering facts: %w", err)

@@ -214,7 +214,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				o.sudo = evalSudo(c.CheckSudo(ctx))
 			}
 			if needFacts {
-				o.facts, o.factsErr = gatherFacts(ctx, c, now)
+				o.facts, o.factsErr = gatherFacts(ctx, c, o.sudo.Status == StatusOK, now)
 			}
 			if c == firstMaster && !skip[CheckRegistry] {
 				var r Result
