@@ -59,12 +59,13 @@ func clientsVia(b *testing.B, dial dialFunc, state string, u *sshtest.User, host
 }
 
 func fanoutTrue(b *testing.B, clients []*dssh.Client, concurrency int) time.Duration {
-	d, _ := fanoutTrueInFlight(b, clients, concurrency)
+	d, _, _ := fanoutTrueInFlight(b, clients, concurrency)
 	return d
 }
 
-// fanoutTrueInFlight also returns the largest number of hosts that were being worked on at once.
-func fanoutTrueInFlight(b *testing.B, clients []*dssh.Client, concurrency int) (time.Duration, int64) {
+// fanoutTrueInFlight also returns the largest number of hosts that were being worked on at once
+// and the median time one host took (from its start, after waiting for a slot, to its end).
+func fanoutTrueInFlight(b *testing.B, clients []*dssh.Client, concurrency int) (time.Duration, int64, time.Duration) {
 	var inFlight, most atomic.Int64
 	start := time.Now()
 	res := dssh.Fanout(context.Background(), clients, dssh.FanoutOptions{Concurrency: concurrency}, func(ctx context.Context, c *dssh.Client) (struct{}, error) {
@@ -79,7 +80,12 @@ func fanoutTrueInFlight(b *testing.B, clients []*dssh.Client, concurrency int) (
 	if err := dssh.FanoutErrors(res); err != nil {
 		b.Fatal(err)
 	}
-	return d, most.Load()
+	perHost := make([]time.Duration, len(res))
+	for i, r := range res {
+		perHost[i] = r.Duration
+	}
+	slices.Sort(perHost)
+	return d, most.Load(), perHost[len(perHost)/2]
 }
 
 // oneHost returns the median of three cold and of three warm runs on one host (the reference
@@ -135,7 +141,7 @@ func BenchmarkFanout50(b *testing.B) {
 func fanout50(b *testing.B, lab *sshtest.Lab, u *sshtest.User, dial dialFunc) {
 	var cold1, cold50, coldAll, warm1, warm50 time.Duration
 	var peak, inFlight int64
-	var cpu50, server50 time.Duration
+	var cpu50, server50, hostMedian time.Duration
 	for i := 0; i < b.N; i++ {
 		c1, w1 := oneHost(b, dial, u, lab.Hosts[0])
 		cold1 += c1
@@ -144,8 +150,9 @@ func fanout50(b *testing.B, lab *sshtest.Lab, u *sshtest.User, dial dialFunc) {
 		all := clientsVia(b, dial, b.TempDir(), u, lab.Hosts)
 		resetPeakRSS(b)
 		cpuBefore, serverBefore := cpuTime(b), serverCPU(lab)
-		d, most := fanoutTrueInFlight(b, all, 0)
+		d, most, median := fanoutTrueInFlight(b, all, 0)
 		cold50 += d
+		hostMedian += median
 		inFlight = max(inFlight, most)
 		cpu50 += cpuTime(b) - cpuBefore
 		peak = max(peak, peakRSS(b))
@@ -164,6 +171,7 @@ func fanout50(b *testing.B, lab *sshtest.Lab, u *sshtest.User, dial dialFunc) {
 	b.ReportMetric(float64(cold1.Microseconds())/n/1000, "ms-cold-1host")
 	b.ReportMetric(float64(cold50.Microseconds())/n/1000, "ms-cold-50hosts")
 	b.ReportMetric(float64(cold50)/float64(cold1), "ratio-cold")
+	b.ReportMetric(float64(hostMedian.Microseconds())/n/1000, "ms-cold-per-host-median-in-50")
 	b.ReportMetric(float64(coldAll.Microseconds())/n/1000, "ms-cold-50hosts-all-at-once")
 	b.ReportMetric(float64(warm1.Microseconds())/n/1000, "ms-warm-1host")
 	b.ReportMetric(float64(warm50.Microseconds())/n/1000, "ms-warm-50hosts")
