@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -26,6 +27,46 @@ type Registry struct {
 	// ("" = anonymous). They go only into request headers, never into a log, an error, a command
 	// line or a file.
 	User, Password string
+	// Proxy is the proxy URL the nodes use for this registry's scheme (ClusterConfiguration
+	// proxy.httpProxy/httpsProxy; may hold credentials: secret), "" for none. NoProxy are
+	// the proxy.noProxy entries (host names, .domain suffixes, IPs, CIDRs).
+	Proxy   string
+	NoProxy []string
+}
+
+// proxyFor returns the proxy to reach host through, or nil when none applies (no proxy, or host
+// matches a noProxy entry), the way containerd on the nodes will choose.
+func (r Registry) proxyFor(host string) (*url.URL, error) {
+	if r.Proxy == "" {
+		return nil, nil
+	}
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	name = strings.ToLower(name)
+	ip, ipErr := netip.ParseAddr(name)
+	for _, e := range r.NoProxy {
+		e = strings.ToLower(strings.TrimSpace(e))
+		switch {
+		case e == "":
+		case e == "*", e == name, e == host:
+			return nil, nil
+		case strings.HasPrefix(e, ".") && strings.HasSuffix(name, e):
+			return nil, nil
+		case !strings.HasPrefix(e, ".") && strings.HasSuffix(name, "."+e):
+			return nil, nil
+		case ipErr == nil && strings.Contains(e, "/"):
+			if p, err := netip.ParsePrefix(e); err == nil && p.Contains(ip) {
+				return nil, nil
+			}
+		}
+	}
+	u, err := url.Parse(r.Proxy)
+	if err != nil || u.Host == "" {
+		return nil, errors.New("ClusterConfiguration proxy: the proxy URL for the registry is not a URL such as http://proxy.example:3128")
+	}
+	return u, nil
 }
 
 // registryTimeout bounds the whole registry check (a couple of HTTP round trips).
@@ -62,13 +103,18 @@ func ProbeRegistry(ctx context.Context, dial DialFunc, reg Registry) Result {
 		}
 		tlsConfig.RootCAs = pool
 	}
+	proxy, err := reg.proxyFor(host)
+	if err != nil {
+		return fail("%v", err)
+	}
 	client := &http.Client{
 		Transport: &http.Transport{
+			// Also the proxy, when one applies, is dialled from the master: its route is checked.
 			DialContext:         dial,
 			TLSClientConfig:     tlsConfig,
 			TLSHandshakeTimeout: 10 * time.Second,
 			DisableKeepAlives:   true,
-			Proxy:               nil, // the master's own route to the registry is what is checked
+			Proxy:               func(*http.Request) (*url.URL, error) { return proxy, nil },
 		},
 		Timeout: registryTimeout,
 		// Registries redirect blobs, never /v2/ or the token endpoint: do not follow anything.
@@ -76,6 +122,9 @@ func ProbeRegistry(ctx context.Context, dial DialFunc, reg Registry) Result {
 	}
 	base := scheme + "://" + host
 	where := fmt.Sprintf("%s (from the first master)", base)
+	if proxy != nil {
+		where = fmt.Sprintf("%s (from the first master through the proxy %s)", base, proxy.Host)
+	}
 
 	resp, err := get(ctx, client, base+"/v2/", nil)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -134,5 +135,85 @@ func TestParseChallenge(t *testing.T) {
 	scheme, p = parseChallenge(`Basic realm=x`)
 	if scheme != "basic" || p["realm"] != "x" {
 		t.Errorf("got %q %v", scheme, p)
+	}
+}
+
+func TestProxyFor(t *testing.T) {
+	reg := Registry{Proxy: "http://user:pw@proxy.example:3128", NoProxy: []string{"127.0.0.1", ".corp.example", "internal.example", "10.0.0.0/8", ""}}
+	for host, wantProxy := range map[string]bool{
+		"registry.example:5000":     true,
+		"127.0.0.1:5000":            false,
+		"reg.corp.example":          false,
+		"registry.internal.example": false,
+		"internal.example:443":      false,
+		"notinternal.example":       true,
+		"10.1.2.3:5000":             false,
+		"11.1.2.3:5000":             true,
+		"registry.deckhouse.io:443": true,
+	} {
+		u, err := reg.proxyFor(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (u != nil) != wantProxy {
+			t.Errorf("%s: proxy %v, want proxy=%v", host, u, wantProxy)
+		}
+	}
+	if u, _ := (Registry{}).proxyFor("x:1"); u != nil {
+		t.Error("proxy without one configured")
+	}
+	if _, err := (Registry{Proxy: "::not a url"}).proxyFor("x:1"); err == nil {
+		t.Error("bad proxy URL accepted")
+	}
+}
+
+// The probe goes through an HTTP CONNECT proxy when one applies, with the proxy's credentials.
+func TestProbeRegistryThroughProxy(t *testing.T) {
+	registry := quietTLSServer(basicAuthRegistry())
+	t.Cleanup(registry.Close)
+	var mu sync.Mutex
+	var tunnels []string
+	seen := func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), tunnels...) }
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect || r.Header.Get("Proxy-Authorization") == "" {
+			w.WriteHeader(http.StatusProxyAuthRequired)
+			return
+		}
+		mu.Lock()
+		tunnels = append(tunnels, r.Host)
+		mu.Unlock()
+		upstream, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			upstream.Close()
+			return
+		}
+		go func() { io.Copy(upstream, buf); upstream.Close() }()
+		io.Copy(conn, upstream)
+		conn.Close()
+	}))
+	t.Cleanup(proxy.Close)
+	var d net.Dialer
+	host := strings.TrimPrefix(registry.URL, "https://")
+	reg := Registry{Repo: host + "/dhctl", CA: caPEM(registry), User: regUser, Password: regPassword,
+		Proxy: "http://proxyuser:proxypw@" + strings.TrimPrefix(proxy.URL, "http://")}
+	got := ProbeRegistry(context.Background(), d.DialContext, reg)
+	expect(t, "through proxy", got, StatusOK, "through the proxy", "accepts the credentials")
+	if got := seen(); len(got) == 0 || got[0] != host {
+		t.Errorf("proxy tunnels %v, want one to %s", got, host)
+	}
+	if strings.Contains(got.Message, "proxypw") {
+		t.Error("the proxy password reached the message")
+	}
+	reg.NoProxy = []string{"127.0.0.1"}
+	before := len(seen())
+	expect(t, "noProxy", ProbeRegistry(context.Background(), d.DialContext, reg), StatusOK, "from the first master)")
+	if got := seen(); len(got) != before {
+		t.Errorf("noProxy host went through the proxy: %v", got)
 	}
 }

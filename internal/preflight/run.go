@@ -67,6 +67,13 @@ func InputsFrom(cfg *config.Cluster) (Inputs, error) {
 			return in, err
 		}
 		in.Registry = &Registry{Repo: ic.Deckhouse.ImagesRepo, Scheme: nr.Scheme, CA: nr.CA, User: nr.User, Password: nr.Password}
+		if p := node.ProxyFrom(cfg.ClusterConfiguration); p != nil {
+			in.Registry.Proxy = p.HTTPS
+			if nr.Scheme == "http" {
+				in.Registry.Proxy = p.HTTP
+			}
+			in.Registry.NoProxy = strings.Split(p.NoProxy, ",")
+		}
 	}
 	return in, nil
 }
@@ -238,6 +245,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 
 	report := &Report{}
+	defer func() {
+		for _, row := range report.Rows {
+			log.Debug("preflight check", "host", row.Host, "check", row.Check, "status", string(row.Status), "message", row.Message)
+		}
+	}()
 	for i, r := range results {
 		host := r.Client.Target()
 		role := opts.Hosts[i].Role
