@@ -280,6 +280,18 @@ func TestPreflight(t *testing.T) {
 	if code != 2 || !strings.Contains(out, `"port": no such check; valid names: cidr-overlap, cpu, disk`) {
 		t.Errorf("unknown check name: exit %d, want 2 and the valid names", code)
 	}
+	out, code = preflight(goodConfig, []string{addr1}, "--preflight-master-min", "gpu=1")
+	if code != 2 || !strings.Contains(out, "valid keys: cpu, memory, disk") {
+		t.Errorf("unknown minimum: exit %d, want 2 and the valid keys", code)
+	}
+
+	// 5. Minimums come from the flag: with 64 CPUs required the cpu check fails too (m1 is
+	// still broken), with 1Gi of memory required the memory check reports that minimum.
+	out, code = preflight(goodConfig, []string{addr1}, "--preflight-master-min", "cpu=64,memory=1Gi")
+	if code != 1 || !row(addr1, "cpu", "FAILED").MatchString(out) || !strings.Contains(out, "a master needs at least 64") ||
+		!row(addr1, "memory", "ok").MatchString(out) || !strings.Contains(out, "(minimum 1Gi)") {
+		t.Errorf("raised CPU minimum: exit %d, want 1 with cpu failed and memory ok at 1Gi", code)
+	}
 	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
 }
 
