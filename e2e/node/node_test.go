@@ -185,8 +185,8 @@ func (e *env) dhctl(host string, extra ...string) (cliResult, error) {
 func TestNodeBootstrap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	e := newEnv(ctx, t, 2)
-	master, worker := e.machines[0], e.machines[1]
+	e := newEnv(ctx, t, 3)
+	master, worker, master2 := e.machines[0], e.machines[1], e.machines[2]
 	r, dhctl, stateDir, pub, overrideText, overridePath := e.rig, e.dhctl, e.stateDir, e.pub, e.overrideText, e.overridePath
 
 	// 1. A fresh machine becomes a single-node control plane.
@@ -246,6 +246,18 @@ func TestNodeBootstrap(t *testing.T) {
 	waitFor(ctx, t, 2*time.Minute, "node "+worker.Name+" to register", func() (bool, string) {
 		out, err := master.Run(ctx, kubectl+"get nodes -o name", nil)
 		return err == nil && strings.Contains(out, "node/"+worker.Name), out
+	})
+
+	// 2b. A third machine joins as another control-plane node (certificates uploaded at init).
+	res, err = dhctl(master2.Address.String(), "--role", "master")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("FIGURE second master bundle (control-plane join) on a fresh machine: dhctl took %v (%s)", res.took.Round(100*time.Millisecond), res.steps)
+	mustRun(ctx, t, master2, kubectl+"get --raw /readyz", "ok")
+	waitFor(ctx, t, 3*time.Minute, "etcd and kube-apiserver of "+master2.Name+" Running", func() (bool, string) {
+		out, err := master.Run(ctx, kubectl+"get pods -n kube-system -o custom-columns=NAME:.metadata.name,PHASE:.status.phase --no-headers", nil)
+		return err == nil && lineHas(out, "etcd-"+master2.Name, "Running") && lineHas(out, "kube-apiserver-"+master2.Name, "Running"), out
 	})
 
 	// 3. Re-running the bundle on the finished master changes nothing.
