@@ -268,6 +268,9 @@ func resolveSSH(o SSHOptions, cfg *config.Cluster) (resolvedSSH, error) {
 			Passphrase: k.Passphrase,
 		})
 	}
+	// One cache for the run: each key is read and decrypted (or its passphrase asked) once, not
+	// once per host.
+	b.Auth.KeyCache = ssh.NewKeyCache()
 	b.Auth.AgentSocket = o.AgentSocket
 	b.Auth.PassphrasePrompt = o.PassphrasePrompt
 	return r, nil
