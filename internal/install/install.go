@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -365,9 +366,19 @@ type resourcesPhase struct {
 func (p *resourcesPhase) Name() string  { return PhaseCreateResources }
 func (p *resourcesPhase) Title() string { return "Create the --resources" }
 
+// isNodeConfig reports component configuration documents (KubeProxyConfiguration,
+// KubeletConfiguration, kubeadm's) that the node bundle consumes: they are not API objects.
+func isNodeConfig(apiVersion string) bool {
+	group, _, _ := strings.Cut(apiVersion, "/")
+	return strings.HasSuffix(group, ".config.k8s.io") || group == "kubeadm.k8s.io"
+}
+
 func (p *resourcesPhase) objects() ([]*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
 	for _, d := range p.resources {
+		if isNodeConfig(d.APIVersion) {
+			continue // configures the nodes (see internal/kubeadm), not something to create
+		}
 		obj, err := documentObject(d)
 		if err != nil {
 			return nil, err
@@ -389,7 +400,11 @@ func (p *resourcesPhase) Inputs() (any, error) {
 }
 
 func (p *resourcesPhase) ShouldRun(context.Context) (bool, string, error) {
-	if len(p.resources) == 0 {
+	objs, err := p.objects()
+	if err != nil {
+		return false, "", err
+	}
+	if len(objs) == 0 {
 		return false, "no --resources given", nil
 	}
 	return true, "", nil

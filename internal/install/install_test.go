@@ -32,6 +32,10 @@ func loadTestConfig(t *testing.T, resources bool) *config.Cluster {
 	return c
 }
 
+func loadBenchConfig() (*config.Cluster, error) {
+	return config.Load(context.Background(), config.LoadOptions{ConfigPaths: []string{"testdata/cluster.yml"}})
+}
+
 func newTestInstaller(t *testing.T, client *kube.Client, c *config.Cluster, opts Options) *Installer {
 	t.Helper()
 	opts.Kube, opts.Cluster, opts.ClusterUUID = client, c, testUUID
