@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"path"
 	"sort"
 	"strconv"
@@ -127,6 +128,8 @@ func newView(d Data, step string) stepView {
 var funcs = template.FuncMap{
 	// quote single-quotes a value for the shell.
 	"quote": func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" },
+	// hostport joins an address and a port (brackets for IPv6).
+	"hostport": func(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) },
 	// toml is a TOML basic string.
 	"toml": tomlString,
 	// systemd quotes a value for a unit file (and escapes its % specifiers).

@@ -36,4 +36,9 @@ else
 fi
 wait_for 120 "kubelet to be active after kubeadm join" systemctl is-active --quiet kubelet
 log "kubelet is active"
+{{- if eq .Role "master" }}
+local_ready() { kubectl --kubeconfig /etc/kubernetes/admin.conf --server "https://{{ hostport .NodeIP 6443 }}" get --raw /readyz; }
+wait_for 300 "this node's API server to answer /readyz after kubeadm join" local_ready
+log "this node's API server is ready"
+{{- end }}
 {{ end -}}
