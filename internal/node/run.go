@@ -127,7 +127,13 @@ type ExecOptions struct {
 	// Secrets are replaced by <redacted> in every line of output dhctl logs or reports (kubeadm
 	// init prints the join command with the bootstrap token).
 	Secrets []string
+	// Timeout bounds the whole run (upload, every step); 0 means DefaultTimeout.
+	Timeout time.Duration
 }
+
+// DefaultTimeout bounds a bundle run: packages of a few hundred MB, image pulls and kubeadm's own
+// waits fit well within it on a slow link.
+const DefaultTimeout = 30 * time.Minute
 
 // Execute ships the bundle as one tar stream and runs it as root, streaming its steps to the log.
 func Execute(ctx context.Context, c *ssh.Client, b *Bundle, o ExecOptions) (Report, error) {
@@ -137,6 +143,13 @@ func Execute(ctx context.Context, c *ssh.Client, b *Bundle, o ExecOptions) (Repo
 	}
 	start := time.Now()
 	rep := Report{Host: c.Host()}
+	timeout := o.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	if o.PackagesAddr == "" {
 		return rep, errors.New("node: no packages endpoint address")
 	}
@@ -162,6 +175,9 @@ func Execute(ctx context.Context, c *ssh.Client, b *Bundle, o ExecOptions) (Repo
 		return rep, p.failed
 	}
 	if runErr != nil {
+		if ctx.Err() != nil && parent.Err() == nil {
+			return rep, fmt.Errorf("host %s: the node bundle did not finish within %v (step %s was running); see /var/lib/dhctl/bashible/log/ on the node", c.Host(), timeout, p.step)
+		}
 		return rep, fmt.Errorf("host %s: running the bundle: %w", c.Host(), runErr)
 	}
 	if !p.done {
