@@ -218,13 +218,15 @@ func TestNodeBootstrap(t *testing.T) {
 		if err != nil {
 			return false, out
 		}
-		for _, c := range []string{"etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-"} {
+		for _, c := range []string{"etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-", "kube-proxy-"} {
 			if !lineHas(out, c, "Running") {
 				return false, out
 			}
 		}
 		return true, out
 	})
+	// kube-proxy got the configuration's KubeProxyConfiguration (nf_conntrack_max left alone).
+	mustRun(ctx, t, master, kubectl+"-n kube-system get configmap kube-proxy -o jsonpath='{.data.config\\.conf}' | grep maxPerCore", "maxPerCore: 0")
 	// Files holding secrets (bootstrap token, registry password) are root-only.
 	if out, err := master.Run(ctx, "stat -c '%a %n' /var/lib/dhctl/bashible /var/lib/dhctl/bashible/bundle /var/lib/dhctl/bashible/bundle/steps/*.sh /etc/kubernetes/dhctl/kubeadm.yaml /etc/containerd/config.toml", nil); err != nil {
 		t.Errorf("stat: %v", err)
