@@ -198,9 +198,9 @@ kubernetes:
 		t.Errorf("WithOverride changed the original map")
 	}
 	for text, want := range map[string]string{
-		"kubernetes:\n  \"1.33\": {patch: \"1.34.1\"}\n": "is not a release of 1.33",
+		"kubernetes:\n  \"1.33\": {patch: \"1.34.1\"}\n":                                               "is not a release of 1.33",
 		"kubernetes:\n  \"1.33\": {packages: {x: {version: v, files: [{name: a/b, sha256: \"\"}]}}}\n": "must be a plain file name",
-		"kubernetes:\n  \"1.33\": {packages: {x: {version: v, url: u, files: [{name: a}]}}}\n":          "has both files and url",
+		"kubernetes:\n  \"1.33\": {packages: {x: {version: v, url: u, files: [{name: a}]}}}\n":         "has both files and url",
 	} {
 		if _, err := ParseVersionMapOverride([]byte(text)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseVersionMapOverride(%q) = %v, want %q", text, err, want)
