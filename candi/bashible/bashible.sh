@@ -4,7 +4,7 @@
 # a failure re-runs only what changed or failed. Lines starting with "::step" are read by dhctl.
 set -Euo pipefail
 bundle=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-state=/var/lib/dhctl/bashible
+state=${DHCTL_BASHIBLE_STATE:-/var/lib/dhctl/bashible} # overridable for tests
 mkdir -p "$state/done" "$state/log"
 chmod 0700 "$state"
 for step in "$bundle"/steps/*.sh; do
