@@ -7,6 +7,14 @@ bundle=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 state=${DHCTL_BASHIBLE_STATE:-/var/lib/dhctl/bashible} # overridable for tests
 mkdir -p "$state/done" "$state/log"
 chmod 0700 "$state"
+# One run at a time on a node: a second dhctl against the same host waits, then gives up.
+lock_wait=${DHCTL_BASHIBLE_LOCK_WAIT:-60}
+exec 9>"$state/lock"
+if ! flock -w "$lock_wait" 9; then
+	echo "::step lock failed 1 0"
+	echo "::tail another run of the node bundle has held $state/lock for ${lock_wait}s; wait for it to finish"
+	exit 1
+fi
 for step in "$bundle"/steps/*.sh; do
 	name=$(basename "$step" .sh)
 	sum=$(sha256sum "$step" | cut -d' ' -f1)

@@ -35,7 +35,7 @@ func runDriver(t *testing.T, bundle, state string, steps map[string]string) (str
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(bundle, "bashible.sh"))
-	cmd.Env = append(os.Environ(), "DHCTL_BASHIBLE_STATE="+state)
+	cmd.Env = append(os.Environ(), "DHCTL_BASHIBLE_STATE="+state, "DHCTL_BASHIBLE_LOCK_WAIT=1")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -83,5 +83,27 @@ func TestDriverRerunsOnlyWhatChangedOrFailed(t *testing.T) {
 	out, err = runDriver(t, bundle, state, steps)
 	if err != nil || markers(out) != "010_a skipped, 020_b started, 020_b done, 030_c skipped" {
 		t.Fatalf("after the fix: %v\n%s", err, out)
+	}
+}
+
+func TestDriverOneRunAtATime(t *testing.T) {
+	bundle, state := t.TempDir(), t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	holder := exec.CommandContext(ctx, "flock", filepath.Join(state, "lock"), "sleep", "30")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Wait()
+	defer cancel()
+	for i := 0; i < 50; i++ { // until the holder has the lock
+		if exec.Command("flock", "-n", filepath.Join(state, "lock"), "true").Run() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, err := runDriver(t, bundle, state, map[string]string{"010_a": "echo a\n"})
+	if err == nil || !strings.Contains(out, "::step lock failed") || !strings.Contains(out, "another run of the node bundle") || strings.Contains(out, "010_a") {
+		t.Fatalf("second run while the lock is held: %v\n%s", err, out)
 	}
 }
