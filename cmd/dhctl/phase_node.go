@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -250,6 +251,8 @@ give every node's run the same --cluster-name (the default derives it from the f
 				if err := json.Unmarshal(data, &st); err != nil {
 					return fmt.Errorf("state %s: %w", joinStateFile, err)
 				}
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("state %s: %w", joinStateFile, err)
 			}
 			init := role == node.RoleMaster && (st.MasterIP == "" || st.MasterIP == ip)
 			if !init && st.MasterIP == "" {
