@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-const nodeOverride = `# test override: the packages the built-in map leaves out (no published sha256 found)
+const nodeOverride = `# test override: locally built Kubernetes binaries replace the built-in upstream ones
 kubernetes:
   "1.33":
     packages:
@@ -40,9 +40,17 @@ func TestRenderKubeadmConfig(t *testing.T) {
 
 func TestRenderBashibleBundle(t *testing.T) {
 	args := []string{"config", "render", "bashible-bundle", "--config", "../../examples/static-cluster.yml", "--node-ip", "192.168.199.11", "--control-plane-host", "192.168.199.10", "--role", "worker"}
-	// The built-in map has no verified kubelet sum for 1.33.13: refusing is the right answer.
-	if code, _, errOut := runCLI(t, nil, args...); code != 2 || !strings.Contains(errOut, `no package "kubelet"`) || !strings.Contains(errOut, "--version-map-override") {
+	// Without an override the built-in map's upstream kubelet (and its published sha256) is used.
+	if code, out, errOut := runCLI(t, nil, args...); code != 0 || !strings.Contains(out, "install_package 'kubelet' 'v1.33.13' '/usr/local/bin' 'kubelet' '0415ef77") {
 		t.Errorf("without override: %d %s", code, errOut)
+	}
+	// A kubelet without a sha256 is refused, not installed unverified.
+	unverified := filepath.Join(t.TempDir(), "unverified.yml")
+	if err := os.WriteFile(unverified, []byte("kubernetes:\n  \"1.33\":\n    packages:\n      kubelet: {version: v1.33.13, files: [{name: kubelet, sha256: \"\"}]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, nil, append(args, "--version-map-override", unverified)...); code != 2 || !strings.Contains(errOut, "no sha256; refusing") {
+		t.Errorf("unverified kubelet: %d %s", code, errOut)
 	}
 	override := filepath.Join(t.TempDir(), "override.yml")
 	if err := os.WriteFile(override, []byte(nodeOverride), 0o600); err != nil {

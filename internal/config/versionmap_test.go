@@ -23,6 +23,14 @@ func TestBuiltInVersionMap(t *testing.T) {
 	if !ok || rel.Patch != "1.33.13" || rel.Images["kube-apiserver"].Tag != "v1.33.13" || rel.Images["etcd"].Tag != "3.5.24-0" {
 		t.Errorf("1.33 = %+v", rel)
 	}
+	// The Kubernetes binaries are those of the pinned patch, fetched from dl.k8s.io.
+	for _, name := range []string{"kubelet", "kubeadm", "kubectl"} {
+		p, ok := rel.Packages[name]
+		want := "https://dl.k8s.io/release/v" + rel.Patch + "/bin/linux/amd64/" + name
+		if !ok || p.Version != "v"+rel.Patch || p.URL != want {
+			t.Errorf("1.33 package %s = %+v, want version v%s from %s", name, p, rel.Patch, want)
+		}
+	}
 	// No sums are invented: a package either has a real sha256 or is not listed yet.
 	for minor, r := range vm.Kubernetes {
 		for name, p := range r.Packages {
@@ -187,15 +195,15 @@ kubernetes:
 	if rel.Patch != "1.33.13" || rel.Images["pause"].Repository != "r/pause" || rel.Images["etcd"].Tag != "3.5.24-0" {
 		t.Errorf("override did not merge images: %+v", rel)
 	}
-	if fl := rel.Packages["kubelet"].FileList(); len(fl) != 1 || fl[0].Name != "kubelet" {
-		t.Errorf("kubelet = %+v", fl)
+	if fl := rel.Packages["kubelet"].FileList(); len(fl) != 1 || fl[0].Name != "kubelet" || fl[0].SHA256 != strings.Repeat("0", 64) {
+		t.Errorf("kubelet not replaced by the override: %+v", fl)
 	}
 	if _, ok := rel.Packages["runc"]; !ok {
 		t.Errorf("runc lost by the override")
 	}
 	orig, _ := vm.Release("1.33")
-	if _, ok := orig.Packages["kubelet"]; ok || orig.Images["pause"].Repository == "r/pause" {
-		t.Errorf("WithOverride changed the original map")
+	if fl := orig.Packages["kubelet"].FileList(); len(fl) != 1 || fl[0].SHA256 == strings.Repeat("0", 64) || orig.Images["pause"].Repository == "r/pause" {
+		t.Errorf("WithOverride changed the original map: kubelet %+v, pause %+v", fl, orig.Images["pause"])
 	}
 	for text, want := range map[string]string{
 		"kubernetes:\n  \"1.33\": {patch: \"1.34.1\"}\n":                                               "is not a release of 1.33",

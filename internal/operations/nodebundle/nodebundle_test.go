@@ -32,8 +32,24 @@ func load(t *testing.T) (*config.Cluster, *config.VersionMap) {
 	return c, vm
 }
 
-func TestPlanNeedsVerifiedKubeletWithoutOverride(t *testing.T) {
+func TestPlanUsesBuiltInKubeletSum(t *testing.T) {
 	c, vm := load(t)
+	p, err := NewPlan(candi.FS, c, vm, "192.168.199.10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, _ := vm.Release("1.33")
+	want := rel.Packages["kubelet"].SHA256
+	for _, pkg := range p.Packages {
+		if pkg.Name == "kubelet" && (len(pkg.Files) != 1 || pkg.Files[0].SHA256 != want || want == "") {
+			t.Errorf("kubelet = %+v, want the built-in sha256 %q", pkg, want)
+		}
+	}
+}
+
+func TestPlanNeedsVerifiedKubelet(t *testing.T) {
+	c, vm := load(t)
+	delete(vm.Kubernetes["1.33"].Packages, "kubelet") // a map (or minor) without a verified kubelet
 	if _, err := NewPlan(candi.FS, c, vm, "192.168.199.10"); err == nil || !strings.Contains(err.Error(), `no package "kubelet"`) {
 		t.Fatalf("err = %v", err)
 	}
