@@ -1,0 +1,334 @@
+// Package install_test is the install phase on the rig: after the product's node bundle made a
+// single-node control plane and joined a worker, `dhctl bootstrap-phase install-deckhouse`
+// (through an SSH tunnel to the master) installs flannel, the NodeGroups, the platform controller
+// and the cluster state; CNI pods run, CoreDNS and the platform controller become Ready, and
+// `create-resources` creates a Service plus a test pod on the worker that becomes Ready only once
+// it resolved kubernetes.default and reached that Service.
+package install_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/dhctl-dev/dhctl/e2e/artifacts"
+	"github.com/dhctl-dev/dhctl/e2e/images"
+	"github.com/dhctl-dev/dhctl/e2e/rig"
+)
+
+const clusterYAML = `apiVersion: deckhouse.io/v1
+kind: ClusterConfiguration
+clusterType: Static
+podSubnetCIDR: 10.111.0.0/16
+podSubnetNodeCIDRPrefix: "24"
+serviceSubnetCIDR: 10.222.0.0/16
+kubernetesVersion: Automatic
+clusterDomain: cluster.local
+defaultCRI: Containerd
+---
+apiVersion: deckhouse.io/v1
+kind: InitConfiguration
+deckhouse:
+  imagesRepo: %s
+  registryDockerCfg: %s
+  registryScheme: HTTPS
+  registryCA: |
+%s
+---
+apiVersion: deckhouse.io/v1
+kind: StaticClusterConfiguration
+internalNetworkCIDRs:
+- 10.77.1.0/24
+---
+apiVersion: deckhouse.io/v1
+kind: NodeGroup
+metadata:
+  name: worker
+spec:
+  nodeType: Static
+---
+apiVersion: deckhouse.io/v1alpha1
+kind: ModuleConfig
+metadata:
+  name: cni-flannel
+spec:
+  enabled: true
+  version: 1
+  settings:
+    podNetworkMode: VXLAN
+---
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+conntrack:
+  maxPerCore: 0
+`
+
+// resourcesYAML: a Service in front of the platform controller, and a pod pinned to the worker
+// that turns Ready only after DNS and the Service answered (its log says how it went).
+const resourcesYAML = `apiVersion: v1
+kind: Service
+metadata:
+  name: platform-probe
+  namespace: d8-system
+spec:
+  selector: {app: deckhouse}
+  ports:
+  - {port: 80, targetPort: 4222}
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: e2e
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: net-check
+  namespace: e2e
+spec:
+  nodeName: %s
+  restartPolicy: Always
+  containers:
+  - name: check
+    image: %s/flannel:v0.26.7
+    command: [/bin/sh, -c]
+    args:
+    - |
+      bb=/bin/busybox
+      while true; do
+        # ping resolves through the resolver's search list, as any program in a pod does.
+        $bb ping -c1 -W1 kubernetes.default 2>&1 | $bb head -n1 | $bb tee /tmp/ping
+        # The Service by name (busybox's own DNS client), then HTTP through its ClusterIP
+        # (busybox-static's wget crashes in the static resolver, so nc speaks HTTP).
+        ip=$($bb nslookup platform-probe.d8-system.svc.cluster.local 2>/dev/null | $bb awk '/^Address: /{a=$2} END{print a}')
+        echo "platform-probe.d8-system is $ip"
+        if grep -q 'PING kubernetes.default (' /tmp/ping && [ -n "$ip" ] &&
+           printf 'GET /readyz HTTP/1.0\r\n\r\n' | $bb nc -w 5 "$ip" 80 | $bb tee /dev/stderr | grep -q '^ok'; then
+          echo CHECK-OK; touch /tmp/ok; sleep 3600
+        fi
+        echo retrying; sleep 2
+      done
+    readinessProbe:
+      exec: {command: [/bin/test, -f, /tmp/ok]}
+      periodSeconds: 2
+    volumeMounts:
+    - {name: tmp, mountPath: /tmp}
+  volumes:
+  - {name: tmp, emptyDir: {}}
+`
+
+func TestInstallOnRig(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+
+	r, err := rig.New(ctx, rig.Options{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("rig Close: %v", err)
+		}
+	})
+	reg, err := r.StartRegistry(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imagesRepo := reg.Host + "/dhctl"
+	type booted struct {
+		ms  []*rig.Machine
+		err error
+	}
+	boot := make(chan booted, 1)
+	go func() {
+		ms, err := r.StartMachines(ctx, 2)
+		boot <- booted{ms, err}
+	}()
+	start := time.Now()
+	pub, err := artifacts.Publish(ctx, artifacts.Options{Logf: t.Logf},
+		images.Registry{Transport: reg.Transport(), User: reg.User, Password: reg.Password}, imagesRepo,
+		artifacts.Selection{Images: artifacts.ImageNames(), Packages: artifacts.PackageNames()})
+	b := <-boot
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	t.Logf("registry, 2 machines and artifacts ready in %v", time.Since(start))
+	master, worker := b.ms[0], b.ms[1]
+
+	dir := t.TempDir()
+	dockerCfg := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`,
+		reg.Host, base64.StdEncoding.EncodeToString([]byte(reg.User+":"+reg.Password)))))
+	ca := "    " + strings.ReplaceAll(strings.TrimSpace(string(reg.CACert)), "\n", "\n    ")
+	cfgPath := writeFile(t, dir, "cluster.yml", fmt.Sprintf(clusterYAML, imagesRepo, dockerCfg, ca))
+	resPath := writeFile(t, dir, "resources.yml", fmt.Sprintf(resourcesYAML, worker.Name, imagesRepo))
+	overridePath := writeFile(t, dir, "rig-version-map-override.yml", rigOverride(pub))
+	var lines []string
+	for _, m := range b.ms {
+		lines = append(lines, knownhosts.Line([]string{m.Address.String()}, m.HostKey))
+	}
+	knownHosts := writeFile(t, dir, "known_hosts", strings.Join(lines, "\n")+"\n")
+
+	bin := buildDhctl(ctx, t, dir)
+	stateDir := filepath.Join(dir, "state")
+	dhctl := func(host string, args ...string) (string, time.Duration, error) {
+		full := append([]string{"--net=" + r.NetNS(), bin}, args...)
+		full = append(full, "--config", cfgPath, "--ssh-host", host, "--ssh-user", "root",
+			"--ssh-agent-private-keys", r.SSHKeyFile(), "--ssh-known-hosts", knownHosts,
+			"--state-dir", stateDir, "--cluster-name", "rig-install")
+		cmd := exec.CommandContext(ctx, "nsenter", full...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		took := time.Since(start)
+		t.Logf("dhctl %s: %v in %v\n%s", strings.Join(args, " "), err, took.Round(10*time.Millisecond), out)
+		return string(out), took, err
+	}
+	bundle := []string{"bootstrap-phase", "execute-bashible-bundle", "--version-map-override", overridePath, "--log-format", "json"}
+	if _, _, err := dhctl(master.Address.String(), bundle...); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dhctl(worker.Address.String(), append(bundle, "--role", "worker")...); err != nil {
+		t.Fatal(err)
+	}
+
+	// The install, through an SSH tunnel to the master.
+	_, took, err := dhctl(master.Address.String(), "bootstrap-phase", "install-deckhouse", "--deckhouse-timeout", "8m")
+	if err != nil {
+		t.Fatalf("install-deckhouse: %v", err)
+	}
+	t.Logf("FIGURE install-deckhouse on a fresh control plane + worker (CNI, platform Ready): %v", took.Round(100*time.Millisecond))
+
+	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
+	out, err := master.Run(ctx, kubectl+"get nodes,pods -A -o wide", nil)
+	t.Logf("cluster after install (%v):\n%s", err, out)
+	waitFor(ctx, t, 3*time.Minute, "both nodes Ready", func() (bool, string) {
+		out, err := master.Run(ctx, kubectl+"get nodes --no-headers", nil)
+		return err == nil && strings.Count(out, " Ready ") == 2, out
+	})
+	mustRun(ctx, t, master, kubectl+"-n kube-flannel get pods -o custom-columns=P:.status.phase --no-headers | sort -u", "Running")
+	mustRun(ctx, t, master, kubectl+"-n kube-flannel get ds kube-flannel-ds -o jsonpath={.status.numberReady}", "2")
+	mustRun(ctx, t, master, kubectl+"-n kube-system get deploy coredns -o jsonpath={.status.readyReplicas}", "2")
+	mustRun(ctx, t, master, kubectl+"-n d8-system get deploy deckhouse -o jsonpath={.status.readyReplicas}", "1")
+	mustRun(ctx, t, master, kubectl+"get nodegroup master -o jsonpath={.spec.nodeType}", "Static")
+	mustRun(ctx, t, master, kubectl+"-n kube-system get secret d8-cluster-configuration -o jsonpath='{.data.cluster-configuration\\.yaml}' | base64 -d", "podSubnetCIDR: 10.111.0.0/16")
+
+	// A second install changes nothing and is quick (checkpoints skip the apply phases; the wait
+	// finds everything ready at once).
+	_, took, err = dhctl(master.Address.String(), "bootstrap-phase", "install-deckhouse", "--deckhouse-timeout", "2m")
+	if err != nil {
+		t.Fatalf("second install-deckhouse: %v", err)
+	}
+	t.Logf("FIGURE install-deckhouse re-run on the installed cluster: %v", took.Round(100*time.Millisecond))
+
+	// Resources: a Service in front of the platform controller, a pod on the worker that must
+	// resolve kubernetes.default and reach it.
+	_, took, err = dhctl(master.Address.String(), "bootstrap-phase", "create-resources", "--resources", resPath, "--resources-timeout", "3m")
+	if err != nil {
+		dumpNetwork(ctx, t, master, worker)
+		t.Fatalf("create-resources: %v", err)
+	}
+	t.Logf("FIGURE create-resources (Service + a pod Ready after DNS and Service checks): %v", took.Round(100*time.Millisecond))
+	mustRun(ctx, t, master, kubectl+"-n e2e logs net-check", "CHECK-OK")
+	mustRun(ctx, t, master, kubectl+"-n e2e get pod net-check -o jsonpath={.spec.nodeName}", worker.Name)
+}
+
+// dumpNetwork logs what explains a pod network that does not carry traffic.
+func dumpNetwork(ctx context.Context, t *testing.T, master, worker *rig.Machine) {
+	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
+	out, _ := master.Run(ctx, kubectl+"get pods -A -o wide; "+kubectl+"-n kube-flannel logs -l app=flannel --tail 30 --prefix", nil)
+	t.Logf("pods and flannel logs:\n%s", out)
+	out, _ = master.Run(ctx, kubectl+"-n e2e exec net-check -- cat /etc/resolv.conf; "+kubectl+"-n e2e logs net-check --tail 30", nil)
+	t.Logf("net-check pod:\n%s", out)
+	dns, _ := master.Run(ctx, kubectl+"-n kube-system get pods -l k8s-app=kube-dns -o jsonpath='{.items[0].status.podIP}'", nil)
+	for _, m := range []*rig.Machine{master, worker} {
+		out, _ := m.Run(ctx, "set -x; cat /run/flannel/subnet.env; ip -d link show flannel.1; ip addr show cni0; ip route; bridge fdb show dev flannel.1; ip neigh show dev flannel.1; "+
+			"sysctl net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables; ls /etc/cni/net.d; cat /etc/cni/net.d/*; "+
+			"timeout 3 bash -c '</dev/tcp/"+strings.TrimSpace(dns)+"/8080' && echo REACHED-COREDNS-POD; "+
+			"iptables-save | grep -c . ; iptables-save -t nat | grep -i -e flannel -e KUBE-SVC -e 10.222.0.10 | head -30", nil)
+		t.Logf("network of %s:\n%s", m.Name, out)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// buildDhctl builds the dhctl binary of this checkout.
+func buildDhctl(ctx context.Context, t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "dhctl")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dhctl")
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building dhctl: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// rigOverride is the rig's TEST override of the version map: its locally built packages' sums.
+func rigOverride(pub *artifacts.Published) string {
+	var b strings.Builder
+	b.WriteString("# TEST OVERRIDE of candi/version_map.yml by the e2e rig: its locally built artifacts.\nkubernetes:\n  \"1.33\":\n    packages:\n")
+	names := make([]string, 0, len(pub.Packages))
+	for n := range pub.Packages {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p := pub.Packages[n]
+		tag := p.Ref[strings.LastIndex(p.Ref, ":")+1:]
+		fmt.Fprintf(&b, "      %s:\n        version: %q\n        files:\n", n, tag)
+		files := make([]string, 0, len(p.Files))
+		for f := range p.Files {
+			files = append(files, f)
+		}
+		sort.Strings(files)
+		for _, f := range files {
+			fmt.Fprintf(&b, "        - {name: %q, sha256: %s}\n", f, p.Files[f])
+		}
+		if n == "cni-plugins" {
+			b.WriteString("        dest: /opt/cni/bin\n")
+		}
+	}
+	return b.String()
+}
+
+func mustRun(ctx context.Context, t *testing.T, m *rig.Machine, cmd, want string) {
+	t.Helper()
+	out, err := m.Run(ctx, cmd, nil)
+	if err != nil || !strings.Contains(out, want) {
+		t.Fatalf("%s on %s: %q, %v; want %q", cmd, m.Name, out, err, want)
+	}
+}
+
+func waitFor(ctx context.Context, t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var last string
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		ok, out := cond()
+		if ok {
+			return
+		}
+		last = out
+		time.Sleep(2 * time.Second)
+	}
+	t.Fatalf("timed out after %v waiting for %s; last output:\n%s", d, what, last)
+}
