@@ -262,7 +262,7 @@ func TestWaitPlatformTimeoutNamesTheBlocker(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	in := newTestInstaller(t, client, loadTestConfig(t, false), Options{PlatformTimeout: 20 * time.Second})
+	in := newTestInstaller(t, client, loadTestConfig(t, false), Options{PlatformTimeout: 12 * time.Second})
 	phases := in.Phases()
 	_, err = phase.Run(ctx, phases, phase.Options{})
 	if err == nil {
@@ -276,7 +276,7 @@ func TestWaitPlatformTimeoutNamesTheBlocker(t *testing.T) {
 		t.Fatalf("want only the platform Deployment blocking (the DaemonSet has no node to run on), got:\n%v", err)
 	}
 	msg := err.Error()
-	for _, want := range []string{"phase wait-platform", "0/1 replicas ready", "Pending", "Unschedulable", "--deckhouse-timeout=20s"} {
+	for _, want := range []string{"phase wait-platform", "0/1 replicas ready", "Pending", "Unschedulable", "--deckhouse-timeout=12s"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the error does not say %q:\n%s", want, msg)
 		}

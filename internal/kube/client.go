@@ -27,6 +27,7 @@ type Client struct {
 	dynamic dynamic.Interface
 	mapper  *restmapper.DeferredDiscoveryRESTMapper
 	closer  func() error
+	tunnel  *tunnel // nil for a direct client
 }
 
 // New builds a client from a REST config. The config is copied.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -85,6 +86,7 @@ func ConnectSSH(ctx context.Context, opts SSHOptions) (*Client, error) {
 		return nil, err
 	}
 	c.closer = t.Close
+	c.tunnel = t
 	log.Debug("API server reachable through SSH", "master", opts.SSH.Host(), "remote", remote, "local", addr)
 	return c, nil
 }
@@ -95,8 +97,9 @@ type tunnel struct {
 	remote string
 	log    *slog.Logger
 
-	mu  sync.Mutex
-	fwd *ssh.Forward
+	mu    sync.Mutex
+	fwd   *ssh.Forward
+	dials atomic.Int64 // connections opened through the tunnel (benchmarks)
 }
 
 // current returns the address of a running forward, opening one if there is none.
@@ -125,6 +128,7 @@ func (t *tunnel) dial(ctx context.Context, network, _ string) (net.Conn, error) 
 	if err != nil {
 		return nil, err
 	}
+	t.dials.Add(1)
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
 }
