@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -211,6 +214,8 @@ func permanent(err error) bool {
 		!isAPIError(err)
 }
 
+// isAPIError reports errors worth retrying: answers of the API server, and network failures
+// (connection refused while it restarts, a reset or dropped tunnel, a timeout).
 func isAPIError(err error) bool {
 	var kind *KindNotServedError
 	if errors.As(err, &kind) {
@@ -220,12 +225,9 @@ func isAPIError(err error) bool {
 	if errors.As(err, &status) {
 		return true
 	}
-	// Network errors (connection refused during an API server restart, a dropped tunnel) are
-	// transient too; they are not APIStatus but wrap net errors.
-	msg := err.Error()
-	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "EOF") ||
-		strings.Contains(msg, "connection reset") || strings.Contains(msg, "i/o timeout") ||
-		strings.Contains(msg, "TLS handshake timeout")
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func notAppliedError(pending []*unstructured.Unstructured, lastErr map[*unstructured.Unstructured]error, timeout time.Duration) error {

@@ -1,9 +1,18 @@
 package kube
 
 import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -94,5 +103,23 @@ func TestFromKubeconfigErrorsNameTheFile(t *testing.T) {
 	_, err := FromKubeconfig("/nonexistent/kubeconfig")
 	if err == nil || !strings.Contains(err.Error(), "--kubeconfig /nonexistent/kubeconfig") {
 		t.Errorf("got %v", err)
+	}
+}
+
+func TestRetryableErrors(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}
+	for _, c := range []struct {
+		err       error
+		permanent bool
+	}{
+		{&url.Error{Op: "Patch", URL: "https://x", Err: refused}, false},
+		{fmt.Errorf("applying: %w", &KindNotServedError{}), false},
+		{apierrors.NewConflict(schema.GroupResource{Resource: "x"}, "n", errors.New("c")), false},
+		{apierrors.NewInvalid(schema.GroupKind{Kind: "X"}, "n", nil), true},
+		{errors.New("want metadata.name"), true},
+	} {
+		if got := permanent(c.err); got != c.permanent {
+			t.Errorf("permanent(%v) = %v, want %v", c.err, got, c.permanent)
+		}
 	}
 }
