@@ -17,6 +17,7 @@ import (
 // reach; ConnectSSH reads the admin kubeconfig over SSH (real sshd), tunnels to the server it
 // names, and keeps working after the SSH connection is killed.
 func TestConnectSSHThroughTunnel(t *testing.T) {
+	t.Parallel()
 	lab := sshtest.NewLab(t, 1, sshtest.Options{})
 	h := lab.Hosts[0]
 	cluster := kubetest.Start(t, kubetest.Options{NetNS: h.NetNS, Address: h.Addr, DialContext: lab.DialContext})
