@@ -4,28 +4,12 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/dhctl-dev/dhctl/internal/session"
 )
 
 // notAvailable is the answer of a command whose capability has not landed yet: it says so and
 // exits 2, rather than pretending to succeed.
 func notAvailable(what, comesWith string) error {
 	return usageError(fmt.Errorf("%s is not available in this build yet: it comes with %s", what, comesWith))
-}
-
-func newBootstrapCommand(_ *globalOptions) *cobra.Command {
-	var phases session.PhaseOptions
-	cmd := &cobra.Command{
-		Use:   "bootstrap",
-		Short: "Create a cluster: infrastructure, first master, CNI, platform, nodes and resources",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return notAvailable("dhctl bootstrap", "the end-to-end bootstrap issue (#7)")
-		},
-	}
-	addPhaseFlags(cmd.Flags(), &phases)
-	return cmd
 }
 
 func newBootstrapPhaseCommand(opts *globalOptions) *cobra.Command {
@@ -44,11 +28,6 @@ func newBootstrapPhaseCommand(opts *globalOptions) *cobra.Command {
 func newBaseInfraPhaseCommand(_ *globalOptions) *cobra.Command {
 	return notAvailableCommand("base-infra", "Create the base infrastructure of a cloud cluster (Terraform)",
 		"dhctl bootstrap-phase base-infra", "the cloud provider issues")
-}
-
-func newAbortPhaseCommand(_ *globalOptions) *cobra.Command {
-	return notAvailableCommand("abort", "Remove what a failed bootstrap made",
-		"dhctl bootstrap-phase abort", "the end-to-end bootstrap issue (#7)")
 }
 
 // notAvailableCommand is a registered command whose capability lands in a later issue.
