@@ -23,16 +23,13 @@ type installFlags struct {
 	ResourcesTimeout time.Duration
 	CNI              string
 	PlatformImage    string
-	Skip, Only       []string
-	DryRun           bool
+	Phases           session.PhaseOptions
 }
 
 func (f *installFlags) addAPI(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.Kubeconfig, "kubeconfig", "",
 		"reach the API server directly with this kubeconfig instead of through SSH to the first master (--ssh-host)")
-	cmd.Flags().StringSliceVar(&f.Skip, "skip-phase", nil, "phases to skip (names or paths)")
-	cmd.Flags().StringSliceVar(&f.Only, "only-phase", nil, "run only these phases (names or paths)")
-	cmd.Flags().BoolVar(&f.DryRun, "dry-run", false, "print what would be applied, change nothing")
+	addPhaseFlags(cmd.Flags(), &f.Phases)
 }
 
 // connector opens the cluster's API: --kubeconfig, else an SSH tunnel to the first --ssh-host.
@@ -118,7 +115,7 @@ The platform image is <imagesRepo>/platform-controller:v0.1.0 (dhctl's registry 
 			if err != nil {
 				return usageError(err)
 			}
-			_, err = s.RunPhases(cmd.Context(), []phase.Phase{in.Group()}, session.PhaseOptions{Skip: f.Skip, Only: f.Only, DryRun: f.DryRun})
+			_, err = s.RunPhases(cmd.Context(), []phase.Phase{in.Group()}, f.Phases)
 			return err
 		},
 	}
@@ -149,7 +146,7 @@ it knows (Deployments, DaemonSets, StatefulSets, Jobs, CRDs) and says what is no
 			connect, cleanup := f.connector(s)
 			defer cleanup()
 			p := install.NewResourcesPhase(connect, s.Config().Resources, f.ResourcesTimeout, s.Log())
-			_, err = s.RunPhases(cmd.Context(), []phase.Phase{p}, session.PhaseOptions{Skip: f.Skip, Only: f.Only, DryRun: f.DryRun})
+			_, err = s.RunPhases(cmd.Context(), []phase.Phase{p}, f.Phases)
 			return err
 		},
 	}

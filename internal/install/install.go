@@ -234,6 +234,7 @@ func (p *applyPhase) DryRun(context.Context) error {
 	if err != nil {
 		return err
 	}
+	kube.SortForApply(objs) // in the order Run applies them
 	for _, o := range objs {
 		p.in.log.Info("would apply", "phase", p.name, "object", kube.Ref(o))
 	}
