@@ -21,4 +21,3 @@ func newBootstrapCommand(_ *globalOptions) *cobra.Command {
 	addPhaseFlags(cmd.Flags(), &phases)
 	return cmd
 }
-

@@ -8,4 +8,3 @@ func newAbortPhaseCommand(_ *globalOptions) *cobra.Command {
 	return notAvailableCommand("abort", "Remove what a failed bootstrap made",
 		"dhctl bootstrap-phase abort", "the end-to-end bootstrap issue (#7)")
 }
-
