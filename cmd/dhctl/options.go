@@ -11,6 +11,10 @@ type globalOptions struct {
 	LogFormat             string
 	Sane                  bool // --yes-i-am-sane-and-i-understand-what-i-am-doing: skip confirmations
 	SSH                   sshOptions
+
+	// lookupEnv reads the environment (documents may be templates over it); injected so tests
+	// run commands in-process with an environment of their own.
+	lookupEnv func(string) (string, bool)
 }
 
 // sshOptions describe how to reach the machines; SSHConfig/SSHHost documents from

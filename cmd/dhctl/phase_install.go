@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -91,7 +90,7 @@ The platform image is <imagesRepo>/platform-controller:v0.1.0 (dhctl's registry 
 --platform-image gives a full reference, or ":<tag>" for Deckhouse's layout <imagesRepo>:<tag>.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openSession(cmd, opts, os.LookupEnv, true)
+			s, err := openSession(cmd, opts, opts.lookupEnv, true)
 			if err != nil {
 				return err
 			}
@@ -138,7 +137,7 @@ until --resources-timeout; then dhctl waits, within the same bound, for the kind
 it knows (Deployments, DaemonSets, StatefulSets, Jobs, CRDs) and says what is not ready and why.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openSession(cmd, opts, os.LookupEnv, true)
+			s, err := openSession(cmd, opts, opts.lookupEnv, true)
 			if err != nil {
 				return err
 			}

@@ -87,7 +87,7 @@ token and certificate key are made per bootstrap and shown as <redacted>.`,
 			if f.NodeIP == "" {
 				return usageError(errors.New("--node-ip is required: the first master's address"))
 			}
-			cluster, err := loadConfig(cmd, opts, os.LookupEnv, true)
+			cluster, err := loadConfig(cmd, opts, opts.lookupEnv, true)
 			if err != nil {
 				return err
 			}
@@ -141,7 +141,7 @@ credentials) shown as <redacted>. A master is the first one (kubeadm init) when 
 			if fam != node.Debian && fam != node.RHEL {
 				return usageError(fmt.Errorf("--os-family %q: want debian (Debian, Ubuntu) or rhel (Rocky, Alma, CentOS Stream)", f.OSFamily))
 			}
-			cluster, err := loadConfig(cmd, opts, os.LookupEnv, true)
+			cluster, err := loadConfig(cmd, opts, opts.lookupEnv, true)
 			if err != nil {
 				return err
 			}
@@ -221,7 +221,7 @@ give every node's run the same --cluster-name (the default derives it from the f
 			if f.PackagesSource != "registry" && f.PackagesSource != "upstream" {
 				return usageError(fmt.Errorf("--packages-source %q: want registry or upstream", f.PackagesSource))
 			}
-			s, err := openSession(cmd, opts, os.LookupEnv, true)
+			s, err := openSession(cmd, opts, opts.lookupEnv, true)
 			if err != nil {
 				return err
 			}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -126,7 +125,7 @@ Every check runs and one table reports them all; any failed check fails the comm
 			if _, _, err := f.settings(); err != nil {
 				return err // before opening anything
 			}
-			s, err := openSession(cmd, opts, os.LookupEnv, true)
+			s, err := openSession(cmd, opts, opts.lookupEnv, true)
 			if err != nil {
 				return err
 			}

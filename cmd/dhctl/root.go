@@ -24,6 +24,7 @@ type invocation struct {
 func newRootCommand(io streams, lookupEnv func(string) (string, bool)) (root *cobra.Command, inv *invocation) {
 	inv = &invocation{}
 	opts := &inv.opts
+	opts.lookupEnv = lookupEnv
 	root = &cobra.Command{
 		Use:   "dhctl",
 		Short: "Bootstrap, converge and destroy vanilla Kubernetes clusters",
