@@ -18,6 +18,7 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/kubeadm"
 	"github.com/dhctl-dev/dhctl/internal/node"
+	"github.com/dhctl-dev/dhctl/internal/operations/abort"
 	"github.com/dhctl-dev/dhctl/internal/operations/nodebundle"
 )
 
@@ -272,6 +273,10 @@ give every node's run the same --cluster-name (the default derives it from the f
 				return err
 			}
 			defer srv.Close()
+			// Recorded before anything runs there, so that abort knows to clean this host.
+			if err := abort.RecordHost(s.State(), hosts[0], string(role), time.Now()); err != nil {
+				return err
+			}
 			client, err := s.Connect(cmd.Context(), hosts[0])
 			if err != nil {
 				return err
