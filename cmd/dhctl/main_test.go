@@ -30,7 +30,6 @@ func TestVersion(t *testing.T) {
 
 func TestCommandsNotYetAvailableSaySoAndExit2(t *testing.T) {
 	for _, args := range [][]string{
-		{"bootstrap-phase", "abort"},
 		{"converge"},
 		{"destroy"},
 		{"mirror", "pull"},
