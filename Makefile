@@ -45,9 +45,33 @@ lint: $(STATICCHECK)
 clean:
 	rm -rf bin
 
-# The README's first command: local machines + registry, then `dhctl bootstrap` against them.
-demo: deps build
-	@echo "make demo: the local bootstrap lands with issue #7 (on the rig of issue #4); not available yet" >&2; exit 2
+# The README's first command: rig machines (MASTERS x master + WORKERS x worker) and a registry
+# with the offline artifacts, then `dhctl bootstrap` against them as a user runs it; prints
+# `kubectl get nodes -o wide` and the kubeconfig path. The machines stay up until `make demo-down`.
+# Needs root (network namespaces, systemd-nspawn). Log: $(DEMO_DIR)/demo.log.
+MASTERS ?= 1
+WORKERS ?= 1
+DEMO_DIR ?= $(CACHE)/demo
+DEMO_WAIT ?= 1800
+demo: deps artifacts build
+	@mkdir -p $(DEMO_DIR)
+	@if [ -f $(DEMO_DIR)/demo.pid ] && kill -0 $$(cat $(DEMO_DIR)/demo.pid) 2>/dev/null; then \
+	  echo "a demo is already running (pid $$(cat $(DEMO_DIR)/demo.pid)): make demo-down first" >&2; exit 2; fi
+	@$(GO) build -o $(DEMO_DIR)/demo ./e2e/bootstrap/demo
+	@: > $(DEMO_DIR)/demo.log
+	@setsid $(DEMO_DIR)/demo -dir $(DEMO_DIR) -masters $(MASTERS) -workers $(WORKERS) >> $(DEMO_DIR)/demo.log 2>&1 < /dev/null & \
+	  pid=$$!; tail -n +1 -f $(DEMO_DIR)/demo.log --pid=$$pid & tailpid=$$!; \
+	  for i in $$(seq $(DEMO_WAIT)); do \
+	    if grep -q '^DEMO READY' $(DEMO_DIR)/demo.log; then kill $$tailpid; exit 0; fi; \
+	    if grep -q '^DEMO FAILED' $(DEMO_DIR)/demo.log || ! kill -0 $$pid 2>/dev/null; then sleep 1; kill $$tailpid 2>/dev/null; exit 1; fi; \
+	    sleep 1; done; kill $$tailpid; echo "make demo: no result after $(DEMO_WAIT) s; see $(DEMO_DIR)/demo.log" >&2; exit 1
 
+# Removes what `make demo` started: the demo process tears its rig down on SIGTERM (bounded
+# wait), then `rig sweep` removes leftovers of a demo that was killed.
 demo-down:
-	@echo "make demo-down: nothing to remove yet" >&2
+	@if [ -f $(DEMO_DIR)/demo.pid ]; then pid=$$(cat $(DEMO_DIR)/demo.pid); \
+	  if kill -TERM $$pid 2>/dev/null; then echo "stopping the demo (pid $$pid)"; \
+	    for i in $$(seq 120); do kill -0 $$pid 2>/dev/null || break; sleep 1; done; \
+	    if kill -0 $$pid 2>/dev/null; then echo "the demo did not stop in 120 s" >&2; exit 1; fi; fi; fi
+	$(GO) run ./e2e/cmd/rig sweep
+	rm -rf $(DEMO_DIR)

@@ -1,0 +1,310 @@
+// Package bootstrap_test is `dhctl bootstrap` on the rig, run as a user runs it (the real binary
+// in the rig's network namespace, against nspawn machines and the rig's registry):
+//
+//   - TestBootstrap: 1 master + 1 worker → every node Ready, then a conformance-style smoke (a
+//     2-replica Deployment spread over both nodes, a Service reached from a pod by its DNS name,
+//     kubectl logs and exec); a second run skips every finished phase.
+//   - TestBootstrapKilled: dhctl killed with SIGKILL inside three different phases, re-run each
+//     time; the last run succeeds and the cluster holds exactly what a clean run makes.
+package bootstrap_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dhctl-dev/dhctl/e2e/bootstrap/lab"
+)
+
+func startLab(ctx context.Context, t *testing.T, masters, workers int) *lab.Lab {
+	t.Helper()
+	checkout, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	l, err := lab.Start(ctx, lab.Options{Masters: masters, Workers: workers, Dir: t.TempDir(), Checkout: checkout, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("rig Close: %v", err)
+		}
+	})
+	t.Logf("rig with %d machines, registry and artifacts ready in %v", masters+workers, time.Since(start).Round(100*time.Millisecond))
+	return l
+}
+
+// run runs dhctl to its end, logging its output.
+func run(ctx context.Context, t *testing.T, l *lab.Lab, args ...string) (string, time.Duration, error) {
+	t.Helper()
+	cmd := l.Command(ctx, args...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	var rss int64
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			rss = ru.Maxrss
+		}
+	}
+	t.Logf("dhctl %s: %v in %v, peak RSS %d MiB\n%s", args[0], err, took.Round(10*time.Millisecond), rss/1024, out)
+	return string(out), took, err
+}
+
+func TestBootstrap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	l := startLab(ctx, t, 1, 1)
+
+	out, took, err := run(ctx, t, l, l.BootstrapArgs()...)
+	if err != nil {
+		t.Fatalf("dhctl bootstrap: %v", err)
+	}
+	t.Logf("FIGURE bootstrap 1 master + 1 worker, command start to all nodes Ready: %v", took.Round(100*time.Millisecond))
+	for _, want := range []string{"Admin kubeconfig: " + l.Kubeconfig(), "wait-cluster", l.Masters[0].Name, l.Workers[0].Name} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the summary lacks %q", want)
+		}
+	}
+	checkCluster(ctx, t, l)
+	smoke(ctx, t, l)
+
+	// The same command again: everything is done, nothing is redone.
+	out, took, err = run(ctx, t, l, l.BootstrapArgs()...)
+	if err != nil {
+		t.Fatalf("second dhctl bootstrap: %v", err)
+	}
+	for _, p := range []string{"first-master", "install/cni", "nodes/workers"} {
+		if !strings.Contains(out, p) || !summaryStatus(out, p, "skipped-checkpoint") {
+			t.Errorf("re-run: phase %s not skipped as done:\n%s", p, out)
+		}
+	}
+	t.Logf("FIGURE bootstrap re-run on the finished cluster: %v", took.Round(100*time.Millisecond))
+}
+
+// summaryStatus reports whether the summary's phase table shows phase with status.
+func summaryStatus(out, phase, status string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == phase && f[1] == status {
+			return true
+		}
+	}
+	return false
+}
+
+func TestBootstrapKilled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	l := startLab(ctx, t, 1, 1)
+	args := append(l.BootstrapArgs(), "--log-format", "json")
+	// Inside each phase: a few seconds after it started, while it works on the machines.
+	for _, at := range []struct {
+		phase string
+		after time.Duration
+	}{
+		{"first-master", 20 * time.Second}, // packages, containerd or kubeadm init under way
+		{"install/wait-platform", 2 * time.Second},
+		{"nodes/workers", 10 * time.Second}, // the worker's bundle under way
+	} {
+		if killAt(ctx, t, l, args, at.phase, at.after) {
+			continue
+		}
+		t.Fatalf("dhctl never reached phase %s", at.phase)
+	}
+	if _, _, err := run(ctx, t, l, l.BootstrapArgs()...); err != nil {
+		t.Fatalf("dhctl bootstrap after three kills: %v", err)
+	}
+	checkCluster(ctx, t, l)
+}
+
+// killAt runs dhctl and SIGKILLs it `after` the start of phase; false if it ended before.
+func killAt(ctx context.Context, t *testing.T, l *lab.Lab, args []string, phase string, after time.Duration) bool {
+	t.Helper()
+	cmd := l.Command(ctx, args...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var killed bool
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.Contains(line, `"event":"phase-start"`) && strings.Contains(line, `"phase":"`+phase+`"`) {
+				t.Logf("phase %s started; SIGKILL in %v", phase, after)
+				time.AfterFunc(after, func() {
+					mu.Lock()
+					defer mu.Unlock()
+					killed = cmd.Process.Signal(syscall.SIGKILL) == nil
+				})
+			}
+		}
+	}()
+	err := cmd.Wait()
+	pw.Close()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("dhctl ended (%v); killed in %s: %v", err, phase, killed)
+	return killed
+}
+
+// checkCluster: every node Ready and the objects a clean bootstrap makes, each exactly once.
+func checkCluster(ctx context.Context, t *testing.T, l *lab.Lab) {
+	t.Helper()
+	want := map[string]string{
+		"nodes Ready":                          fmt.Sprint(len(l.Masters) + len(l.Workers)),
+		"bootstrap tokens":                     "1",
+		"d8-cluster-uuid ConfigMaps":           "1",
+		"deployments":                          "d8-system/deckhouse kube-system/coredns",
+		"daemonsets":                           "kube-flannel/kube-flannel-ds kube-system/kube-proxy",
+		"NodeGroups":                           "master worker",
+		"kube-system/d8-cluster-configuration": "1",
+	}
+	got := map[string]string{}
+	q := func(key string, args ...string) {
+		out, err := l.Kubectl(ctx, args...)
+		if err != nil {
+			t.Errorf("%s: %v", key, err)
+		}
+		got[key] = out
+	}
+	q("nodes", "get", "nodes", "-o", "wide")
+	t.Logf("kubectl get nodes -o wide (dhctl's kubeconfig %s):\n%s", l.Kubeconfig(), got["nodes"])
+	got["nodes Ready"] = fmt.Sprint(strings.Count(got["nodes"], " Ready "))
+	q("tokens", "-n", "kube-system", "get", "secrets", "--field-selector", "type=bootstrap.kubernetes.io/token", "-o", "name")
+	got["bootstrap tokens"] = fmt.Sprint(len(strings.Fields(got["tokens"])))
+	q("uuid", "-n", "kube-system", "get", "configmaps", "-o", "name")
+	got["d8-cluster-uuid ConfigMaps"] = fmt.Sprint(strings.Count(got["uuid"], "configmap/d8-cluster-uuid"))
+	got["kube-system/d8-cluster-configuration"] = fmt.Sprint(strings.Count(must(l.Kubectl(ctx, "-n", "kube-system", "get", "secrets", "-o", "name")), "secret/d8-cluster-configuration\n"))
+	got["deployments"] = names(must(l.Kubectl(ctx, "get", "deployments", "-A", "--no-headers", "-o", "custom-columns=N:.metadata.namespace,M:.metadata.name")))
+	got["daemonsets"] = names(must(l.Kubectl(ctx, "get", "daemonsets", "-A", "--no-headers", "-o", "custom-columns=N:.metadata.namespace,M:.metadata.name")))
+	got["NodeGroups"] = names(must(l.Kubectl(ctx, "get", "nodegroups", "--no-headers", "-o", "custom-columns=N:.metadata.name")))
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: got %q, want %q", k, got[k], w)
+		}
+	}
+	uuid, err := os.ReadFile(filepath.Join(l.StateDir, "lab", "cluster-uuid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inCluster := must(l.Kubectl(ctx, "-n", "kube-system", "get", "configmap", "d8-cluster-uuid", "-o", "jsonpath={.data.cluster-uuid}"))
+	if strings.TrimSpace(inCluster) != strings.TrimSpace(string(uuid)) {
+		t.Errorf("cluster UUID in the cluster %q, in the state dir %q", inCluster, uuid)
+	}
+}
+
+func must(out string, err error) string {
+	if err != nil {
+		return "ERROR: " + err.Error()
+	}
+	return out
+}
+
+// names turns "ns name" lines into a sorted "ns/name ..." list.
+func names(out string) string {
+	var ns []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			ns = append(ns, strings.Join(f, "/"))
+		}
+	}
+	sort.Strings(ns)
+	return strings.Join(ns, " ")
+}
+
+const smokeYAML = `apiVersion: v1
+kind: Namespace
+metadata: {name: smoke}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: smoke}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      tolerations:
+      - {key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: web}}}
+      containers:
+      - name: web
+        image: %[1]s/flannel:v0.26.7
+        command: [/bin/busybox, sh, -c, 'mkdir -p /www && echo "hello from $(/bin/busybox hostname)" > /www/index.html && exec /bin/busybox httpd -f -v -p 8080 -h /www']
+        readinessProbe:
+          tcpSocket: {port: 8080}
+          periodSeconds: 2
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: smoke}
+spec:
+  selector: {app: web}
+  ports:
+  - {port: 80, targetPort: 8080}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: smoke}
+spec:
+  containers:
+  - name: client
+    image: %[1]s/flannel:v0.26.7
+    command: [/bin/busybox, sh, -c, 'echo client-started; exec /bin/busybox sleep 3600']
+`
+
+// smoke: a Deployment on both nodes, a Service reached by name from a pod, logs and exec.
+func smoke(ctx context.Context, t *testing.T, l *lab.Lab) {
+	t.Helper()
+	manifest := filepath.Join(l.Dir, "smoke.yml")
+	if err := os.WriteFile(manifest, fmt.Appendf(nil, smokeYAML, l.ImagesRepo), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Kubectl(ctx, "apply", "-f", manifest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Kubectl(ctx, "-n", "smoke", "rollout", "status", "deployment/web", "--timeout=100s"); err != nil {
+		out, _ := l.Kubectl(ctx, "-n", "smoke", "describe", "pods")
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, err := l.Kubectl(ctx, "-n", "smoke", "wait", "pod/client", "--for=condition=Ready", "--timeout=100s"); err != nil {
+		t.Fatal(err)
+	}
+	nodes := must(l.Kubectl(ctx, "-n", "smoke", "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"))
+	if f := strings.Fields(nodes); len(f) != 2 || f[0] == f[1] {
+		t.Errorf("the 2 replicas run on %q, want both nodes", nodes)
+	}
+	// DNS and the Service from a pod, through kubectl exec.
+	script := `ip=$(/bin/busybox nslookup web.smoke.svc.cluster.local | /bin/busybox awk '/^Address: /{a=$2} END{print a}'); echo "web is $ip"; ` +
+		`for i in 1 2 3 4 5 6 7 8 9 10; do printf 'GET / HTTP/1.0\r\n\r\n' | /bin/busybox nc -w 5 "$ip" 80 && exit 0; /bin/busybox sleep 2; done; exit 1`
+	out, err := l.Kubectl(ctx, "-n", "smoke", "exec", "client", "--", "/bin/busybox", "sh", "-c", script)
+	t.Logf("from the client pod:\n%s", out)
+	if err != nil || !strings.Contains(out, "web is 10.222.") || !strings.Contains(out, "hello from web-") {
+		t.Errorf("the Service web.smoke by DNS name from a pod: %v\n%s", err, out)
+	}
+	if out := must(l.Kubectl(ctx, "-n", "smoke", "logs", "client")); !strings.Contains(out, "client-started") {
+		t.Errorf("kubectl logs client: %q", out)
+	}
+}
