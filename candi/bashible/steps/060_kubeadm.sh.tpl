@@ -8,9 +8,27 @@ command -v kubeadm >/dev/null 2>&1 || die "kubeadm is not installed (the package
 {{ if .Init }}
 admin=/etc/kubernetes/admin.conf
 ready() { kubectl --kubeconfig "$admin" get --raw /readyz; }
+# Written once kubeadm init finished every phase: a run killed after admin.conf was written but
+# before the last phases (upload-config, bootstrap-token, addons: CoreDNS, kube-proxy) is finished
+# on the next run instead of being taken for a complete one.
+done_marker=/etc/kubernetes/dhctl/init-complete
 if [[ -f "$admin" ]]; then
 	log "the control plane was initialised before: waiting for it to be ready"
 	wait_for 300 "the API server to answer /readyz (kubeadm init ran before; if it stays down, run 'kubeadm reset -f' on this node and re-run dhctl)" ready
+	if [[ ! -f "$done_marker" ]]; then
+		log "kubeadm init was interrupted after the control plane started: running its remaining phases"
+		cfg=/etc/kubernetes/dhctl/kubeadm.yaml
+		kubeadm init phase upload-config all --config "$cfg"
+		{{- if .UploadCerts }}
+		# Only when missing: each upload makes one more bootstrap token owning the Secret.
+		kubectl --kubeconfig "$admin" -n kube-system get secret kubeadm-certs >/dev/null 2>&1 ||
+			kubeadm init phase upload-certs --upload-certs --config "$cfg"
+		{{- end }}
+		kubeadm init phase mark-control-plane --config "$cfg"
+		kubeadm init phase bootstrap-token --config "$cfg"
+		kubeadm init phase kubelet-finalize all --config "$cfg"
+		kubeadm init phase addon all --config "$cfg"
+	fi
 else
 	if [[ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" || -d /var/lib/etcd/member ]]; then
 		log "an unfinished kubeadm init left files behind: kubeadm reset -f"
@@ -21,6 +39,7 @@ else
 	wait_for 300 "the API server to answer /readyz after kubeadm init" ready
 	log "kubeadm init took $((SECONDS - started))s"
 fi
+touch "$done_marker"
 log "control plane ready: $(kubectl --kubeconfig "$admin" get --raw /readyz)"
 {{ else }}
 if [[ -f /etc/kubernetes/kubelet.conf ]]; then
