@@ -113,6 +113,7 @@ remove_path() {
 		did "removed $1"
 	fi
 }
+debs=()
 if [[ -d $state/packages ]]; then
 	for record in "$state"/packages/*; do
 		[[ -f $record ]] || continue
@@ -125,8 +126,7 @@ if [[ -d $state/packages ]]; then
 			*.deb)
 				pkg=${file%%_*}
 				if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok'; then
-					DEBIAN_FRONTEND=noninteractive dpkg --purge "$pkg" >/dev/null || failed "dpkg --purge $pkg"
-					did "purged package $pkg"
+					debs+=("$pkg")
 				fi
 				;;
 			*.rpm)
@@ -150,6 +150,14 @@ if [[ -d $state/packages ]]; then
 			esac
 		done
 	done
+fi
+# In one call: the packages depend on each other (containerd on runc).
+if ((${#debs[@]})); then
+	if DEBIAN_FRONTEND=noninteractive dpkg --purge "${debs[@]}" >/dev/null; then
+		did "purged packages ${debs[*]}"
+	else
+		failed "dpkg --purge ${debs[*]}"
+	fi
 fi
 
 # 6. Units the bundle wrote (containerd's only when the bundle wrote it, not a distribution's).

@@ -1,0 +1,168 @@
+// Package abort_test is `dhctl bootstrap-phase abort` on the rig, the real binary in the rig's
+// network namespace: a fresh machine becomes a control plane through the node bundle (plus the
+// leftovers a CNI leaves: cni0, flannel.1, its iptables chain and files), abort removes all of
+// it (no kubelet, /etc/kubernetes, static pods, listening 6443/2379/10250, cni0, kube-proxy
+// rules; containerd's bind-mounted /var/lib/containerd emptied but kept), the state dir forgets
+// the cluster, preflight finds no leftovers, a second abort is harmless, and the node bundle
+// then succeeds again on the same machine.
+package abort_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
+	"github.com/dhctl-dev/dhctl/e2e/rig"
+)
+
+const cluster = "rig-abort"
+
+// cniLeftovers is what flannel leaves on a node (the node bundle alone installs no CNI):
+// its bridge and VXLAN device, its masquerade chain, its configuration and plugin.
+const cniLeftovers = `set -e
+ip link add cni0 type bridge && ip link set cni0 up
+ip link add flannel.1 type vxlan id 1 dstport 8472 dev eth0 2>/dev/null || ip link add flannel.1 type bridge # no vxlan module in the rig: only the name matters here
+iptables -t nat -N FLANNEL-POSTRTG
+iptables -t nat -A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG
+iptables -t nat -A FLANNEL-POSTRTG -s 10.111.0.0/16 -d 10.111.0.0/16 -j RETURN
+mkdir -p /etc/cni/net.d /run/flannel /var/lib/cni/networks/cbr0
+echo '{"name":"cbr0","cniVersion":"0.3.1","plugins":[{"type":"flannel"}]}' >/etc/cni/net.d/10-flannel.conflist
+echo FLANNEL_SUBNET=10.111.0.1/24 >/run/flannel/subnet.env
+cp /opt/cni/bin/bridge /opt/cni/bin/flannel
+`
+
+func TestAbort(t *testing.T) {
+	ctx, cancel := testctx.New(t, 12*time.Minute)
+	defer cancel()
+	start := time.Now()
+	l := newLab(ctx, t, 1)
+	m := l.machines[0]
+	host := m.Address.String()
+	bundle := func() {
+		t.Helper()
+		out, code, took := l.dhctl(ctx, t, "bootstrap-phase", "execute-bashible-bundle", "--config", l.cfgPath,
+			"--ssh-host", host, "--cluster-name", cluster, "--version-map-override", l.overridePath)
+		if code != 0 {
+			t.Fatalf("execute-bashible-bundle: exit %d\n%s", code, out)
+		}
+		t.Logf("FIGURE node bundle on %s: %v", m.Name, took.Round(100*time.Millisecond))
+	}
+	abortRun := func(extra ...string) (string, int, time.Duration) {
+		t.Helper()
+		return l.dhctl(ctx, t, append([]string{"bootstrap-phase", "abort", "--cluster-name", cluster}, extra...)...)
+	}
+	clusterState := filepath.Join(l.stateDir, cluster)
+
+	// 1. A control plane on a fresh machine, kube-proxy's rules in place, and a CNI's leftovers.
+	bundle()
+	mustRun(ctx, t, m, "systemctl is-active kubelet containerd", "active\nactive")
+	if _, err := os.Stat(filepath.Join(clusterState, "node", "hosts.json")); err != nil {
+		t.Fatalf("the node bundle did not record its host for abort: %v", err)
+	}
+	waitFor(ctx, t, 3*time.Minute, "kube-proxy's iptables rules", func() (bool, string) {
+		out, err := m.Run(ctx, "iptables-save -t nat | grep -c KUBE-SERVICES", nil)
+		return err == nil && strings.TrimSpace(out) != "0", out
+	})
+	if out, err := m.Run(ctx, cniLeftovers, nil); err != nil {
+		t.Fatalf("making the CNI's leftovers: %v\n%s", err, out)
+	}
+	mustRun(ctx, t, m, `for p in 6443 2379 10250; do ss -Hltn "sport = :$p" | grep -q . || exit 1; done; echo listening`, "listening")
+
+	// 2. Without confirmation nothing happens (no terminal: stdin is empty).
+	if out, code, _ := abortRun("--ssh-host", host); code != 3 || !strings.Contains(out, "abort not confirmed") {
+		t.Fatalf("unconfirmed abort: exit %d, want 3\n%s", code, out)
+	}
+	mustRun(ctx, t, m, "systemctl is-active kubelet", "active")
+
+	// 3. Abort: every trace of the cluster is gone, the machine's own mount stays.
+	out, code, took := abortRun("--yes-i-am-sane-and-i-understand-what-i-am-doing")
+	if code != 0 {
+		t.Fatalf("abort: exit %d\n%s", code, out)
+	}
+	t.Logf("FIGURE abort of a single-node control plane: %v", took.Round(100*time.Millisecond))
+	for _, want := range []string{host + ": cleaned", "kubeadm reset -f", "deleted interface cni0", "deleted interface flannel.1",
+		"removed the iptables rules", "emptied /var/lib/containerd (a mount point: kept)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the abort report lacks %q", want)
+		}
+	}
+	checks := []struct{ what, cmd string }{
+		{"kubelet gone", "! systemctl is-active --quiet kubelet && ! test -e /etc/systemd/system/kubelet.service && ! command -v kubelet"},
+		{"containerd stopped and removed", "! systemctl is-active --quiet containerd && ! command -v containerd && ! pgrep -x containerd-shim-runc-v2 >/dev/null"},
+		{"no /etc/kubernetes (no static pods)", "! test -e /etc/kubernetes"},
+		{"no etcd, kubelet or CNI state", "! test -e /var/lib/etcd && ! test -e /var/lib/kubelet && ! test -e /etc/cni && ! test -e /var/lib/cni && ! test -e /opt/cni"},
+		{"no control-plane processes", "! pgrep -x kube-apiserver >/dev/null && ! pgrep -x etcd >/dev/null && ! pgrep -x kube-proxy >/dev/null"},
+		{"nothing listens on 6443, 2379, 10250", "! ss -Hltn | grep -E ':(6443|2379|10250) '"},
+		{"no cni0, no flannel.1", "! ip link show cni0 2>/dev/null && ! ip link show flannel.1 2>/dev/null"},
+		{"no kube-proxy, flannel or CNI iptables rules", "! iptables-save | grep -E 'KUBE-|FLANNEL|CNI-'"},
+		{"no bundle, step markers or package records", "! test -e /var/lib/dhctl"},
+		{"/var/lib/containerd: still a mount point, empty", "mountpoint -q /var/lib/containerd && test -z \"$(ls -A /var/lib/containerd)\""},
+		{"no pod mounts left", "! grep -E ' (/var/lib/kubelet|/run/containerd|/var/lib/containerd/)' /proc/self/mounts"},
+	}
+	for _, c := range checks {
+		if out, err := m.Run(ctx, c.cmd, nil); err != nil {
+			t.Errorf("after abort, %s: %v\n%s", c.what, err, out)
+		}
+	}
+	for _, gone := range []string{"checkpoints", "node", "kubeconfig"} {
+		if _, err := os.Stat(filepath.Join(clusterState, gone)); !os.IsNotExist(err) {
+			t.Errorf("the state dir still holds %s after abort (%v)", gone, err)
+		}
+	}
+
+	// 4. Preflight finds the machine clean (a state dir of its own: it is another command's).
+	pout, pcode, _ := l.dhctl(ctx, t, "bootstrap-phase", "preflight", "--config", l.cfgPath, "--ssh-host", host,
+		"--cluster-name", cluster+"-preflight")
+	for _, check := range []string{"leftovers", "ports"} {
+		if !regexp.MustCompile(`(?m)^root@` + regexp.QuoteMeta(host) + `:22\s+` + check + `\s+ok\s`).MatchString(pout) {
+			t.Errorf("preflight after abort: %s is not ok", check)
+		}
+	}
+	if pcode != 0 {
+		t.Errorf("preflight after abort: exit %d, want 0", pcode)
+	}
+
+	// 5. A second abort is harmless and finds nothing to do.
+	out, code, _ = abortRun("--ssh-host", host, "--yes-i-am-sane-and-i-understand-what-i-am-doing")
+	if code != 0 || !strings.Contains(out, host+": cleaned") || !strings.Contains(out, "already clean") {
+		t.Fatalf("second abort: exit %d, want 0 and nothing to remove\n%s", code, out)
+	}
+
+	// 6. The machine is reusable: the node bundle runs every step again and succeeds.
+	bundle()
+	mustRun(ctx, t, m, "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz", "ok")
+
+	// 7. Clean up the machine through the product too, and time it.
+	if out, code, took = abortRun("--yes-i-am-sane-and-i-understand-what-i-am-doing"); code != 0 {
+		t.Fatalf("final abort: exit %d\n%s", code, out)
+	}
+	t.Logf("FIGURE abort (second time, after a re-bootstrap): %v; whole test %v", took.Round(100*time.Millisecond), time.Since(start).Round(time.Second))
+}
+
+func mustRun(ctx context.Context, t *testing.T, m *rig.Machine, cmd, want string) {
+	t.Helper()
+	out, err := m.Run(ctx, cmd, nil)
+	if err != nil || !strings.Contains(out, want) {
+		t.Fatalf("%s on %s: %q, %v; want %q", cmd, m.Name, out, err, want)
+	}
+}
+
+func waitFor(ctx context.Context, t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var last string
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		ok, out := cond()
+		if ok {
+			return
+		}
+		last = out
+		time.Sleep(2 * time.Second)
+	}
+	t.Fatalf("timed out after %v waiting for %s; last output:\n%s", d, what, last)
+}
