@@ -227,7 +227,14 @@ func (b *Bootstrap) Nodes(ctx context.Context) ([]NodeInfo, error) {
 // WriteSummary prints what the user needs after a bootstrap: the kubeconfig, the nodes and where
 // the time went.
 func WriteSummary(w io.Writer, kubeconfig string, nodes []NodeInfo, res phase.Result, total time.Duration) {
-	fmt.Fprintf(w, "\nBootstrap finished in %v\n", total.Round(100*time.Millisecond))
+	what := "Bootstrap finished"
+	for _, p := range res.Phases {
+		if p.Status == phase.StatusDryRun {
+			what = "Dry run finished (nothing was changed)"
+			break
+		}
+	}
+	fmt.Fprintf(w, "\n%s in %v\n", what, total.Round(100*time.Millisecond))
 	fmt.Fprintf(w, "Admin kubeconfig: %s\n  (kubectl --kubeconfig %s get nodes)\n", kubeconfig, kubeconfig)
 	if len(nodes) > 0 {
 		fmt.Fprintf(w, "\n%-24s %-9s %-16s %-16s %s\n", "NODE", "STATUS", "ROLES", "INTERNAL-IP", "VERSION")
