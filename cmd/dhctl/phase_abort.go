@@ -94,7 +94,7 @@ refuses a cluster whose bootstrap finished unless --` + forceFinishedFlag + ` is
 			if _, err := rep.WriteTo(cmd.OutOrStdout()); err != nil {
 				return err
 			}
-			reset, err := abort.Forget(s.State(), rep.Cleaned(), rep.AllCleaned())
+			reset, err := abort.Forget(s.State(), rep.Cleaned(), rep.NotCleaned(), time.Now())
 			if err != nil {
 				return err
 			}

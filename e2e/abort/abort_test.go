@@ -4,7 +4,8 @@
 // it (no kubelet, /etc/kubernetes, static pods, listening 6443/2379/10250, cni0, kube-proxy
 // rules; containerd's bind-mounted /var/lib/containerd emptied but kept), the state dir forgets
 // the cluster, preflight finds no leftovers, a second abort is harmless, and the node bundle
-// then succeeds again on the same machine.
+// then succeeds again on the same machine; a host that cannot be reached is reported while the
+// others are cleaned.
 package abort_test
 
 import (
@@ -141,8 +142,22 @@ func TestAbort(t *testing.T) {
 	if out, code, took = abortRun("--yes-i-am-sane-and-i-understand-what-i-am-doing"); code != 0 {
 		t.Fatalf("final abort: exit %d\n%s", code, out)
 	}
-	t.Logf("FIGURE abort (second time, after a re-bootstrap): %v; whole test %v", took.Round(100*time.Millisecond), time.Since(start).Round(time.Second))
+	t.Logf("FIGURE abort (second time, after a re-bootstrap): %v", took.Round(100*time.Millisecond))
+
+	// 8. A host that cannot be reached is reported and the others are still cleaned; it stays in
+	// the state dir's record, so the next abort tries it again.
+	out, code, took = abortRun("--ssh-host", host, "--ssh-host", unreachable, "--yes-i-am-sane-and-i-understand-what-i-am-doing")
+	if code != 1 || !strings.Contains(out, host+": cleaned") || !strings.Contains(out, unreachable+": unreachable") {
+		t.Fatalf("abort with an unreachable host: exit %d, want 1 with %s cleaned and %s unreachable\n%s", code, host, unreachable, out)
+	}
+	if data, err := os.ReadFile(filepath.Join(clusterState, "node", "hosts.json")); err != nil || !strings.Contains(string(data), unreachable) || strings.Contains(string(data), `"`+host+`"`) {
+		t.Errorf("after the partial abort the state dir records %q (%v); want only %s", data, err, unreachable)
+	}
+	t.Logf("FIGURE abort with one unreachable host: %v; whole test %v", took.Round(100*time.Millisecond), time.Since(start).Round(time.Second))
 }
+
+// unreachable is an address on the rig's bridge network where no machine is.
+const unreachable = "10.77.1.199"
 
 func mustRun(ctx context.Context, t *testing.T, m *rig.Machine, cmd, want string) {
 	t.Helper()

@@ -83,6 +83,17 @@ func (r Report) Cleaned() []string {
 	return out
 }
 
+// NotCleaned lists the hosts that were not cleaned (failed or unreachable).
+func (r Report) NotCleaned() []string {
+	var out []string
+	for _, h := range r.Hosts {
+		if h.Status != StatusCleaned {
+			out = append(out, h.Host)
+		}
+	}
+	return out
+}
+
 // Err joins the errors of the hosts that were not cleaned (nil when all were).
 func (r Report) Err() error {
 	var errs []error

@@ -116,11 +116,12 @@ func Completed(d *state.Dir) (bool, time.Time, error) {
 	return true, r.At, nil
 }
 
-// Forget updates the state dir after an abort: the cleaned hosts leave the record. When every
-// host of the abort was cleaned (allClean) and no recorded host is left, everything a new
-// bootstrap must not find is removed (see forgottenAfterAbort). Otherwise the record keeps the
-// hosts still to clean, so a re-run of abort finds them. It returns whether the state was reset.
-func Forget(d *state.Dir, cleaned []string, allClean bool) (reset bool, err error) {
+// Forget updates the state dir after an abort: the cleaned hosts leave the record and the hosts
+// that were not cleaned join it (with the role "unknown" if they were not recorded), so a re-run
+// of abort finds them without --ssh-host. Once no host is left to clean, everything a new
+// bootstrap must not find is removed (see forgottenAfterAbort). It returns whether the state was
+// reset.
+func Forget(d *state.Dir, cleaned, notCleaned []string, now time.Time) (reset bool, err error) {
 	hosts, err := TouchedHosts(d)
 	if err != nil {
 		return false, err
@@ -130,15 +131,20 @@ func Forget(d *state.Dir, cleaned []string, allClean bool) (reset bool, err erro
 		done[h] = true
 	}
 	var left []TouchedHost
+	known := map[string]bool{}
 	for _, h := range hosts {
 		if !done[h.Host] {
 			left = append(left, h)
+			known[h.Host] = true
 		}
 	}
-	if len(left) > 0 || !allClean {
-		if len(left) == len(hosts) {
-			return false, nil
+	for _, h := range notCleaned {
+		if !known[h] {
+			known[h] = true
+			left = append(left, TouchedHost{Host: h, Role: "unknown", FirstSeen: now.UTC()})
 		}
+	}
+	if len(left) > 0 {
 		return false, writeHosts(d, left)
 	}
 	for _, name := range forgottenAfterAbort {

@@ -89,20 +89,21 @@ func TestForget(t *testing.T) {
 		return err == nil
 	}
 
-	// b unreachable: a is forgotten, b stays, nothing else is reset.
-	reset, err := Forget(d, []string{"a"}, false)
+	// b and c (given on the command line only) unreachable: a is forgotten, b stays, c joins,
+	// nothing else is reset.
+	reset, err := Forget(d, []string{"a"}, []string{"b", "c"}, now.Add(time.Second))
 	if err != nil || reset {
 		t.Fatalf("partial: reset=%v err=%v", reset, err)
 	}
-	if got, _ := TouchedHosts(d); len(got) != 1 || got[0].Host != "b" {
-		t.Fatalf("after a partial abort the record holds %+v, want b", got)
+	if got, _ := TouchedHosts(d); len(got) != 2 || got[0].Host != "b" || got[1].Host != "c" || got[1].Role != "unknown" {
+		t.Fatalf("after a partial abort the record holds %+v, want b and c", got)
 	}
 	if !exists("checkpoints/preflight.json") || !exists("kubeconfig") {
 		t.Fatal("a partial abort reset the state")
 	}
 
 	// Then b is cleaned: the state a new bootstrap must not see is gone, the rest stays.
-	if reset, err = Forget(d, []string{"b"}, true); err != nil || !reset {
+	if reset, err = Forget(d, []string{"b", "c"}, nil, now); err != nil || !reset {
 		t.Fatalf("complete: reset=%v err=%v", reset, err)
 	}
 	for _, gone := range []string{"checkpoints", "node", "kubeconfig", CompletedFile} {
@@ -116,7 +117,7 @@ func TestForget(t *testing.T) {
 		}
 	}
 	// Twice is fine.
-	if reset, err = Forget(d, nil, true); err != nil || !reset {
+	if reset, err = Forget(d, nil, nil, now); err != nil || !reset {
 		t.Fatalf("second abort: reset=%v err=%v", reset, err)
 	}
 }
