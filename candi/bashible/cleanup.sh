@@ -48,6 +48,11 @@ if systemctl is-active --quiet kubepods.slice; then
 	systemctl stop kubepods.slice || failed "stopping kubepods.slice (the pods' processes)"
 	did "stopped kubepods.slice"
 fi
+# With the cgroupfs driver the pods live outside systemd's slices: kill their cgroup (cgroup v2).
+if [[ -f /sys/fs/cgroup/kubepods/cgroup.kill ]]; then
+	echo 1 >/sys/fs/cgroup/kubepods/cgroup.kill || failed "killing the pods' processes (/sys/fs/cgroup/kubepods)"
+	did "killed the processes of /sys/fs/cgroup/kubepods"
+fi
 if unit_exists containerd.service; then
 	systemctl kill --kill-whom=all -s SIGKILL containerd.service >/dev/null 2>&1 || true
 	systemctl disable --now containerd.service >/dev/null 2>&1 || true
