@@ -1,6 +1,6 @@
 // Package abort_test is `dhctl bootstrap-phase abort` on the rig, the real binary in the rig's
-// network namespace: a fresh machine becomes a control plane through the node bundle (plus the
-// leftovers a CNI leaves: cni0, flannel.1, its iptables chain and files), abort removes all of
+// network namespace: a node bundle that failed at its packages step is cleaned away; then the
+// machine becomes a control plane through the node bundle (plus the leftovers a CNI leaves: cni0, flannel.1, its iptables chain and files), abort removes all of
 // it (no kubelet, /etc/kubernetes, static pods, listening 6443/2379/10250, cni0, kube-proxy
 // rules; containerd's bind-mounted /var/lib/containerd emptied but kept), the state dir forgets
 // the cluster, preflight finds no leftovers, a second abort is harmless, and the node bundle
@@ -9,6 +9,7 @@
 package abort_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -59,6 +60,36 @@ func TestAbort(t *testing.T) {
 	}
 	clusterState := filepath.Join(l.stateDir, cluster)
 
+	// 0. A bootstrap that fails half-way (a package whose sum does not match stops the packages
+	// step after the others were installed), then abort: nothing of it is left.
+	override, err := os.ReadFile(l.overridePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := regexp.MustCompile(`(- \{name: "kubectl", sha256: )[0-9a-f]{64}`).ReplaceAll(override, []byte("${1}"+strings.Repeat("0", 64)))
+	badPath := filepath.Join(l.dir, "bad-override.yml")
+	if bytes.Equal(bad, override) {
+		t.Fatal("could not tamper with kubectl's sum in the override")
+	}
+	if err := os.WriteFile(badPath, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code, _ := l.dhctl(ctx, t, "bootstrap-phase", "execute-bashible-bundle", "--config", l.cfgPath,
+		"--ssh-host", host, "--cluster-name", cluster, "--version-map-override", badPath)
+	if code == 0 || !strings.Contains(out, "030_packages") {
+		t.Fatalf("the tampered bundle did not fail at the packages step: exit %d\n%s", code, out)
+	}
+	installed, _ := m.Run(ctx, "ls /var/lib/dhctl/packages /var/lib/dhctl/bashible/done", nil)
+	t.Logf("left by the failed bundle: %s", strings.Join(strings.Fields(installed), " "))
+	out, code, took := abortRun("--yes-i-am-sane-and-i-understand-what-i-am-doing")
+	if code != 0 || !strings.Contains(out, host+": cleaned") {
+		t.Fatalf("abort after a failed bundle: exit %d\n%s", code, out)
+	}
+	t.Logf("FIGURE abort after a bundle failed at the packages step: %v", took.Round(100*time.Millisecond))
+	if out, err := m.Run(ctx, "! test -e /var/lib/dhctl && ! test -e /etc/sysctl.d/90-dhctl.conf && ! command -v kubelet && ! command -v containerd && ! test -e /opt/cni", nil); err != nil {
+		t.Fatalf("after aborting the failed bundle, leftovers remain: %v\n%s", err, out)
+	}
+
 	// 1. A control plane on a fresh machine, kube-proxy's rules in place, and a CNI's leftovers.
 	bundle()
 	mustRun(ctx, t, m, "systemctl is-active kubelet containerd", "active\nactive")
@@ -81,7 +112,7 @@ func TestAbort(t *testing.T) {
 	mustRun(ctx, t, m, "systemctl is-active kubelet", "active")
 
 	// 3. Abort: every trace of the cluster is gone, the machine's own mount stays.
-	out, code, took := abortRun("--yes-i-am-sane-and-i-understand-what-i-am-doing")
+	out, code, took = abortRun("--yes-i-am-sane-and-i-understand-what-i-am-doing")
 	if code != 0 {
 		t.Fatalf("abort: exit %d\n%s", code, out)
 	}
