@@ -169,3 +169,36 @@ func equalJSON(t *testing.T, a, b any) bool {
 	}
 	return da == db
 }
+
+// After kubeadm init, a preflight whose hosts changed is skipped (the cluster's own machines would
+// fail it), and says how to check a new machine.
+func TestPreflightSkippedOnceInitialised(t *testing.T) {
+	c, vm := load(t, clusterYAML)
+	dir, err := state.Open(context.Background(), t.TempDir(), "unit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	ran := 0
+	o := Options{Candi: candi.FS, Cluster: c, VersionMap: vm, State: dir,
+		Connect:   func(context.Context, string) (*ssh.Client, error) { return nil, errors.New("no SSH") },
+		Masters:   []Host{{SSH: "10.77.1.10", IP: "10.77.1.10"}},
+		Preflight: func(context.Context) error { ran++; return nil },
+	}
+	b, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	only := phase.Options{Only: []string{PhasePreflight}, Checkpoints: phase.NewDirCheckpoints(dir)}
+	if _, err := phase.Run(context.Background(), b.Phases(), only); err != nil || ran != 1 {
+		t.Fatalf("first preflight: ran %d, %v", ran, err)
+	}
+	if err := b.writeJSON(InitStateFile, initSettingsOf(c, vm)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := phase.Run(context.Background(), b.Phases(), only)
+	p, _ := res.Get(PhasePreflight)
+	if err != nil || ran != 1 || p.Status != phase.StatusSkippedCondition || !strings.Contains(p.Reason, "bootstrap-phase preflight") {
+		t.Errorf("after init: ran %d, %v, %+v", ran, err, p)
+	}
+}

@@ -27,6 +27,8 @@ type funcPhase struct {
 	inputs      func() (any, error) // nil: runs on every run
 	when        bool                // with whyNot set: false skips the phase
 	whyNot      string
+	// skipIf, when set, decides at run time: a non-empty reason skips the phase.
+	skipIf func() string
 }
 
 func (p *funcPhase) Name() string                     { return p.name }
@@ -37,6 +39,11 @@ func (p *funcPhase) DryRun(ctx context.Context) error { return nil }
 func (p *funcPhase) ShouldRun(context.Context) (bool, string, error) {
 	if p.whyNot != "" && !p.when {
 		return false, p.whyNot, nil
+	}
+	if p.skipIf != nil {
+		if reason := p.skipIf(); reason != "" {
+			return false, reason, nil
+		}
 	}
 	return true, "", nil
 }
