@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/dhctl-dev/dhctl/e2e/bootstrap/lab"
+	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
 
 func startLab(ctx context.Context, t *testing.T, masters, workers int) *lab.Lab {
@@ -364,6 +365,13 @@ func TestBootstrapHA(t *testing.T) {
 	logStepTimes(t, l)
 	checkCluster(ctx, t, l)
 
+	// dhctl reached the machines through the bastion: their sshd saw its logins come from there.
+	for _, m := range append(append([]*rig.Machine(nil), l.Masters...), l.Workers...) {
+		out, err := m.Run(ctx, "journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey for root from "+l.Bastion.Address.String()+" ' || true", nil)
+		if err != nil || strings.TrimSpace(out) == "0" {
+			t.Errorf("%s: no SSH login from the bastion %s: %v %q", m.Name, l.Bastion.Address, err, out)
+		}
+	}
 	if n, err := etcdMembers(ctx, l); err != nil || n != 3 {
 		t.Errorf("etcd members: %d, %v; want 3", n, err)
 	}
