@@ -110,6 +110,32 @@ func TestBootstrap(t *testing.T) {
 		}
 	}
 	t.Logf("FIGURE bootstrap re-run on the finished cluster: %v", took.Round(100*time.Millisecond))
+
+	// New inputs: --resources and a post-bootstrap script. Exactly their phases run.
+	resources := filepath.Join(l.Dir, "resources.yml")
+	script := filepath.Join(l.Dir, "post.sh")
+	if err := os.WriteFile(resources, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-resources, namespace: default}\ndata: {k: v}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(script, []byte("#!/bin/bash\nset -e\nhostname > /root/post-bootstrap-ran\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(ctx, t, l, append(l.BootstrapArgs(), "--resources", resources, "--post-bootstrap-script-path", script)...)
+	if err != nil {
+		t.Fatalf("dhctl bootstrap with --resources and a post-bootstrap script: %v", err)
+	}
+	for p, want := range map[string]string{"preflight": "skipped-checkpoint", "first-master": "skipped-checkpoint", "install/platform": "skipped-checkpoint",
+		"nodes/workers": "skipped-checkpoint", "create-resources": "ran", "post-bootstrap-script": "ran"} {
+		if !summaryStatus(out, p, want) {
+			t.Errorf("with new --resources and script: phase %s is not %s", p, want)
+		}
+	}
+	if got := must(l.Kubectl(ctx, "get", "configmap", "from-resources", "-o", "jsonpath={.data.k}")); got != "v" {
+		t.Errorf("the --resources ConfigMap: %q", got)
+	}
+	if got, err := l.Masters[0].Run(ctx, "cat /root/post-bootstrap-ran", nil); err != nil || strings.TrimSpace(got) != l.Masters[0].Name {
+		t.Errorf("the post-bootstrap script did not run on the first master: %q %v", got, err)
+	}
 }
 
 // summaryStatus reports whether the summary's phase table shows phase with status.
