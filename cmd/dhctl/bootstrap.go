@@ -14,6 +14,7 @@ import (
 
 	"github.com/dhctl-dev/dhctl/candi"
 	"github.com/dhctl-dev/dhctl/internal/install"
+	"github.com/dhctl-dev/dhctl/internal/operations/abort"
 	"github.com/dhctl-dev/dhctl/internal/operations/bootstrap"
 	"github.com/dhctl-dev/dhctl/internal/preflight"
 	"github.com/dhctl-dev/dhctl/internal/session"
@@ -167,6 +168,13 @@ func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags) er
 	res, err := s.RunPhases(cmd.Context(), b.Phases(), f.Phases)
 	if err != nil {
 		return err
+	}
+	// A full run (not a dry run, not a hand-picked subset) finished the cluster: from now on abort
+	// refuses to tear it down without --force-abort-finished-cluster.
+	if !f.Phases.DryRun && len(f.Phases.Only) == 0 {
+		if err := abort.MarkCompleted(s.State(), time.Now()); err != nil {
+			return err
+		}
 	}
 	var nodes []bootstrap.NodeInfo
 	if !f.Phases.DryRun {

@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -98,6 +99,25 @@ func TestBootstrap(t *testing.T) {
 	}
 	checkCluster(ctx, t, l)
 	smoke(ctx, t, l)
+
+	// The bootstrap recorded the machines it touched and that it finished: abort finds both hosts
+	// on its own and refuses to tear a finished cluster down without its explicit flag.
+	hosts, err := os.ReadFile(filepath.Join(l.StateDir, "lab", "node", "hosts.json"))
+	if err != nil {
+		t.Errorf("abort's record of touched hosts: %v", err)
+	}
+	for _, m := range append(append([]*rig.Machine(nil), l.Masters...), l.Workers...) {
+		if !strings.Contains(string(hosts), m.Address.String()) {
+			t.Errorf("node/hosts.json lacks %s:\n%s", m.Address, hosts)
+		}
+	}
+	abortCmd := l.Command(ctx, "bootstrap-phase", "abort", "--state-dir", l.StateDir, "--cluster-name", "lab",
+		"--ssh-user", "root", "--ssh-agent-private-keys", l.Rig.SSHKeyFile(), "--ssh-known-hosts", l.KnownHosts,
+		"--yes-i-am-sane-and-i-understand-what-i-am-doing")
+	abortOut, abortErr := abortCmd.CombinedOutput()
+	if code := exitCode(abortErr); code != 2 || !strings.Contains(string(abortOut), "--force-abort-finished-cluster") {
+		t.Errorf("abort of the finished cluster: exit %d, want 2 naming --force-abort-finished-cluster:\n%s", code, abortOut)
+	}
 
 	// The same command again: everything is done, nothing is redone.
 	out, took, err = run(ctx, t, l, l.BootstrapArgs()...)
@@ -498,4 +518,16 @@ func etcdMembers(ctx context.Context, l *lab.Lab) (int, error) {
 		return 0, fmt.Errorf("etcd member list (HTTP %s): %w", resp.Status, err)
 	}
 	return len(list.Members), nil
+}
+
+// exitCode is a finished command's exit status (0 for nil, -1 when it did not run).
+func exitCode(err error) int {
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exitErr):
+		return exitErr.ExitCode()
+	}
+	return -1
 }

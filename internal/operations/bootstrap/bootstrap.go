@@ -37,6 +37,7 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/kube"
 	"github.com/dhctl-dev/dhctl/internal/kubeadm"
 	"github.com/dhctl-dev/dhctl/internal/node"
+	"github.com/dhctl-dev/dhctl/internal/operations/abort"
 	"github.com/dhctl-dev/dhctl/internal/operations/nodebundle"
 	"github.com/dhctl-dev/dhctl/internal/packages"
 	"github.com/dhctl-dev/dhctl/internal/phase"
@@ -119,6 +120,8 @@ type Bootstrap struct {
 	pkgsAddr string
 	kube     *kube.Client
 	plans    map[string]*nodebundle.Plan
+
+	recordMu sync.Mutex // serialises abort's record of touched hosts
 }
 
 // New checks the options, refuses unsafe changes to a cluster kubeadm already initialised, and
@@ -396,6 +399,10 @@ func (b *Bootstrap) firstMaster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Recorded before the machine is touched, so `bootstrap-phase abort` finds it after any failure.
+	if err := b.recordHost(first, node.RoleMaster); err != nil {
+		return err
+	}
 	res, err := p.BootstrapFirstMaster(ctx, c, first.IP, secrets, node.ExecOptions{PackagesAddr: addr, Log: b.o.Log})
 	if err != nil {
 		return err
@@ -435,12 +442,23 @@ func (b *Bootstrap) join(ctx context.Context, h Host, role node.Role) error {
 	if err != nil {
 		return err
 	}
+	if err := b.recordHost(h, role); err != nil {
+		return err
+	}
 	rep, err := p.Join(ctx, c, h.IP, role, st.Join, node.ExecOptions{PackagesAddr: addr, Log: b.o.Log})
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", role, h.SSH, err)
 	}
 	b.o.Log.Info("node joined", "host", h.SSH, "role", role, "steps_run", len(rep.Ran()))
 	return nil
+}
+
+// recordHost notes in the state dir that dhctl is about to change host, for abort. Workers join
+// in parallel and the record is one file, so writes take turns.
+func (b *Bootstrap) recordHost(h Host, role node.Role) error {
+	b.recordMu.Lock()
+	defer b.recordMu.Unlock()
+	return abort.RecordHost(b.o.State, h.SSH, string(role), time.Now())
 }
 
 // joinMasters joins control-plane nodes one at a time: etcd grows one member at a time, and a
