@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
+	"github.com/dhctl-dev/dhctl/e2e/bootstrap/lab"
 	"github.com/dhctl-dev/dhctl/e2e/images"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
@@ -173,7 +173,7 @@ func TestInstallOnRig(t *testing.T) {
 	ca := "    " + strings.ReplaceAll(strings.TrimSpace(string(reg.CACert)), "\n", "\n    ")
 	cfgPath := writeFile(t, dir, "cluster.yml", fmt.Sprintf(clusterYAML, imagesRepo, dockerCfg, ca))
 	resPath := writeFile(t, dir, "resources.yml", fmt.Sprintf(resourcesYAML, worker.Name, imagesRepo))
-	overridePath := writeFile(t, dir, "rig-version-map-override.yml", rigOverride(pub))
+	overridePath := writeFile(t, dir, "rig-version-map-override.yml", lab.Override(pub))
 	var lines []string
 	for _, m := range b.ms {
 		lines = append(lines, knownhosts.Line([]string{m.Address.String()}, m.HostKey))
@@ -280,34 +280,6 @@ func buildDhctl(ctx context.Context, t *testing.T, dir string) string {
 		t.Fatalf("building dhctl: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// rigOverride is the rig's TEST override of the version map: its locally built packages' sums.
-func rigOverride(pub *artifacts.Published) string {
-	var b strings.Builder
-	b.WriteString("# TEST OVERRIDE of candi/version_map.yml by the e2e rig: its locally built artifacts.\nkubernetes:\n  \"1.33\":\n    packages:\n")
-	names := make([]string, 0, len(pub.Packages))
-	for n := range pub.Packages {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		p := pub.Packages[n]
-		tag := p.Ref[strings.LastIndex(p.Ref, ":")+1:]
-		fmt.Fprintf(&b, "      %s:\n        version: %q\n        files:\n", n, tag)
-		files := make([]string, 0, len(p.Files))
-		for f := range p.Files {
-			files = append(files, f)
-		}
-		sort.Strings(files)
-		for _, f := range files {
-			fmt.Fprintf(&b, "        - {name: %q, sha256: %s}\n", f, p.Files[f])
-		}
-		if n == "cni-plugins" {
-			b.WriteString("        dest: /opt/cni/bin\n")
-		}
-	}
-	return b.String()
 }
 
 func mustRun(ctx context.Context, t *testing.T, m *rig.Machine, cmd, want string) {
