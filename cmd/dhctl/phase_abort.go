@@ -14,6 +14,7 @@ import (
 	"github.com/dhctl-dev/dhctl/candi"
 	"github.com/dhctl-dev/dhctl/internal/exitcode"
 	"github.com/dhctl-dev/dhctl/internal/operations/abort"
+	"github.com/dhctl-dev/dhctl/internal/session"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
 	"github.com/dhctl-dev/dhctl/internal/state"
 )
@@ -72,23 +73,11 @@ refuses a cluster whose bootstrap finished unless --` + forceFinishedFlag + ` is
 			if err != nil {
 				return err
 			}
-			clients := make([]*ssh.Client, 0, len(hosts))
-			defer func() {
-				for _, c := range clients {
-					c.Close()
-				}
-			}()
-			for _, h := range hosts {
-				cfg, err := s.SSHConfig(h)
-				if err != nil {
-					return err
-				}
-				c, err := ssh.New(cfg)
-				if err != nil {
-					return usageError(fmt.Errorf("host %s: %w", h, err))
-				}
-				clients = append(clients, c)
+			clients, err := s.Clients(hosts)
+			if err != nil {
+				return err
 			}
+			defer session.CloseClients(clients)
 			start := time.Now()
 			rep := abort.Clean(ctx, clients, script, abort.Options{Concurrency: concurrency, Log: log})
 			if _, err := rep.WriteTo(cmd.OutOrStdout()); err != nil {

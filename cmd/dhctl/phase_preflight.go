@@ -11,7 +11,6 @@ import (
 
 	"github.com/dhctl-dev/dhctl/internal/preflight"
 	"github.com/dhctl-dev/dhctl/internal/session"
-	"github.com/dhctl-dev/dhctl/internal/ssh"
 )
 
 // The preflight phase (issue #7): named, skippable checks reported all at once.
@@ -67,26 +66,18 @@ func runPreflight(ctx context.Context, s *session.Session, f *preflightFlags, ro
 	if len(hosts) == 0 {
 		return usageError(errors.New("no hosts to check: pass --ssh-host (repeatable; the first is the first master) or SSHHost documents with --connection-config"))
 	}
-	var targets []preflight.Host
-	defer func() {
-		for _, t := range targets {
-			t.Client.Close()
-		}
-	}()
-	for i, h := range hosts {
-		cfg, err := s.SSHConfig(h)
-		if err != nil {
-			return err
-		}
-		c, err := ssh.New(cfg)
-		if err != nil {
-			return usageError(err)
-		}
-		role, found := roles[h]
+	clients, err := s.Clients(hosts)
+	if err != nil {
+		return err
+	}
+	defer session.CloseClients(clients)
+	targets := make([]preflight.Host, len(clients))
+	for i, c := range clients {
+		role, found := roles[hosts[i]]
 		if !found || i == 0 {
 			role = preflight.RoleMaster
 		}
-		targets = append(targets, preflight.Host{Client: c, Role: role})
+		targets[i] = preflight.Host{Client: c, Role: role}
 	}
 	report, err := preflight.Run(ctx, preflight.Options{
 		Hosts:    targets,

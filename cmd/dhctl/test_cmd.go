@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dhctl-dev/dhctl/internal/operations/sshcheck"
-	"github.com/dhctl-dev/dhctl/internal/ssh"
+	"github.com/dhctl-dev/dhctl/internal/session"
 )
 
 func newTestCommand(opts *globalOptions, lookupEnv func(string) (string, bool)) *cobra.Command {
@@ -28,23 +28,11 @@ OS, the kernel, how sudo works and whether the host key was newly pinned.`,
 			if len(hosts) == 0 {
 				return usageError(errors.New("no hosts to check: pass --ssh-host (repeatable) or SSHHost documents with --connection-config"))
 			}
-			var clients []*ssh.Client
-			defer func() {
-				for _, c := range clients {
-					c.Close()
-				}
-			}()
-			for _, h := range hosts {
-				cfg, err := s.SSHConfig(h)
-				if err != nil {
-					return err
-				}
-				c, err := ssh.New(cfg)
-				if err != nil {
-					return usageError(err)
-				}
-				clients = append(clients, c)
+			clients, err := s.Clients(hosts)
+			if err != nil {
+				return err
 			}
+			defer session.CloseClients(clients)
 			_, err = sshcheck.CheckClients(cmd.Context(), clients, sshcheck.FanoutOptions{}, cmd.OutOrStdout())
 			return err
 		},

@@ -194,6 +194,34 @@ func (s *Session) Connect(ctx context.Context, host string) (*ssh.Client, error)
 	return c, nil
 }
 
+// Clients builds one client per host, not yet connected (ssh.Fanout connects them in parallel).
+// A host or SSH setting that cannot work is a usage error naming the host. On error the clients
+// built so far are closed; otherwise the caller closes them (CloseClients).
+func (s *Session) Clients(hosts []string) ([]*ssh.Client, error) {
+	clients := make([]*ssh.Client, 0, len(hosts))
+	for _, h := range hosts {
+		cfg, err := s.SSHConfig(h)
+		if err == nil {
+			var c *ssh.Client
+			if c, err = ssh.New(cfg); err == nil {
+				clients = append(clients, c)
+				continue
+			}
+			err = exitcode.Usage(fmt.Errorf("host %s: %w", h, err))
+		}
+		CloseClients(clients)
+		return nil, err
+	}
+	return clients, nil
+}
+
+// CloseClients closes every client.
+func CloseClients(clients []*ssh.Client) {
+	for _, c := range clients {
+		c.Close()
+	}
+}
+
 // PhaseOptions are the runner flags of a command.
 type PhaseOptions struct {
 	Skip, Only []string
