@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
+	labpkg "github.com/dhctl-dev/dhctl/e2e/bootstrap/lab"
 	"github.com/dhctl-dev/dhctl/e2e/images"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
@@ -131,7 +131,7 @@ func newLab(ctx context.Context, tb testing.TB, machines int) *lab {
 	}
 	for path, data := range map[string]string{
 		l.cfgPath:      fmt.Sprintf(clusterYAML, imagesRepo, dockerCfg, ca),
-		l.overridePath: rigOverride(pub),
+		l.overridePath: labpkg.Override(pub),
 		l.knownHosts:   strings.Join(lines, "\n") + "\n",
 	} {
 		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
@@ -161,31 +161,4 @@ func (l *lab) dhctl(ctx context.Context, tb testing.TB, args ...string) (string,
 	}
 	tb.Logf("dhctl %s: exit %d in %v\n%s", strings.Join(args[:2], " "), code, took.Round(10*time.Millisecond), out)
 	return string(out), code, took
-}
-
-// rigOverride is the rig's TEST version-map override: its locally built packages' sums.
-func rigOverride(pub *artifacts.Published) string {
-	var b strings.Builder
-	b.WriteString("# TEST OVERRIDE of candi/version_map.yml by the e2e rig: its locally built artifacts.\nkubernetes:\n  \"1.33\":\n    packages:\n")
-	names := make([]string, 0, len(pub.Packages))
-	for n := range pub.Packages {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		p := pub.Packages[n]
-		fmt.Fprintf(&b, "      %s:\n        version: %q\n        files:\n", n, p.Ref[strings.LastIndex(p.Ref, ":")+1:])
-		files := make([]string, 0, len(p.Files))
-		for f := range p.Files {
-			files = append(files, f)
-		}
-		sort.Strings(files)
-		for _, f := range files {
-			fmt.Fprintf(&b, "        - {name: %q, sha256: %s}\n", f, p.Files[f])
-		}
-		if n == "cni-plugins" {
-			b.WriteString("        dest: /opt/cni/bin\n")
-		}
-	}
-	return b.String()
 }
