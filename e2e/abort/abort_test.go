@@ -10,7 +10,6 @@ package abort_test
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
 	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
-	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
 
 const cluster = "rig-abort"
@@ -92,24 +91,24 @@ func TestAbort(t *testing.T) {
 
 	// 1. A control plane on a fresh machine, kube-proxy's rules in place, and a CNI's leftovers.
 	bundle()
-	mustRun(ctx, t, m, "systemctl is-active kubelet containerd", "active\nactive")
+	rigtest.MustRun(ctx, t, m, "systemctl is-active kubelet containerd", "active\nactive")
 	if _, err := os.Stat(filepath.Join(clusterState, "node", "hosts.json")); err != nil {
 		t.Fatalf("the node bundle did not record its host for abort: %v", err)
 	}
-	waitFor(ctx, t, 3*time.Minute, "kube-proxy's iptables rules", func() (bool, string) {
+	rigtest.WaitFor(ctx, t, 3*time.Minute, "kube-proxy's iptables rules", func() (bool, string) {
 		out, err := m.Run(ctx, "iptables-save -t nat | grep -c KUBE-SERVICES", nil)
 		return err == nil && strings.TrimSpace(out) != "0", out
 	})
 	if out, err := m.Run(ctx, cniLeftovers, nil); err != nil {
 		t.Fatalf("making the CNI's leftovers: %v\n%s", err, out)
 	}
-	mustRun(ctx, t, m, `for p in 6443 2379 10250; do ss -Hltn "sport = :$p" | grep -q . || exit 1; done; echo listening`, "listening")
+	rigtest.MustRun(ctx, t, m, `for p in 6443 2379 10250; do ss -Hltn "sport = :$p" | grep -q . || exit 1; done; echo listening`, "listening")
 
 	// 2. Without confirmation nothing happens (no terminal: stdin is empty).
 	if out, code, _ := abortRun("--ssh-host", host); code != 3 || !strings.Contains(out, "abort not confirmed") {
 		t.Fatalf("unconfirmed abort: exit %d, want 3\n%s", code, out)
 	}
-	mustRun(ctx, t, m, "systemctl is-active kubelet", "active")
+	rigtest.MustRun(ctx, t, m, "systemctl is-active kubelet", "active")
 
 	// 3. Abort: every trace of the cluster is gone, the machine's own mount stays.
 	out, code, took = abortRun("--yes-i-am-sane-and-i-understand-what-i-am-doing")
@@ -167,7 +166,7 @@ func TestAbort(t *testing.T) {
 
 	// 6. The machine is reusable: the node bundle runs every step again and succeeds.
 	bundle()
-	mustRun(ctx, t, m, "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz", "ok")
+	rigtest.MustRun(ctx, t, m, "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz", "ok")
 
 	// 7. Clean up the machine through the product too, and time it.
 	if out, code, took = abortRun("--yes-i-am-sane-and-i-understand-what-i-am-doing"); code != 0 {
@@ -189,26 +188,3 @@ func TestAbort(t *testing.T) {
 
 // unreachable is an address on the rig's bridge network where no machine is.
 const unreachable = "10.77.1.199"
-
-func mustRun(ctx context.Context, t *testing.T, m *rig.Machine, cmd, want string) {
-	t.Helper()
-	out, err := m.Run(ctx, cmd, nil)
-	if err != nil || !strings.Contains(out, want) {
-		t.Fatalf("%s on %s: %q, %v; want %q", cmd, m.Name, out, err, want)
-	}
-}
-
-func waitFor(ctx context.Context, t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var last string
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		ok, out := cond()
-		if ok {
-			return
-		}
-		last = out
-		time.Sleep(2 * time.Second)
-	}
-	t.Fatalf("timed out after %v waiting for %s; last output:\n%s", d, what, last)
-}

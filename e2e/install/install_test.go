@@ -22,6 +22,7 @@ import (
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
 	"github.com/dhctl-dev/dhctl/e2e/bootstrap/lab"
 	"github.com/dhctl-dev/dhctl/e2e/images"
+	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
 
@@ -180,7 +181,7 @@ func TestInstallOnRig(t *testing.T) {
 	}
 	knownHosts := writeFile(t, dir, "known_hosts", strings.Join(lines, "\n")+"\n")
 
-	bin := buildDhctl(ctx, t, dir)
+	bin := rigtest.BuildDhctl(ctx, t, dir)
 	stateDir := filepath.Join(dir, "state")
 	dhctl := func(host string, args ...string) (string, time.Duration, error) {
 		full := append([]string{"--net=" + r.NetNS(), bin}, args...)
@@ -213,16 +214,16 @@ func TestInstallOnRig(t *testing.T) {
 	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
 	out, err := master.Run(ctx, kubectl+"get nodes,pods -A -o wide", nil)
 	t.Logf("cluster after install (%v):\n%s", err, out)
-	waitFor(ctx, t, 3*time.Minute, "both nodes Ready", func() (bool, string) {
+	rigtest.WaitFor(ctx, t, 3*time.Minute, "both nodes Ready", func() (bool, string) {
 		out, err := master.Run(ctx, kubectl+"get nodes --no-headers", nil)
 		return err == nil && strings.Count(out, " Ready ") == 2, out
 	})
-	mustRun(ctx, t, master, kubectl+"-n kube-flannel get pods -o custom-columns=P:.status.phase --no-headers | sort -u", "Running")
-	mustRun(ctx, t, master, kubectl+"-n kube-flannel get ds kube-flannel-ds -o jsonpath={.status.numberReady}", "2")
-	mustRun(ctx, t, master, kubectl+"-n kube-system get deploy coredns -o jsonpath={.status.readyReplicas}", "2")
-	mustRun(ctx, t, master, kubectl+"-n d8-system get deploy deckhouse -o jsonpath={.status.readyReplicas}", "1")
-	mustRun(ctx, t, master, kubectl+"get nodegroup master -o jsonpath={.spec.nodeType}", "Static")
-	mustRun(ctx, t, master, kubectl+"-n kube-system get secret d8-cluster-configuration -o jsonpath='{.data.cluster-configuration\\.yaml}' | base64 -d", "podSubnetCIDR: 10.111.0.0/16")
+	rigtest.MustRun(ctx, t, master, kubectl+"-n kube-flannel get pods -o custom-columns=P:.status.phase --no-headers | sort -u", "Running")
+	rigtest.MustRun(ctx, t, master, kubectl+"-n kube-flannel get ds kube-flannel-ds -o jsonpath={.status.numberReady}", "2")
+	rigtest.MustRun(ctx, t, master, kubectl+"-n kube-system get deploy coredns -o jsonpath={.status.readyReplicas}", "2")
+	rigtest.MustRun(ctx, t, master, kubectl+"-n d8-system get deploy deckhouse -o jsonpath={.status.readyReplicas}", "1")
+	rigtest.MustRun(ctx, t, master, kubectl+"get nodegroup master -o jsonpath={.spec.nodeType}", "Static")
+	rigtest.MustRun(ctx, t, master, kubectl+"-n kube-system get secret d8-cluster-configuration -o jsonpath='{.data.cluster-configuration\\.yaml}' | base64 -d", "podSubnetCIDR: 10.111.0.0/16")
 
 	// A second install changes nothing and is quick (checkpoints skip the apply phases; the wait
 	// finds everything ready at once).
@@ -240,8 +241,8 @@ func TestInstallOnRig(t *testing.T) {
 		t.Fatalf("create-resources: %v", err)
 	}
 	t.Logf("FIGURE create-resources (Service + a pod Ready after DNS and Service checks): %v", took.Round(100*time.Millisecond))
-	mustRun(ctx, t, master, kubectl+"-n e2e logs net-check", "CHECK-OK")
-	mustRun(ctx, t, master, kubectl+"-n e2e get pod net-check -o jsonpath={.spec.nodeName}", worker.Name)
+	rigtest.MustRun(ctx, t, master, kubectl+"-n e2e logs net-check", "CHECK-OK")
+	rigtest.MustRun(ctx, t, master, kubectl+"-n e2e get pod net-check -o jsonpath={.spec.nodeName}", worker.Name)
 }
 
 // dumpNetwork logs what explains a pod network that does not carry traffic.
@@ -268,39 +269,4 @@ func writeFile(t *testing.T, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// buildDhctl builds the dhctl binary of this checkout.
-func buildDhctl(ctx context.Context, t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "dhctl")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dhctl")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building dhctl: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func mustRun(ctx context.Context, t *testing.T, m *rig.Machine, cmd, want string) {
-	t.Helper()
-	out, err := m.Run(ctx, cmd, nil)
-	if err != nil || !strings.Contains(out, want) {
-		t.Fatalf("%s on %s: %q, %v; want %q", cmd, m.Name, out, err, want)
-	}
-}
-
-func waitFor(ctx context.Context, t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var last string
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		ok, out := cond()
-		if ok {
-			return
-		}
-		last = out
-		time.Sleep(2 * time.Second)
-	}
-	t.Fatalf("timed out after %v waiting for %s; last output:\n%s", d, what, last)
 }
