@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +19,9 @@ import (
 
 	"github.com/dhctl-dev/dhctl/candi"
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
+	"github.com/dhctl-dev/dhctl/e2e/bootstrap/lab"
 	"github.com/dhctl-dev/dhctl/e2e/images"
+	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/operations/nodebundle"
@@ -135,7 +136,7 @@ func newEnv(ctx context.Context, tb testing.TB, machines int) *env {
 	}
 	// The rig builds its own artifacts: their sums differ from upstream, so the rig hands over
 	// a version-map OVERRIDE with its digests (never a weakened check).
-	e.overrideText = rigOverride(pub)
+	e.overrideText = lab.Override(pub)
 	override, err := config.ParseVersionMapOverride([]byte(e.overrideText))
 	if err != nil {
 		tb.Fatalf("%v\n%s", err, e.overrideText)
@@ -157,7 +158,7 @@ func newEnv(ctx context.Context, tb testing.TB, machines int) *env {
 	if err := os.WriteFile(e.knownHosts, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	e.bin = buildDhctl(ctx, tb, e.dir)
+	e.bin = rigtest.BuildDhctl(ctx, tb, e.dir)
 	e.stateDir = filepath.Join(e.dir, "state")
 	return e
 }
@@ -199,8 +200,8 @@ func TestNodeBootstrap(t *testing.T) {
 		t.Logf("FIGURE %s", strings.TrimSpace(out))
 	}
 	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
-	mustRun(ctx, t, master, "systemctl is-active kubelet containerd", "active\nactive")
-	mustRun(ctx, t, master, kubectl+"get --raw /readyz", "ok")
+	rigtest.MustRun(ctx, t, master, "systemctl is-active kubelet containerd", "active\nactive")
+	rigtest.MustRun(ctx, t, master, kubectl+"get --raw /readyz", "ok")
 	// The admin kubeconfig dhctl kept in the state dir works from the operator's side too.
 	kubeconfig := filepath.Join(stateDir, "rig-node", "kubeconfig")
 	if fi, err := os.Stat(kubeconfig); err != nil || fi.Mode().Perm() != 0o600 {
@@ -213,7 +214,7 @@ func TestNodeBootstrap(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, "nsenter", "--net="+r.NetNS(), bins["kubectl"], "--kubeconfig", kubeconfig, "get", "--raw", "/readyz").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {
 		t.Fatalf("kubectl get --raw /readyz through the saved admin kubeconfig: %q %v", out, err)
 	}
-	waitFor(ctx, t, 3*time.Minute, "the control plane's static pods Running", func() (bool, string) {
+	rigtest.WaitFor(ctx, t, 3*time.Minute, "the control plane's static pods Running", func() (bool, string) {
 		out, err := master.Run(ctx, kubectl+"get pods -n kube-system -o custom-columns=NAME:.metadata.name,PHASE:.status.phase --no-headers", nil)
 		if err != nil {
 			return false, out
@@ -226,7 +227,7 @@ func TestNodeBootstrap(t *testing.T) {
 		return true, out
 	})
 	// kube-proxy got the configuration's KubeProxyConfiguration (nf_conntrack_max left alone).
-	mustRun(ctx, t, master, kubectl+"-n kube-system get configmap kube-proxy -o jsonpath='{.data.config\\.conf}' | grep maxPerCore", "maxPerCore: 0")
+	rigtest.MustRun(ctx, t, master, kubectl+"-n kube-system get configmap kube-proxy -o jsonpath='{.data.config\\.conf}' | grep maxPerCore", "maxPerCore: 0")
 	// Files holding secrets (bootstrap token, registry password) are root-only.
 	if out, err := master.Run(ctx, "stat -c '%a %n' /var/lib/dhctl/bashible /var/lib/dhctl/bashible/bundle /var/lib/dhctl/bashible/bundle/steps/*.sh /etc/kubernetes/dhctl/kubeadm.yaml /etc/containerd/config.toml", nil); err != nil {
 		t.Errorf("stat: %v", err)
@@ -245,7 +246,7 @@ func TestNodeBootstrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("FIGURE worker bundle (join) on a fresh machine: dhctl took %v (%s)", res.took.Round(100*time.Millisecond), res.steps)
-	waitFor(ctx, t, 2*time.Minute, "node "+worker.Name+" to register", func() (bool, string) {
+	rigtest.WaitFor(ctx, t, 2*time.Minute, "node "+worker.Name+" to register", func() (bool, string) {
 		out, err := master.Run(ctx, kubectl+"get nodes -o name", nil)
 		return err == nil && strings.Contains(out, "node/"+worker.Name), out
 	})
@@ -256,8 +257,8 @@ func TestNodeBootstrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("FIGURE second master bundle (control-plane join) on a fresh machine: dhctl took %v (%s)", res.took.Round(100*time.Millisecond), res.steps)
-	mustRun(ctx, t, master2, kubectl+"get --raw /readyz", "ok")
-	waitFor(ctx, t, 3*time.Minute, "etcd and kube-apiserver of "+master2.Name+" Running", func() (bool, string) {
+	rigtest.MustRun(ctx, t, master2, kubectl+"get --raw /readyz", "ok")
+	rigtest.WaitFor(ctx, t, 3*time.Minute, "etcd and kube-apiserver of "+master2.Name+" Running", func() (bool, string) {
 		out, err := master.Run(ctx, kubectl+"get pods -n kube-system -o custom-columns=NAME:.metadata.name,PHASE:.status.phase --no-headers", nil)
 		return err == nil && lineHas(out, "etcd-"+master2.Name, "Running") && lineHas(out, "kube-apiserver-"+master2.Name, "Running"), out
 	})
@@ -289,7 +290,7 @@ func TestNodeBootstrap(t *testing.T) {
 		t.Fatalf("bad checksum: want the 030_packages step to fail naming kubectl; dhctl said:\n%s", res.errText)
 	}
 	// The tampered package never replaced the installed one.
-	mustRun(ctx, t, worker, "kubectl version --client 2>/dev/null | head -n1", "v1.33.13")
+	rigtest.MustRun(ctx, t, worker, "kubectl version --client 2>/dev/null | head -n1", "v1.33.13")
 }
 
 // cliResult is what a dhctl run printed (--log-format json), summarised.
@@ -331,68 +332,6 @@ func parseCLI(out []byte) cliResult {
 func num(v any) float64 {
 	f, _ := v.(float64)
 	return f
-}
-
-// buildDhctl builds the dhctl binary of this checkout.
-func buildDhctl(ctx context.Context, t testing.TB, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "dhctl")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dhctl")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building dhctl: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func rigOverride(pub *artifacts.Published) string {
-	var b strings.Builder
-	b.WriteString("# TEST OVERRIDE of candi/version_map.yml by the e2e rig: its locally built artifacts.\nkubernetes:\n  \"1.33\":\n    packages:\n")
-	names := make([]string, 0, len(pub.Packages))
-	for n := range pub.Packages {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		p := pub.Packages[n]
-		tag := p.Ref[strings.LastIndex(p.Ref, ":")+1:]
-		fmt.Fprintf(&b, "      %s:\n        version: %q\n        files:\n", n, tag)
-		files := make([]string, 0, len(p.Files))
-		for f := range p.Files {
-			files = append(files, f)
-		}
-		sort.Strings(files)
-		for _, f := range files {
-			fmt.Fprintf(&b, "        - {name: %q, sha256: %s}\n", f, p.Files[f])
-		}
-		if n == "cni-plugins" {
-			b.WriteString("        dest: /opt/cni/bin\n")
-		}
-	}
-	return b.String()
-}
-
-func mustRun(ctx context.Context, t testing.TB, m *rig.Machine, cmd, want string) {
-	t.Helper()
-	out, err := m.Run(ctx, cmd, nil)
-	if err != nil || !strings.Contains(out, want) {
-		t.Fatalf("%s on %s: %q, %v; want %q", cmd, m.Name, out, err, want)
-	}
-}
-
-func waitFor(ctx context.Context, t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var last string
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		ok, out := cond()
-		if ok {
-			return
-		}
-		last = out
-		time.Sleep(2 * time.Second)
-	}
-	t.Fatalf("timed out after %v waiting for %s; last output:\n%s", d, what, last)
 }
 
 func lineHas(out, prefix, word string) bool {
