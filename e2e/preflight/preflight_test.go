@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
 	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
@@ -117,14 +118,13 @@ func (l *lab) config(tb testing.TB, name, password string) string {
 // returns its combined output and exit code.
 func (l *lab) preflight(ctx context.Context, tb testing.TB, config string, hosts []string, extra ...string) (string, int, time.Duration) {
 	tb.Helper()
-	args := []string{"--net=" + l.rig.NetNS(), l.bin, "bootstrap-phase", "preflight", "--config", config,
+	args := []string{"bootstrap-phase", "preflight", "--config", config,
 		"--ssh-user", "root", "--ssh-agent-private-keys", l.rig.SSHKeyFile(),
 		"--state-dir", l.stateRoot, "--ssh-known-hosts", "none"}
 	for _, h := range hosts {
 		args = append(args, "--ssh-host", h)
 	}
-	cmd := exec.CommandContext(ctx, "nsenter", append(args, extra...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + l.dir}
+	cmd := rigtest.Command(ctx, l.rig, l.bin, l.dir, append(args, extra...)...)
 	began := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(began)

@@ -5,6 +5,7 @@ package rigtest
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -51,4 +52,13 @@ func BuildDhctl(ctx context.Context, tb testing.TB, dir string) string {
 		tb.Fatalf("building dhctl: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// Command is the dhctl binary bin with args, run inside r's network namespace (where the
+// machines are) with only PATH and HOME=home in its environment, as an operator on that
+// network runs it.
+func Command(ctx context.Context, r *rig.Rig, bin, home string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + r.NetNS(), bin}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home}
+	return cmd
 }
