@@ -16,6 +16,7 @@ import (
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
 	labpkg "github.com/dhctl-dev/dhctl/e2e/bootstrap/lab"
 	"github.com/dhctl-dev/dhctl/e2e/images"
+	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
 
@@ -145,11 +146,9 @@ func newLab(ctx context.Context, tb testing.TB, machines int) *lab {
 // and state dir, and returns its combined output and exit code.
 func (l *lab) dhctl(ctx context.Context, tb testing.TB, args ...string) (string, int, time.Duration) {
 	tb.Helper()
-	full := append([]string{"--net=" + l.rig.NetNS(), l.bin}, args...)
-	full = append(full, "--ssh-user", "root", "--ssh-agent-private-keys", l.rig.SSHKeyFile(),
+	full := append(append([]string{}, args...), "--ssh-user", "root", "--ssh-agent-private-keys", l.rig.SSHKeyFile(),
 		"--ssh-known-hosts", l.knownHosts, "--state-dir", l.stateDir)
-	cmd := exec.CommandContext(ctx, "nsenter", full...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + l.dir}
+	cmd := rigtest.Command(ctx, l.rig, l.bin, l.dir, full...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)
