@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -184,12 +183,10 @@ func TestInstallOnRig(t *testing.T) {
 	bin := rigtest.BuildDhctl(ctx, t, dir)
 	stateDir := filepath.Join(dir, "state")
 	dhctl := func(host string, args ...string) (string, time.Duration, error) {
-		full := append([]string{"--net=" + r.NetNS(), bin}, args...)
-		full = append(full, "--config", cfgPath, "--ssh-host", host, "--ssh-user", "root",
+		full := append(append([]string{}, args...), "--config", cfgPath, "--ssh-host", host, "--ssh-user", "root",
 			"--ssh-agent-private-keys", r.SSHKeyFile(), "--ssh-known-hosts", knownHosts,
 			"--state-dir", stateDir, "--cluster-name", "rig-install")
-		cmd := exec.CommandContext(ctx, "nsenter", full...)
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+		cmd := rigtest.Command(ctx, r, bin, dir, full...)
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		took := time.Since(start)
