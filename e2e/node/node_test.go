@@ -166,12 +166,11 @@ func newEnv(ctx context.Context, tb testing.TB, machines int) *env {
 // dhctl runs `dhctl bootstrap-phase execute-bashible-bundle` for one host inside the rig's
 // network namespace, like an operator on that network.
 func (e *env) dhctl(host string, extra ...string) (cliResult, error) {
-	args := append([]string{"--net=" + e.rig.NetNS(), e.bin, "bootstrap-phase", "execute-bashible-bundle",
+	args := append([]string{"bootstrap-phase", "execute-bashible-bundle",
 		"--config", e.cfgPath, "--ssh-host", host, "--ssh-user", "root", "--ssh-agent-private-keys", e.rig.SSHKeyFile(),
 		"--ssh-known-hosts", e.knownHosts, "--state-dir", e.stateDir, "--cluster-name", "rig-node", "--log-format", "json",
 		"--version-map-override", e.overridePath}, extra...)
-	cmd := exec.CommandContext(e.ctx, "nsenter", args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir}
+	cmd := rigtest.Command(e.ctx, e.rig, e.bin, e.dir, args...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	res := parseCLI(out)
