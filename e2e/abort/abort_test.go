@@ -10,6 +10,7 @@ package abort_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dhctl-dev/dhctl/e2e/internal/lab"
 	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
 	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
 )
@@ -41,13 +43,16 @@ func TestAbort(t *testing.T) {
 	ctx, cancel := testctx.New(t, 12*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l := newLab(ctx, t, 1)
-	m := l.machines[0]
+	// One machine, the images a node bundle pulls and a configuration without the platform's
+	// documents: the node bundle alone makes the control plane abort removes.
+	l := rigtest.StartLab(ctx, t, lab.Options{Machines: 1, ClusterName: cluster, Images: lab.NodeImages(),
+		Config: lab.StaticCluster + lab.KubeProxy})
+	m := l.Machines[0]
 	host := m.Address.String()
 	bundle := func() {
 		t.Helper()
-		out, code, took := l.dhctl(ctx, t, "bootstrap-phase", "execute-bashible-bundle", "--config", l.cfgPath,
-			"--ssh-host", host, "--cluster-name", cluster, "--version-map-override", l.overridePath)
+		out, code, took := run(ctx, t, l, "bootstrap-phase", "execute-bashible-bundle", "--config", l.ConfigPath,
+			"--ssh-host", host, "--cluster-name", cluster, "--version-map-override", l.OverridePath)
 		if code != 0 {
 			t.Fatalf("execute-bashible-bundle: exit %d\n%s", code, out)
 		}
@@ -55,25 +60,25 @@ func TestAbort(t *testing.T) {
 	}
 	abortRun := func(extra ...string) (string, int, time.Duration) {
 		t.Helper()
-		return l.dhctl(ctx, t, append([]string{"bootstrap-phase", "abort", "--cluster-name", cluster}, extra...)...)
+		return run(ctx, t, l, append([]string{"bootstrap-phase", "abort", "--cluster-name", cluster}, extra...)...)
 	}
-	clusterState := filepath.Join(l.stateDir, cluster)
+	clusterState := filepath.Join(l.StateDir, cluster)
 
 	// 0. A bootstrap that fails half-way (a package whose sum does not match stops the packages
 	// step after the others were installed), then abort: nothing of it is left.
-	override, err := os.ReadFile(l.overridePath)
+	override, err := os.ReadFile(l.OverridePath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bad := regexp.MustCompile(`(- \{name: "kubectl", sha256: )[0-9a-f]{64}`).ReplaceAll(override, []byte("${1}"+strings.Repeat("0", 64)))
-	badPath := filepath.Join(l.dir, "bad-override.yml")
+	badPath := filepath.Join(l.Dir, "bad-override.yml")
 	if bytes.Equal(bad, override) {
 		t.Fatal("could not tamper with kubectl's sum in the override")
 	}
 	if err := os.WriteFile(badPath, bad, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, code, _ := l.dhctl(ctx, t, "bootstrap-phase", "execute-bashible-bundle", "--config", l.cfgPath,
+	out, code, _ := run(ctx, t, l, "bootstrap-phase", "execute-bashible-bundle", "--config", l.ConfigPath,
 		"--ssh-host", host, "--cluster-name", cluster, "--version-map-override", badPath)
 	if code == 0 || !strings.Contains(out, "030_packages") {
 		t.Fatalf("the tampered bundle did not fail at the packages step: exit %d\n%s", code, out)
@@ -147,7 +152,7 @@ func TestAbort(t *testing.T) {
 	}
 
 	// 4. Preflight finds the machine clean (a state dir of its own: it is another command's).
-	pout, pcode, _ := l.dhctl(ctx, t, "bootstrap-phase", "preflight", "--config", l.cfgPath, "--ssh-host", host,
+	pout, pcode, _ := run(ctx, t, l, "bootstrap-phase", "preflight", "--config", l.ConfigPath, "--ssh-host", host,
 		"--cluster-name", cluster+"-preflight")
 	for _, check := range []string{"leftovers", "ports"} {
 		if !regexp.MustCompile(`(?m)^root@` + regexp.QuoteMeta(host) + `:22\s+` + check + `\s+ok\s`).MatchString(pout) {
@@ -188,3 +193,12 @@ func TestAbort(t *testing.T) {
 
 // unreachable is an address on the rig's bridge network where no machine is.
 const unreachable = "10.77.1.199"
+
+// run runs dhctl with args and the lab's SSH settings and state dir, and returns its combined
+// output and exit code.
+func run(ctx context.Context, tb testing.TB, l *lab.Lab, args ...string) (string, int, time.Duration) {
+	tb.Helper()
+	out, code, took := rigtest.Run(tb, l.Command(ctx, append(append([]string{}, args...), l.CommonArgs()...)...))
+	tb.Logf("dhctl %s: exit %d in %v\n%s", strings.Join(args[:2], " "), code, took.Round(10*time.Millisecond), out)
+	return out, code, took
+}

@@ -28,29 +28,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dhctl-dev/dhctl/e2e/bootstrap/lab"
+	"github.com/dhctl-dev/dhctl/e2e/internal/lab"
+	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
-
-func startLab(ctx context.Context, t *testing.T, masters, workers int) *lab.Lab {
-	t.Helper()
-	checkout, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	l, err := lab.Start(ctx, lab.Options{Masters: masters, Workers: workers, Dir: t.TempDir(), Checkout: checkout, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("rig Close: %v", err)
-		}
-	})
-	t.Logf("rig with %d machines, registry and artifacts ready in %v", masters+workers, time.Since(start).Round(100*time.Millisecond))
-	return l
-}
 
 // run runs dhctl to its end, logging its output and what it cost: wall time, and from GNU time
 // (which forks dhctl itself, so the peak RSS is dhctl's alone) peak RSS and CPU time.
@@ -84,7 +65,7 @@ func ensureGNUTime(ctx context.Context, t *testing.T) string {
 func TestBootstrap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	l := startLab(ctx, t, 1, 1)
+	l := rigtest.StartLab(ctx, t, lab.Options{Masters: 1, Workers: 1})
 
 	out, took, err := run(ctx, t, l, l.BootstrapArgs()...)
 	if err != nil {
@@ -172,7 +153,7 @@ func summaryStatus(out, phase, status string) bool {
 func TestBootstrapKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	l := startLab(ctx, t, 1, 1)
+	l := rigtest.StartLab(ctx, t, lab.Options{Masters: 1, Workers: 1})
 	args := append(l.BootstrapArgs(), "--log-format", "json")
 	// Inside each phase: a few seconds after it started, while it works on the machines.
 	for _, at := range []struct {
@@ -390,19 +371,7 @@ func smoke(ctx context.Context, t *testing.T, l *lab.Lab) {
 func TestBootstrapHA(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	checkout, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := lab.Start(ctx, lab.Options{Masters: 3, Workers: 2, Bastion: true, Dir: t.TempDir(), Checkout: checkout, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("rig Close: %v", err)
-		}
-	})
+	l := rigtest.StartLab(ctx, t, lab.Options{Masters: 3, Workers: 2, Bastion: true})
 	_, took, err := run(ctx, t, l, l.BootstrapArgs()...)
 	if err != nil {
 		t.Fatalf("dhctl bootstrap: %v", err)

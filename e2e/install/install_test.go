@@ -8,7 +8,6 @@ package install_test
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,61 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh/knownhosts"
-
-	"github.com/dhctl-dev/dhctl/e2e/artifacts"
-	"github.com/dhctl-dev/dhctl/e2e/bootstrap/lab"
-	"github.com/dhctl-dev/dhctl/e2e/images"
+	"github.com/dhctl-dev/dhctl/e2e/internal/lab"
 	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
-
-const clusterYAML = `apiVersion: deckhouse.io/v1
-kind: ClusterConfiguration
-clusterType: Static
-podSubnetCIDR: 10.111.0.0/16
-podSubnetNodeCIDRPrefix: "24"
-serviceSubnetCIDR: 10.222.0.0/16
-kubernetesVersion: Automatic
-clusterDomain: cluster.local
-defaultCRI: Containerd
----
-apiVersion: deckhouse.io/v1
-kind: InitConfiguration
-deckhouse:
-  imagesRepo: %s
-  registryDockerCfg: %s
-  registryScheme: HTTPS
-  registryCA: |
-%s
----
-apiVersion: deckhouse.io/v1
-kind: StaticClusterConfiguration
-internalNetworkCIDRs:
-- 10.77.1.0/24
----
-apiVersion: deckhouse.io/v1
-kind: NodeGroup
-metadata:
-  name: worker
-spec:
-  nodeType: Static
----
-apiVersion: deckhouse.io/v1alpha1
-kind: ModuleConfig
-metadata:
-  name: cni-flannel
-spec:
-  enabled: true
-  version: 1
-  settings:
-    podNetworkMode: VXLAN
----
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-conntrack:
-  maxPerCore: 0
-`
 
 // resourcesYAML: a Service in front of the platform controller, and a pod pinned to the worker
 // that turns Ready only after DNS and the Service answered (its log says how it went).
@@ -130,70 +78,25 @@ func TestInstallOnRig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 
-	r, err := rig.New(ctx, rig.Options{Logf: t.Logf})
-	if err != nil {
+	// The whole configuration a user writes (NodeGroup, the CNI's ModuleConfig): the install
+	// applies them.
+	l := rigtest.StartLab(ctx, t, lab.Options{Machines: 2, ClusterName: "rig-install"})
+	master, worker := l.Machines[0], l.Machines[1]
+	resPath := filepath.Join(l.Dir, "resources.yml")
+	if err := os.WriteFile(resPath, fmt.Appendf(nil, resourcesYAML, worker.Name, l.ImagesRepo), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			t.Errorf("rig Close: %v", err)
-		}
-	})
-	reg, err := r.StartRegistry(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	imagesRepo := reg.Host + "/dhctl"
-	type booted struct {
-		ms  []*rig.Machine
-		err error
-	}
-	boot := make(chan booted, 1)
-	go func() {
-		ms, err := r.StartMachines(ctx, 2)
-		boot <- booted{ms, err}
-	}()
-	start := time.Now()
-	pub, err := artifacts.Publish(ctx, artifacts.Options{Logf: t.Logf},
-		images.Registry{Transport: reg.Transport(), User: reg.User, Password: reg.Password}, imagesRepo,
-		artifacts.Selection{Images: artifacts.ImageNames(), Packages: artifacts.PackageNames()})
-	b := <-boot
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.err != nil {
-		t.Fatal(b.err)
-	}
-	t.Logf("registry, 2 machines and artifacts ready in %v", time.Since(start))
-	master, worker := b.ms[0], b.ms[1]
-
-	dir := t.TempDir()
-	dockerCfg := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`,
-		reg.Host, base64.StdEncoding.EncodeToString([]byte(reg.User+":"+reg.Password)))))
-	ca := "    " + strings.ReplaceAll(strings.TrimSpace(string(reg.CACert)), "\n", "\n    ")
-	cfgPath := writeFile(t, dir, "cluster.yml", fmt.Sprintf(clusterYAML, imagesRepo, dockerCfg, ca))
-	resPath := writeFile(t, dir, "resources.yml", fmt.Sprintf(resourcesYAML, worker.Name, imagesRepo))
-	overridePath := writeFile(t, dir, "rig-version-map-override.yml", lab.Override(pub))
-	var lines []string
-	for _, m := range b.ms {
-		lines = append(lines, knownhosts.Line([]string{m.Address.String()}, m.HostKey))
-	}
-	knownHosts := writeFile(t, dir, "known_hosts", strings.Join(lines, "\n")+"\n")
-
-	bin := rigtest.BuildDhctl(ctx, t, dir)
-	stateDir := filepath.Join(dir, "state")
 	dhctl := func(host string, args ...string) (string, time.Duration, error) {
-		full := append(append([]string{}, args...), "--config", cfgPath, "--ssh-host", host, "--ssh-user", "root",
-			"--ssh-agent-private-keys", r.SSHKeyFile(), "--ssh-known-hosts", knownHosts,
-			"--state-dir", stateDir, "--cluster-name", "rig-install")
-		cmd := rigtest.Command(ctx, r, bin, dir, full...)
+		full := append(append([]string{}, args...), "--config", l.ConfigPath, "--ssh-host", host)
+		full = append(append(full, l.CommonArgs()...), "--cluster-name", l.ClusterName)
+		cmd := l.Command(ctx, full...)
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		took := time.Since(start)
 		t.Logf("dhctl %s: %v in %v\n%s", strings.Join(args, " "), err, took.Round(10*time.Millisecond), out)
 		return string(out), took, err
 	}
-	bundle := []string{"bootstrap-phase", "execute-bashible-bundle", "--version-map-override", overridePath, "--log-format", "json"}
+	bundle := []string{"bootstrap-phase", "execute-bashible-bundle", "--version-map-override", l.OverridePath, "--log-format", "json"}
 	if _, _, err := dhctl(master.Address.String(), bundle...); err != nil {
 		t.Fatal(err)
 	}
@@ -257,13 +160,4 @@ func dumpNetwork(ctx context.Context, t *testing.T, master, worker *rig.Machine)
 			"iptables-save | grep -c . ; iptables-save -t nat | grep -i -e flannel -e KUBE-SVC -e 10.222.0.10 | head -30", nil)
 		t.Logf("network of %s:\n%s", m.Name, out)
 	}
-}
-
-func writeFile(t *testing.T, dir, name, content string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -5,128 +5,36 @@ package node_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh/knownhosts"
-
 	"github.com/dhctl-dev/dhctl/candi"
-	"github.com/dhctl-dev/dhctl/e2e/artifacts"
-	"github.com/dhctl-dev/dhctl/e2e/bootstrap/lab"
-	"github.com/dhctl-dev/dhctl/e2e/images"
+	"github.com/dhctl-dev/dhctl/e2e/internal/lab"
 	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
-	"github.com/dhctl-dev/dhctl/e2e/rig"
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/operations/nodebundle"
 )
 
-// clusterYAML is the configuration the test bootstraps, as a user would write it, plus a
-// KubeProxyConfiguration: inside the rig's machines nf_conntrack_max cannot be set.
-const clusterYAML = `apiVersion: deckhouse.io/v1
-kind: ClusterConfiguration
-clusterType: Static
-podSubnetCIDR: 10.111.0.0/16
-podSubnetNodeCIDRPrefix: "24"
-serviceSubnetCIDR: 10.222.0.0/16
-kubernetesVersion: Automatic
-clusterDomain: cluster.local
-defaultCRI: Containerd
----
-apiVersion: deckhouse.io/v1
-kind: InitConfiguration
-deckhouse:
-  imagesRepo: %s
-  registryDockerCfg: %s
-  registryScheme: HTTPS
-  registryCA: |
-%s
----
-apiVersion: deckhouse.io/v1
-kind: StaticClusterConfiguration
-internalNetworkCIDRs:
-- 10.77.1.0/24
----
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-conntrack:
-  maxPerCore: 0
-`
-
-// env is a rig with a registry holding every artifact, machines, the configuration, the rig's
-// version-map override and a dhctl binary to run against them.
+// env is a lab (machines, a registry with the images a node bundle pulls and every package,
+// the configuration plus a KubeProxyConfiguration, the rig's version-map override, dhctl) and
+// the test that runs dhctl on it.
 type env struct {
+	*lab.Lab
+	overrideText string
 	tb           testing.TB
 	ctx          context.Context
-	rig          *rig.Rig
-	machines     []*rig.Machine
-	pub          *artifacts.Published
-	dir          string
-	bin          string
-	cfgPath      string
-	overridePath string
-	overrideText string
-	knownHosts   string
-	stateDir     string
 }
 
 func newEnv(ctx context.Context, tb testing.TB, machines int) *env {
 	tb.Helper()
-	r, err := rig.New(ctx, rig.Options{Logf: tb.Logf})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			tb.Errorf("rig Close: %v", err)
-		}
-	})
-	reg, err := r.StartRegistry(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	imagesRepo := reg.Host + "/dhctl"
-	type booted struct {
-		ms  []*rig.Machine
-		err error
-	}
-	boot := make(chan booted, 1)
-	go func() {
-		ms, err := r.StartMachines(ctx, machines)
-		boot <- booted{ms, err}
-	}()
-	start := time.Now()
-	pub, err := artifacts.Publish(ctx, artifacts.Options{Logf: tb.Logf},
-		images.Registry{Transport: reg.Transport(), User: reg.User, Password: reg.Password}, imagesRepo,
-		artifacts.Selection{
-			Images:   []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "coredns", "pause"},
-			Packages: artifacts.PackageNames(),
-		})
-	b := <-boot
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if b.err != nil {
-		tb.Fatal(b.err)
-	}
-	tb.Logf("registry, %d machines and artifacts ready in %v", machines, time.Since(start))
-	e := &env{tb: tb, ctx: ctx, rig: r, machines: b.ms, pub: pub, dir: tb.TempDir()}
-
+	l := rigtest.StartLab(ctx, tb, lab.Options{Machines: machines, ClusterName: "rig-node", Images: lab.NodeImages(),
+		Config: lab.StaticCluster + lab.KubeProxy})
 	// The configuration, loaded the way dhctl loads it.
-	dockerCfg := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`,
-		reg.Host, base64.StdEncoding.EncodeToString([]byte(reg.User+":"+reg.Password)))))
-	e.cfgPath = filepath.Join(e.dir, "cluster.yml")
-	ca := "    " + strings.ReplaceAll(strings.TrimSpace(string(reg.CACert)), "\n", "\n    ")
-	if err := os.WriteFile(e.cfgPath, []byte(fmt.Sprintf(clusterYAML, imagesRepo, dockerCfg, ca)), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	cluster, err := config.Load(ctx, config.LoadOptions{ConfigPaths: []string{e.cfgPath}})
+	cluster, err := config.Load(ctx, config.LoadOptions{ConfigPaths: []string{l.ConfigPath}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -136,41 +44,28 @@ func newEnv(ctx context.Context, tb testing.TB, machines int) *env {
 	}
 	// The rig builds its own artifacts: their sums differ from upstream, so the rig hands over
 	// a version-map OVERRIDE with its digests (never a weakened check).
-	e.overrideText = lab.Override(pub)
-	override, err := config.ParseVersionMapOverride([]byte(e.overrideText))
+	overrideText, err := os.ReadFile(l.OverridePath)
 	if err != nil {
-		tb.Fatalf("%v\n%s", err, e.overrideText)
+		tb.Fatal(err)
 	}
-	tb.Logf("using the rig's TEST version-map override:\n%s", e.overrideText)
+	override, err := config.ParseVersionMapOverride(overrideText)
+	if err != nil {
+		tb.Fatalf("%v\n%s", err, overrideText)
+	}
+	tb.Logf("using the rig's TEST version-map override:\n%s", overrideText)
 	// The plan must accept the configuration with the override (what dhctl will do).
-	if _, err := nodebundle.NewPlan(candi.FS, cluster, vm.WithOverride(override), b.ms[0].Address.String()); err != nil {
+	if _, err := nodebundle.NewPlan(candi.FS, cluster, vm.WithOverride(override), l.Machines[0].Address.String()); err != nil {
 		tb.Fatal(err)
 	}
-	e.overridePath = filepath.Join(e.dir, "rig-version-map-override.yml")
-	if err := os.WriteFile(e.overridePath, []byte(e.overrideText), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	e.knownHosts = filepath.Join(e.dir, "known_hosts")
-	var lines []string
-	for _, m := range b.ms {
-		lines = append(lines, knownhosts.Line([]string{m.Address.String()}, m.HostKey))
-	}
-	if err := os.WriteFile(e.knownHosts, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	e.bin = rigtest.BuildDhctl(ctx, tb, e.dir)
-	e.stateDir = filepath.Join(e.dir, "state")
-	return e
+	return &env{Lab: l, overrideText: string(overrideText), tb: tb, ctx: ctx}
 }
 
 // dhctl runs `dhctl bootstrap-phase execute-bashible-bundle` for one host inside the rig's
 // network namespace, like an operator on that network.
 func (e *env) dhctl(host string, extra ...string) (cliResult, error) {
-	args := append([]string{"bootstrap-phase", "execute-bashible-bundle",
-		"--config", e.cfgPath, "--ssh-host", host, "--ssh-user", "root", "--ssh-agent-private-keys", e.rig.SSHKeyFile(),
-		"--ssh-known-hosts", e.knownHosts, "--state-dir", e.stateDir, "--cluster-name", "rig-node", "--log-format", "json",
-		"--version-map-override", e.overridePath}, extra...)
-	cmd := rigtest.Command(e.ctx, e.rig, e.bin, e.dir, args...)
+	args := append(append([]string{"bootstrap-phase", "execute-bashible-bundle", "--config", e.ConfigPath, "--ssh-host", host},
+		e.CommonArgs()...), "--cluster-name", e.ClusterName, "--log-format", "json", "--version-map-override", e.OverridePath)
+	cmd := e.Command(e.ctx, append(args, extra...)...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	res := parseCLI(out)
@@ -186,8 +81,8 @@ func TestNodeBootstrap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	e := newEnv(ctx, t, 3)
-	master, worker, master2 := e.machines[0], e.machines[1], e.machines[2]
-	r, dhctl, stateDir, pub, overrideText, overridePath := e.rig, e.dhctl, e.stateDir, e.pub, e.overrideText, e.overridePath
+	master, worker, master2 := e.Machines[0], e.Machines[1], e.Machines[2]
+	dhctl, pub, overrideText, overridePath := e.dhctl, e.Published, e.overrideText, e.OverridePath
 
 	// 1. A fresh machine becomes a single-node control plane.
 	res, err := dhctl(master.Address.String())
@@ -202,15 +97,10 @@ func TestNodeBootstrap(t *testing.T) {
 	rigtest.MustRun(ctx, t, master, "systemctl is-active kubelet containerd", "active\nactive")
 	rigtest.MustRun(ctx, t, master, kubectl+"get --raw /readyz", "ok")
 	// The admin kubeconfig dhctl kept in the state dir works from the operator's side too.
-	kubeconfig := filepath.Join(stateDir, "rig-node", "kubeconfig")
-	if fi, err := os.Stat(kubeconfig); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(e.Kubeconfig()); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("admin kubeconfig in the state dir: %v %v", fi, err)
 	}
-	bins, err := artifacts.Build(ctx, artifacts.Options{Logf: t.Logf}, artifacts.Kubernetes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.CommandContext(ctx, "nsenter", "--net="+r.NetNS(), bins["kubectl"], "--kubeconfig", kubeconfig, "get", "--raw", "/readyz").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {
+	if out, err := e.Kubectl(ctx, "get", "--raw", "/readyz"); err != nil || strings.TrimSpace(out) != "ok" {
 		t.Fatalf("kubectl get --raw /readyz through the saved admin kubeconfig: %q %v", out, err)
 	}
 	rigtest.WaitFor(ctx, t, 3*time.Minute, "the control plane's static pods Running", func() (bool, string) {
@@ -349,14 +239,14 @@ func BenchmarkRerun(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	e := newEnv(ctx, b, 1)
-	host := e.machines[0].Address.String()
+	host := e.Machines[0].Address.String()
 	res, err := e.dhctl(host)
 	if err != nil {
 		b.Fatal(err)
 	}
 	fresh := res.took
 	var kubeadmInit float64
-	if out, err := e.machines[0].Run(ctx, "grep -ho 'kubeadm init took [0-9]*' /var/lib/dhctl/bashible/log/060_kubeadm.log | grep -o '[0-9]*$'", nil); err == nil {
+	if out, err := e.Machines[0].Run(ctx, "grep -ho 'kubeadm init took [0-9]*' /var/lib/dhctl/bashible/log/060_kubeadm.log | grep -o '[0-9]*$'", nil); err == nil {
 		fmt.Sscan(strings.TrimSpace(out), &kubeadmInit)
 	}
 	b.ResetTimer()

@@ -7,11 +7,9 @@ package preflight_test
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -19,137 +17,50 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dhctl-dev/dhctl/e2e/internal/lab"
 	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
 	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
 
-const clusterYAML = `apiVersion: deckhouse.io/v1
-kind: ClusterConfiguration
-clusterType: Static
-podSubnetCIDR: 10.111.0.0/16
-podSubnetNodeCIDRPrefix: "24"
-serviceSubnetCIDR: 10.222.0.0/16
-kubernetesVersion: Automatic
-clusterDomain: cluster.local
-defaultCRI: Containerd
----
-apiVersion: deckhouse.io/v1
-kind: InitConfiguration
-deckhouse:
-  imagesRepo: %s
-  registryDockerCfg: %s
-  registryScheme: HTTPS
-  registryCA: |
-%s
----
-apiVersion: deckhouse.io/v1
-kind: StaticClusterConfiguration
-internalNetworkCIDRs:
-- 10.77.1.0/24
-`
-
 // unreachable is an address on the rig's bridge network where no machine is.
 const unreachable = "10.77.1.199"
 
-// lab is a rig with its registry, machines and the dhctl binary built from this checkout.
-type lab struct {
-	rig       *rig.Rig
-	reg       *rig.Registry
-	machines  []*rig.Machine
-	bin       string
-	dir       string
-	stateRoot string
+// startLab starts two machines and a registry that holds nothing: preflight only logs in to it.
+// The configuration is the cluster's own documents, without the platform's.
+func startLab(ctx context.Context, tb testing.TB) *lab.Lab {
+	return rigtest.StartLab(ctx, tb, lab.Options{Machines: 2, NoArtifacts: true, Config: lab.StaticCluster})
 }
 
-// newLab starts a rig with n machines and the registry while dhctl builds.
-func newLab(ctx context.Context, tb testing.TB, n int) *lab {
-	tb.Helper()
-	start := time.Now()
-	r, err := rig.New(ctx, rig.Options{Logf: tb.Logf})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			tb.Errorf("rig Close: %v", err)
-		}
-	})
-	l := &lab{rig: r, dir: tb.TempDir()}
-	l.bin = filepath.Join(l.dir, "dhctl")
-	l.stateRoot = filepath.Join(l.dir, "state")
-	built := make(chan error, 1)
-	go func() {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", l.bin, "./cmd/dhctl")
-		cmd.Dir = filepath.Join("..", "..")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			err = fmt.Errorf("building dhctl: %v\n%s", err, out)
-		}
-		built <- err
-	}()
-	if l.reg, err = r.StartRegistry(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	if l.machines, err = r.StartMachines(ctx, n); err != nil {
-		tb.Fatal(err)
-	}
-	if err := <-built; err != nil {
-		tb.Fatal(err)
-	}
-	tb.Logf("rig, registry, %d machines and dhctl ready in %v", n, time.Since(start).Round(time.Millisecond))
-	return l
-}
-
-// config writes the cluster configuration with the registry's credentials (password given).
-func (l *lab) config(tb testing.TB, name, password string) string {
-	tb.Helper()
-	auth := base64.StdEncoding.EncodeToString([]byte(l.reg.User + ":" + password))
-	dockerCfg := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, l.reg.Host, auth)))
-	ca := "    " + strings.ReplaceAll(strings.TrimSpace(string(l.reg.CACert)), "\n", "\n    ")
-	path := filepath.Join(l.dir, name)
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(clusterYAML, l.reg.Host+"/dhctl", dockerCfg, ca)), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return path
-}
-
-// preflight runs `dhctl bootstrap-phase preflight` inside the rig's network namespace and
+// runPreflight runs `dhctl bootstrap-phase preflight` inside the rig's network namespace and
 // returns its combined output and exit code.
-func (l *lab) preflight(ctx context.Context, tb testing.TB, config string, hosts []string, extra ...string) (string, int, time.Duration) {
+func runPreflight(ctx context.Context, tb testing.TB, l *lab.Lab, config string, hosts []string, extra ...string) (string, int, time.Duration) {
 	tb.Helper()
 	args := []string{"bootstrap-phase", "preflight", "--config", config,
-		"--ssh-user", "root", "--ssh-agent-private-keys", l.rig.SSHKeyFile(),
-		"--state-dir", l.stateRoot, "--ssh-known-hosts", "none"}
+		"--ssh-user", "root", "--ssh-agent-private-keys", l.Rig.SSHKeyFile(),
+		"--state-dir", l.StateDir, "--ssh-known-hosts", "none"}
 	for _, h := range hosts {
 		args = append(args, "--ssh-host", h)
 	}
-	cmd := rigtest.Command(ctx, l.rig, l.bin, l.dir, append(args, extra...)...)
-	began := time.Now()
-	out, err := cmd.CombinedOutput()
-	took := time.Since(began)
-	code := 0
-	if exitErr, ok := err.(*exec.ExitError); ok {
-		code = exitErr.ExitCode()
-	} else if err != nil {
-		tb.Fatal(err)
-	}
-	return string(out), code, took
+	return rigtest.Run(tb, l.Command(ctx, append(args, extra...)...))
 }
 
 func TestPreflight(t *testing.T) {
 	ctx, cancel := testctx.New(t, 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l := newLab(ctx, t, 2)
-	reg, m1, m2, stateRoot := l.reg, l.machines[0], l.machines[1], l.stateRoot
-	goodConfig := l.config(t, "good.yml", reg.Password)
+	l := startLab(ctx, t)
+	reg, m1, m2, stateRoot := l.Registry, l.Machines[0], l.Machines[1], l.StateDir
+	goodConfig := l.ConfigPath
 	const wrongPassword = "not-the-registry-password"
-	badConfig := l.config(t, "bad.yml", wrongPassword)
+	badConfig, err := l.WriteConfig("bad.yml", wrongPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	preflight := func(config string, hosts []string, extra ...string) (string, int) {
 		t.Helper()
-		out, code, took := l.preflight(ctx, t, config, hosts, extra...)
+		out, code, took := runPreflight(ctx, t, l, config, hosts, extra...)
 		t.Logf("dhctl preflight %v: exit %d in %v\n%s", hosts, code, took.Round(time.Millisecond), out)
 		if strings.Contains(out, reg.Password) || strings.Contains(out, wrongPassword) {
 			t.Fatal("a registry password reached dhctl's output")
@@ -361,12 +272,11 @@ func diffLines(a, b string) string {
 func BenchmarkPreflight(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	l := newLab(ctx, b, 2)
-	config := l.config(b, "good.yml", l.reg.Password)
-	hosts := []string{l.machines[0].Address.String(), l.machines[1].Address.String()}
+	l := startLab(ctx, b)
+	hosts := []string{l.Machines[0].Address.String(), l.Machines[1].Address.String()}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if out, code, _ := l.preflight(ctx, b, config, hosts); code != 0 {
+		if out, code, _ := runPreflight(ctx, b, l, l.ConfigPath, hosts); code != 0 {
 			b.Fatalf("exit %d\n%s", code, out)
 		}
 	}

@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
-	"github.com/dhctl-dev/dhctl/e2e/bootstrap/lab"
+	"github.com/dhctl-dev/dhctl/e2e/internal/lab"
 )
 
 func main() {

@@ -1,19 +1,67 @@
-// Package rigtest holds the small test helpers every e2e package on the rig needs: polling a
-// condition with a bound, asserting a command's output on a machine, and building the dhctl
-// binary of this checkout.
+// Package rigtest holds the small test helpers every e2e package on the rig needs: starting a
+// lab for a test, running a command for its exit code, polling a condition with a bound, and
+// asserting a command's output on a machine.
 package rigtest
 
 import (
 	"context"
-	"os"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dhctl-dev/dhctl/e2e/internal/lab"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
+
+// StartLab starts a lab for the test (in a temporary directory, dhctl built from this checkout)
+// and tears it down when the test ends, passed or failed; it fails the test if the lab does not
+// come up.
+func StartLab(ctx context.Context, tb testing.TB, o lab.Options) *lab.Lab {
+	tb.Helper()
+	if o.Dir == "" {
+		o.Dir = tb.TempDir()
+	}
+	if o.Checkout == "" {
+		// The test runs in e2e/<pkg>: the checkout is two levels up.
+		checkout, err := filepath.Abs(filepath.Join("..", ".."))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		o.Checkout = checkout
+	}
+	if o.Logf == nil {
+		o.Logf = tb.Logf
+	}
+	start := time.Now()
+	l, err := lab.Start(ctx, o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			tb.Errorf("rig Close: %v", err)
+		}
+	})
+	tb.Logf("lab with %d machines ready in %v", len(l.Machines), time.Since(start).Round(100*time.Millisecond))
+	return l
+}
+
+// Run runs cmd to its end and returns its combined output, exit code and wall time; it fails
+// the test if cmd did not run (or end) at all.
+func Run(tb testing.TB, cmd *exec.Cmd) (string, int, time.Duration) {
+	tb.Helper()
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		tb.Fatal(err)
+	}
+	return string(out), cmd.ProcessState.ExitCode(), took
+}
 
 // WaitFor polls cond every 2 s until it holds, fails the test once d passed (or ctx ended) with
 // what was awaited and cond's last output.
@@ -39,26 +87,4 @@ func MustRun(ctx context.Context, tb testing.TB, m *rig.Machine, cmd, want strin
 	if err != nil || !strings.Contains(out, want) {
 		tb.Fatalf("%s on %s: %q, %v; want %q", cmd, m.Name, out, err, want)
 	}
-}
-
-// BuildDhctl builds the dhctl binary of this checkout into dir (the test runs in e2e/<pkg>, so
-// the checkout is two levels up) and returns its path.
-func BuildDhctl(ctx context.Context, tb testing.TB, dir string) string {
-	tb.Helper()
-	bin := filepath.Join(dir, "dhctl")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dhctl")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("building dhctl: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// Command is the dhctl binary bin with args, run inside r's network namespace (where the
-// machines are) with only PATH and HOME=home in its environment, as an operator on that
-// network runs it.
-func Command(ctx context.Context, r *rig.Rig, bin, home string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + r.NetNS(), bin}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home}
-	return cmd
 }
