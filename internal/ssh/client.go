@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -233,7 +234,7 @@ func (c *Client) dial(ctx context.Context) (*connection, error) {
 	var raw net.Conn
 	if c.cfg.Bastion.Host != "" {
 		baddr := hostPort(c.cfg.Bastion.Host, c.cfg.Bastion.Port)
-		braw, err := c.cfg.DialContext(ctx, "tcp", baddr)
+		braw, err := c.dialTCP(ctx, c.cfg.Bastion.Host, c.cfg.Bastion.Port)
 		if err != nil {
 			return nil, fail("bastion "+c.bastionTarget(), err)
 		}
@@ -249,7 +250,7 @@ func (c *Client) dial(ctx context.Context) (*connection, error) {
 			return nil, fail("", fmt.Errorf("bastion could not open a connection to %s: %w", target, err))
 		}
 	} else {
-		raw, err = c.cfg.DialContext(ctx, "tcp", target)
+		raw, err = c.dialTCP(ctx, c.cfg.Host, c.cfg.Port)
 		if err != nil {
 			return nil, fail("", err)
 		}
@@ -280,6 +281,43 @@ func (c *Client) dial(ctx context.Context) (*connection, error) {
 	}
 	c.log.Debug("ssh connected", "target", c.cfg.target(), "host_key", v.result().Fingerprint)
 	return conn, nil
+}
+
+// dialTCP opens a TCP connection to host:port, resolving a host name with the configured
+// Resolver (not inside DialContext, which may be a test's or a namespace's dialer that would
+// ask the machine's resolver). The addresses are tried in order, each given an equal share of
+// the time left (at least 2 s), so that one black-holed address does not use it all, as
+// net.Dialer does; the first address's error is returned when all fail.
+func (c *Client) dialTCP(ctx context.Context, host string, port int) (net.Conn, error) {
+	addrs := []string{host}
+	if _, err := netip.ParseAddr(host); err != nil {
+		if addrs, err = c.cfg.Resolver.LookupHost(ctx, host); err != nil {
+			return nil, err
+		}
+		if len(addrs) == 0 {
+			return nil, &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
+		}
+	}
+	var firstErr error
+	for i, a := range addrs {
+		dctx, cancel := ctx, context.CancelFunc(func() {})
+		if deadline, ok := ctx.Deadline(); ok && len(addrs)-i > 1 {
+			share := time.Until(deadline) / time.Duration(len(addrs)-i)
+			dctx, cancel = context.WithTimeout(ctx, max(share, 2*time.Second))
+		}
+		conn, err := c.cfg.DialContext(dctx, "tcp", hostPort(a, port))
+		cancel()
+		if err == nil {
+			return conn, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, firstErr
 }
 
 func (c *Client) bastionTarget() string {

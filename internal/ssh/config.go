@@ -66,8 +66,13 @@ type Config struct {
 	// OutputTailLines is how many last lines of remote output a command error carries.
 	OutputTailLines int
 
-	// DialContext opens the TCP connection to the target (or the bastion). Nil uses net.Dialer.
-	// Tests use it to dial inside a network namespace.
+	// Resolver looks up Host (or, with a bastion, Bastion.Host) when it is a name rather than an
+	// IP address; DialContext is then given each address in turn. Nil uses net.DefaultResolver.
+	// Through a bastion, the target's name is resolved by the bastion, not here. Tests point it
+	// at a DNS server of their own so that no query leaves the machine.
+	Resolver *net.Resolver
+	// DialContext opens the TCP connection to the target (or the bastion), given an IP address
+	// and port. Nil uses net.Dialer. Tests use it to dial inside a network namespace.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
@@ -139,6 +144,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
 	}
 	if c.DialContext == nil {
 		d := &net.Dialer{KeepAlive: 30 * time.Second}

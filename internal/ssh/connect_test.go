@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -153,12 +154,36 @@ func TestUserKnownHostsIsHonoured(t *testing.T) {
 	}
 }
 
+// Host names are looked up through Config.Resolver, here a DNS server of the test's own on
+// loopback (the lab's dialer takes IP addresses only), and pinned under the name.
+func TestHostNamesResolveThroughTheConfiguredResolver(t *testing.T) {
+	t.Parallel()
+	lab := sshtest.NewLab(t, 1, sshtest.Options{})
+	h := lab.Hosts[0]
+	dns := sshtest.StartDNS(t, map[string][]string{"h0.lab.test": {h.Addr}})
+	cfg := rootConfig(t, lab, h, nil)
+	cfg.Host = "h0.lab.test"
+	cfg.Resolver = dns.Resolver()
+	c := newClient(t, cfg)
+	if got := output(t, c, dssh.Command{Cmd: "hostname -I"}); strings.TrimSpace(got) != h.Addr {
+		t.Fatalf("connected to %q, want %s", got, h.Addr)
+	}
+	if st := c.HostKey(); st.Address != "h0.lab.test:22" || st.Source != dssh.HostKeyNewlyPinned {
+		t.Fatalf("host key status %+v, want newly pinned for h0.lab.test:22", st)
+	}
+	if q := dns.Queries(); !slices.Contains(q, "h0.lab.test") {
+		t.Fatalf("the test's DNS server was not asked: %q", q)
+	}
+}
+
 func TestBastion(t *testing.T) {
 	t.Parallel()
 	lab := sshtest.NewLab(t, 2, sshtest.Options{})
 	bastion, target := lab.Hosts[0], lab.Hosts[1]
 	cfg := rootConfig(t, lab, target, nil)
-	cfg.Bastion = dssh.Endpoint{Host: bastion.Addr, Port: bastion.Port}
+	// The bastion by name: resolved through Config.Resolver too.
+	cfg.Bastion = dssh.Endpoint{Host: "bastion.lab.test", Port: bastion.Port}
+	cfg.Resolver = sshtest.StartDNS(t, map[string][]string{"bastion.lab.test": {bastion.Addr}}).Resolver()
 	// Refuse direct dials to the target: the only way there is through the bastion.
 	cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if strings.HasPrefix(addr, target.Addr+":") {
@@ -183,7 +208,7 @@ func TestBastion(t *testing.T) {
 	bastion.Restart(t, true)
 	err := newClient(t, cfg).Connect(ctxT(t, 10*time.Second))
 	var changed *dssh.HostKeyChangedError
-	if !errors.As(err, &changed) || !strings.Contains(err.Error(), "bastion root@"+bastion.Addr) {
+	if !errors.As(err, &changed) || !strings.Contains(err.Error(), "bastion root@bastion.lab.test:22") {
 		t.Fatalf("want bastion host key change error, got %v", err)
 	}
 }
@@ -363,11 +388,14 @@ func TestConnectErrorsNameTheTarget(t *testing.T) {
 		{"timeout", "10.199.9.9", 22, dssh.KindTimeout}, // on the lab network, nobody has it
 		{"dns", "dhctl-no-such-host.invalid", 22, dssh.KindDNS},
 	}
+	// Names are asked of this server only: never the machine's resolver.
+	dns := sshtest.StartDNS(t, nil)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := rootConfig(t, lab, h, nil)
 			cfg.Host, cfg.Port = tc.host, tc.port
 			cfg.ConnectTimeout = time.Second
+			cfg.Resolver = dns.Resolver()
 			start := time.Now()
 			err := newClient(t, cfg).Connect(context.Background())
 			var ce *dssh.ConnectError
@@ -379,6 +407,9 @@ func TestConnectErrorsNameTheTarget(t *testing.T) {
 				t.Fatalf("error %q does not name %s (or took %s)", err, target, time.Since(start))
 			}
 		})
+	}
+	if q := dns.Queries(); !slices.Contains(q, "dhctl-no-such-host.invalid") {
+		t.Fatalf("the name was not looked up through Config.Resolver (queries %q)", q)
 	}
 	t.Run("auth", func(t *testing.T) {
 		cfg := rootConfig(t, lab, h, nil)

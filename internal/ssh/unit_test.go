@@ -1,6 +1,7 @@
 package ssh
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -13,8 +14,11 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/dhctl-dev/dhctl/internal/ssh/sshtest"
 )
 
 func newPub(t *testing.T) ssh.PublicKey {
@@ -141,5 +145,47 @@ func TestCommandErrorMessages(t *testing.T) {
 	lost := &CommandError{Host: "u@h:22", Command: "reboot", ExitCode: -1, Err: fmt.Errorf("%w: eof", ErrConnectionLost)}
 	if !errors.Is(lost, ErrConnectionLost) || !strings.Contains(lost.Error(), "not re-run") {
 		t.Fatal(lost.Error())
+	}
+}
+
+// A name with several addresses: each is dialled in turn, given a share of the time left, and
+// DialContext only ever sees IP addresses (looked up through Config.Resolver).
+func TestDialTCPTriesEachResolvedAddress(t *testing.T) {
+	dns := sshtest.StartDNS(t, map[string][]string{"two.lab.test": {"192.0.2.1", "192.0.2.2"}})
+	type dialed struct {
+		addr string
+		left time.Duration
+	}
+	var got []dialed
+	cfg := Config{
+		Host: "two.lab.test", User: "u", Auth: Auth{Password: "x"}, HostKeys: HostKeyPolicy{Mode: HostKeysInsecureIgnore},
+		Resolver: dns.Resolver(),
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			deadline, _ := ctx.Deadline()
+			got = append(got, dialed{addr, time.Until(deadline)})
+			if addr == "192.0.2.1:22" {
+				return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+			}
+			a, b := net.Pipe()
+			t.Cleanup(func() { a.Close(); b.Close() })
+			return a, nil
+		},
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := c.dialTCP(ctx, "two.lab.test", 22)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if len(got) != 2 || got[0].addr != "192.0.2.1:22" || got[1].addr != "192.0.2.2:22" {
+		t.Fatalf("dialled %+v, want 192.0.2.1:22 then 192.0.2.2:22", got)
+	}
+	if got[0].left > 6*time.Second || got[1].left < 8*time.Second {
+		t.Fatalf("time given to each address: %+v; want about half of 10s for the first, the rest for the last", got)
 	}
 }

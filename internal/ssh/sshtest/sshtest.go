@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -237,8 +238,17 @@ func (h *Host) Log() string {
 	return string(b)
 }
 
-// DialContext connects from inside the lab namespace (use as ssh.Config.DialContext).
+// DialContext connects from inside the lab namespace (use as ssh.Config.DialContext). It takes
+// IP addresses only: a host name would be looked up through the machine's resolver, sending the
+// query off the machine, so it is refused (resolve names with a StartDNS server instead).
 func (l *Lab) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("sshtest: dial %s: %w", addr, err)
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return nil, fmt.Errorf("sshtest: dial %s: %q is not an IP address; tests must not resolve names through the machine's resolver (use sshtest.StartDNS)", addr, host)
+	}
 	return netns.Dialer(l.NetNS)(ctx, network, addr)
 }
 
