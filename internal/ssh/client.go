@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -208,8 +210,11 @@ func (c *Client) ensure(ctx context.Context) (*connection, error) {
 }
 
 // dial makes one connection attempt, through the bastion when one is configured.
-func (c *Client) dial(ctx context.Context) (*connection, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+func (c *Client) dial(parent context.Context) (*connection, error) {
+	// Kept to tell the connect timeout firing from the caller's deadline, so that the error
+	// names the bound that actually stopped the attempt.
+	connectDeadline := time.Now().Add(c.cfg.ConnectTimeout)
+	ctx, cancel := context.WithDeadline(parent, connectDeadline)
 	defer cancel()
 	methods, offered, closeAgent, err := authMethods(c.cfg.Auth, c.signers)
 	if err != nil {
@@ -218,10 +223,20 @@ func (c *Client) dial(ctx context.Context) (*connection, error) {
 	defer closeAgent()
 
 	target := hostPort(c.cfg.Host, c.cfg.Port)
-	fail := func(hop string, err error) error {
+	fail := func(hop, stage, addr string, err error) error {
 		kind, hint := classify(err, offered)
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && kind == KindNetwork {
-			kind, hint = KindTimeout, fmt.Sprintf("no answer within %s; check the address, firewalls and routes", c.cfg.ConnectTimeout)
+		switch expiredBound(parent, connectDeadline, err) {
+		case boundOwn:
+			te := &ConnectTimeoutError{Timeout: c.cfg.ConnectTimeout, Stage: stage, Addr: addr}
+			kind, err, hint = KindTimeout, te, te.hint()
+		case boundParent:
+			// The caller's deadline stopped the attempt, not the connect timeout: keep
+			// DeadlineExceeded in the chain so the caller can say which bound that was.
+			kind, hint = KindTimeout, ""
+			err = fmt.Errorf("stopped %s: %w", stageWhere(stage, addr), context.DeadlineExceeded)
+		case boundCancelled:
+			kind, hint = KindCancelled, ""
+			err = fmt.Errorf("stopped %s: %w", stageWhere(stage, addr), context.Canceled)
 		}
 		ce := &ConnectError{Target: c.cfg.target(), Kind: kind, Err: err, Hint: hint, Hop: hop}
 		if c.cfg.Bastion.Host != "" {
@@ -236,32 +251,33 @@ func (c *Client) dial(ctx context.Context) (*connection, error) {
 		baddr := hostPort(c.cfg.Bastion.Host, c.cfg.Bastion.Port)
 		braw, err := c.dialTCP(ctx, c.cfg.Bastion.Host, c.cfg.Bastion.Port)
 		if err != nil {
-			return nil, fail("bastion "+c.bastionTarget(), err)
+			return nil, fail("bastion "+c.bastionTarget(), dialStage(err), baddr, err)
 		}
 		v := &hostKeyVerifier{policy: c.cfg.HostKeys}
-		bastion, err = handshake(ctx, braw, baddr, c.cfg.Bastion.User, methods, v)
+		var stage string
+		bastion, stage, err = handshake(ctx, braw, baddr, c.cfg.Bastion.User, methods, v)
 		if err != nil {
-			return nil, fail("bastion "+c.bastionTarget(), err)
+			return nil, fail("bastion "+c.bastionTarget(), stage, baddr, err)
 		}
 		c.setHostKey(&c.bastionHostKey, v.result(), "bastion")
 		raw, err = bastion.DialContext(ctx, "tcp", target)
 		if err != nil {
 			bastion.Close()
-			return nil, fail("", fmt.Errorf("bastion could not open a connection to %s: %w", target, err))
+			return nil, fail("", stageBastionTCP, target, fmt.Errorf("bastion could not open a connection to %s: %w", target, err))
 		}
 	} else {
 		raw, err = c.dialTCP(ctx, c.cfg.Host, c.cfg.Port)
 		if err != nil {
-			return nil, fail("", err)
+			return nil, fail("", dialStage(err), target, err)
 		}
 	}
 	v := &hostKeyVerifier{policy: c.cfg.HostKeys}
-	client, err := handshake(ctx, raw, target, c.cfg.User, methods, v)
+	client, stage, err := handshake(ctx, raw, target, c.cfg.User, methods, v)
 	if err != nil {
 		if bastion != nil {
 			bastion.Close()
 		}
-		return nil, fail("", err)
+		return nil, fail("", stage, target, err)
 	}
 	c.setHostKey(&c.hostKey, v.result(), "target")
 
@@ -281,6 +297,34 @@ func (c *Client) dial(ctx context.Context) (*connection, error) {
 	}
 	c.log.Debug("ssh connected", "target", c.cfg.target(), "host_key", v.result().Fingerprint)
 	return conn, nil
+}
+
+// Which bound stopped an operation, as expiredBound tells.
+const (
+	boundNone      = iota // none: the operation failed on its own
+	boundOwn              // the bound the operation set itself
+	boundParent           // the caller's deadline
+	boundCancelled        // the caller cancelled
+)
+
+// expiredBound tells which bound stopped an operation that ran under a context derived from
+// parent with its own deadline (own) and failed with err. A context's timer may fire a little
+// after a socket deadline taken from it has already failed the operation with a timeout, so a
+// timeout error at or after a deadline counts as that deadline firing, not only ctx.Err().
+func expiredBound(parent context.Context, own time.Time, err error) int {
+	if errors.Is(parent.Err(), context.Canceled) {
+		return boundCancelled
+	}
+	pd, hasParent := parent.Deadline()
+	deadline, bound := own, boundOwn
+	if hasParent && pd.Before(own) {
+		deadline, bound = pd, boundParent
+	}
+	timedOut := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err)
+	if !timedOut || time.Now().Before(deadline) {
+		return boundNone // e.g. refused, or a timeout reported by the network or the server
+	}
+	return bound
 }
 
 // dialTCP opens a TCP connection to host:port, resolving a host name with the configured
@@ -340,8 +384,10 @@ func (c *Client) setHostKey(dst *HostKeyStatus, st HostKeyStatus, role string) {
 	*dst = st
 }
 
-// handshake runs the SSH handshake and authentication over raw, bounded by ctx.
-func handshake(ctx context.Context, raw net.Conn, addr, user string, methods []ssh.AuthMethod, v *hostKeyVerifier) (*ssh.Client, error) {
+// handshake runs the SSH handshake and authentication over raw, bounded by ctx. On failure it
+// also returns the stage the handshake had reached: no banner yet, key exchange (the host key
+// not yet seen) or authentication.
+func handshake(ctx context.Context, raw net.Conn, addr, user string, methods []ssh.AuthMethod, v *hostKeyVerifier) (*ssh.Client, string, error) {
 	cfg := &ssh.ClientConfig{
 		User:            user,
 		Auth:            methods,
@@ -350,13 +396,23 @@ func handshake(ctx context.Context, raw net.Conn, addr, user string, methods []s
 	if algos := knownHostKeyAlgorithms(v.policy, addr); len(algos) > 0 {
 		cfg.HostKeyAlgorithms = algos
 	}
+	counted := &readCounter{Conn: raw}
+	stage := func() string {
+		switch {
+		case counted.n.Load() == 0:
+			return stageBanner
+		case v.result().Fingerprint == "":
+			return stageKex
+		}
+		return stageAuth
+	}
 	type result struct {
 		client *ssh.Client
 		err    error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		sc, chans, reqs, err := ssh.NewClientConn(raw, addr, cfg)
+		sc, chans, reqs, err := ssh.NewClientConn(counted, addr, cfg)
 		if err != nil {
 			ch <- result{err: err}
 			return
@@ -367,13 +423,27 @@ func handshake(ctx context.Context, raw net.Conn, addr, user string, methods []s
 	case r := <-ch:
 		if r.err != nil {
 			raw.Close()
+			return nil, stage(), r.err
 		}
-		return r.client, r.err
+		return r.client, "", nil
 	case <-ctx.Done():
 		raw.Close() // unblocks the handshake goroutine
 		<-ch
-		return nil, fmt.Errorf("ssh handshake with %s: %w", addr, ctx.Err())
+		return nil, stage(), fmt.Errorf("ssh handshake with %s: %w", addr, ctx.Err())
 	}
+}
+
+// readCounter counts the bytes read, to tell a server that never sent its banner from one
+// that stalled later in the handshake.
+type readCounter struct {
+	net.Conn
+	n atomic.Int64
+}
+
+func (c *readCounter) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // keepalive probes the connection; after KeepaliveCountMax unanswered probes it closes it, so

@@ -53,7 +53,10 @@ type Config struct {
 	// Logger receives connection events and remote output, tagged with the host. Nil discards.
 	Logger *slog.Logger
 
-	// ConnectTimeout bounds one TCP dial plus SSH handshake and authentication.
+	// ConnectTimeout (DefaultConnectTimeout when 0; the CLI's --ssh-connect-timeout) bounds one
+	// connection attempt: name lookup, TCP connect, SSH handshake and authentication, through
+	// the bastion too. When it expires the error is a ConnectError wrapping a
+	// *ConnectTimeoutError that names it, its value and the stage reached.
 	ConnectTimeout time.Duration
 	// KeepaliveInterval is how often an idle connection is probed; after KeepaliveCountMax
 	// unanswered probes in a row it is considered dead and closed. Negative disables keepalives.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -23,7 +24,75 @@ const (
 	KindAuth        ErrorKind = "authentication failed"
 	KindHostKey     ErrorKind = "host key verification failed"
 	KindNetwork     ErrorKind = "connection failed"
+	KindCancelled   ErrorKind = "cancelled"
 )
+
+// Connection stages, as ConnectTimeoutError.Stage names them.
+const (
+	stageResolve    = "DNS lookup"
+	stageTCP        = "TCP connect"
+	stageBastionTCP = "TCP connect from the bastion"
+	stageBanner     = "wait for the SSH banner"
+	stageKex        = "SSH key exchange"
+	stageAuth       = "SSH authentication"
+)
+
+// ConnectTimeoutError is a ConnectError's Err when Config.ConnectTimeout (--ssh-connect-timeout)
+// expired, naming the stage the attempt was in. It does not match context.DeadlineExceeded:
+// the caller's deadline did not fire (when it does, the ConnectError wraps the caller's error
+// instead).
+type ConnectTimeoutError struct {
+	Timeout time.Duration // Config.ConnectTimeout
+	// Stage is one of "DNS lookup", "TCP connect", "TCP connect from the bastion",
+	// "wait for the SSH banner", "SSH key exchange", "SSH authentication".
+	Stage string
+	Addr  string // host:port being reached
+}
+
+func (e *ConnectTimeoutError) Error() string {
+	msg := "the connect timeout (" + e.Timeout.String() + ") expired " + stageWhere(e.Stage, e.Addr)
+	switch e.Stage {
+	case stageBanner:
+		msg += ": the TCP connection was accepted but the server sent nothing"
+	case stageTCP, stageBastionTCP:
+		msg += ": no answer"
+	}
+	return msg
+}
+
+// stageWhere says where in connecting to addr the attempt was, for messages.
+func stageWhere(stage, addr string) string {
+	switch stage {
+	case stageResolve:
+		return "during the DNS lookup of " + addr
+	case stageTCP, stageBastionTCP:
+		return "during the " + stage + " to " + addr
+	case stageBanner:
+		return "waiting for the SSH banner of " + addr
+	}
+	return "during the " + stage + " with " + addr
+}
+
+func (e *ConnectTimeoutError) hint() string {
+	switch e.Stage {
+	case stageResolve:
+		return "check the DNS servers or give an IP address, or raise the connect timeout (--ssh-connect-timeout)"
+	case stageTCP, stageBastionTCP:
+		return "check the address, firewalls and routes, or raise the connect timeout (--ssh-connect-timeout) if the network is just slow"
+	case stageBanner:
+		return "check that sshd, not another service, listens on that port (a busy server may also be slow to answer: raise --ssh-connect-timeout)"
+	}
+	return "the server is slow to answer; raise the connect timeout (--ssh-connect-timeout)"
+}
+
+// dialStage is the stage a failed dialTCP was in.
+func dialStage(err error) string {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return stageResolve
+	}
+	return stageTCP
+}
 
 // ConnectError is a failure to reach or log in to a host. It names the user and host:port (and
 // the bastion it went through), says what went wrong and what to do.
@@ -77,7 +146,7 @@ func classify(err error, offered []string) (ErrorKind, string) {
 	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
 		return KindUnreachable, "no route to the host; check the address and the network"
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || isTimeout(err):
-		return KindTimeout, "no answer in time; check the address, firewalls and routes, or raise the connect timeout"
+		return KindTimeout, "no answer in time; check the address, firewalls and routes"
 	case strings.Contains(msg, "host key"):
 		return KindHostKey, ""
 	}

@@ -61,9 +61,10 @@ func Fanout[T any](ctx context.Context, clients []*Client, opts FanoutOptions, f
 func runOne[T any](ctx context.Context, c *Client, timeout time.Duration, fn func(context.Context, *Client) (T, error)) (r HostResult[T]) {
 	r.Client = c
 	start := time.Now()
+	parent, deadline := ctx, start.Add(timeout)
 	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
 	defer func() {
@@ -71,8 +72,10 @@ func runOne[T any](ctx context.Context, c *Client, timeout time.Duration, fn fun
 		if p := recover(); p != nil {
 			r.Err = fmt.Errorf("%s: internal error (panic): %v", c.Target(), p)
 		}
-		if r.Err != nil && errors.Is(r.Err, context.DeadlineExceeded) && timeout > 0 {
-			r.Err = fmt.Errorf("%s: did not finish within %s: %w", c.Target(), timeout, r.Err)
+		// Only when this bound fired: a timeout from a shorter bound inside fn (e.g. the
+		// connect timeout) or the caller's deadline is not "did not finish within timeout".
+		if r.Err != nil && timeout > 0 && expiredBound(parent, deadline, r.Err) == boundOwn {
+			r.Err = fmt.Errorf("%s: did not finish within %s (the per-host timeout): %w", c.Target(), timeout, r.Err)
 		}
 	}()
 	r.Value, r.Err = fn(ctx, c)
