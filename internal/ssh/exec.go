@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,10 @@ type Command struct {
 	Stdout io.Writer
 	// LogAs labels the command in logs and errors instead of Cmd (e.g. "upload 12 files").
 	LogAs string
+	// Quiet logs the command's output at debug level instead of info: for probes whose
+	// failure is an expected answer (e.g. `sudo -n true` printing "a password is required"),
+	// which the operator must not see as an error. The output still reaches the error's tail.
+	Quiet bool
 }
 
 // Result is a finished command.
@@ -62,13 +67,17 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	tail := newTail(c.cfg.OutputTailLines)
 	log := c.log.With("cmd", shorten(label, 120))
 	log.Debug("ssh run", "sudo", cmd.Sudo)
-	stderr := newLineWriter(func(line string) { tail.add(line); log.Info(line, "stream", "stderr") })
+	level := slog.LevelInfo
+	if cmd.Quiet {
+		level = slog.LevelDebug
+	}
+	stderr := newLineWriter(func(line string) { tail.add(line); log.Log(ctx, level, line, "stream", "stderr") })
 	var stdout io.Writer
 	var stdoutLines *lineWriter
 	if cmd.Stdout != nil {
 		stdout = cmd.Stdout
 	} else {
-		stdoutLines = newLineWriter(func(line string) { tail.add(line); log.Info(line, "stream", "stdout") })
+		stdoutLines = newLineWriter(func(line string) { tail.add(line); log.Log(ctx, level, line, "stream", "stdout") })
 		stdout = stdoutLines
 	}
 	sess.Stdout = stdout
@@ -418,7 +427,7 @@ func (c *Client) killRemote(pgid int, sudo bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := c.Run(ctx, Command{Cmd: fmt.Sprintf("kill -KILL -- -%d", pgid), Sudo: sudo, Stdout: io.Discard})
+	_, err := c.Run(ctx, Command{Cmd: fmt.Sprintf("kill -KILL -- -%d", pgid), Sudo: sudo, Stdout: io.Discard, Quiet: true})
 	if err != nil {
 		c.log.Warn("could not kill the cancelled remote command", "pgid", pgid, "err", err)
 	}

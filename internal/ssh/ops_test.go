@@ -87,6 +87,54 @@ func TestSudo(t *testing.T) {
 	}
 }
 
+// CheckSudo's probe (`sudo -n true`) is refused with "a password is required" for every user
+// who has a sudo password: that expected answer goes to the debug log only, never at info level
+// where the operator would read it as an error on every host.
+func TestCheckSudoKeepsTheProbesAnswerOutOfTheOperatorsView(t *testing.T) {
+	t.Parallel()
+	lab := sshtest.NewLab(t, 1, sshtest.Options{})
+	h := lab.Hosts[0]
+	logs := &logBuffer{}
+	check := func(u *sshtest.User, sudoPassword string) (dssh.SudoMode, error) {
+		cfg := rootConfig(t, lab, h, logs)
+		cfg.User = u.Name
+		cfg.Auth = dssh.Auth{Keys: []dssh.KeyFile{{Path: u.Key}}}
+		cfg.SudoPassword = sudoPassword
+		return newClient(t, cfg).CheckSudo(ctxT(t, 30*time.Second))
+	}
+	withpass := lab.AddUser(t, sshtest.SudoPassword)
+	nopass := lab.AddUser(t, sshtest.SudoNoPassword)
+	nosudo := lab.AddUser(t, sshtest.SudoNone)
+
+	if mode, err := check(withpass, withpass.Password); err != nil || mode != dssh.SudoWithPassword {
+		t.Fatalf("user with a sudo password: %q, %v", mode, err)
+	}
+	if mode, err := check(nopass, ""); err != nil || mode != dssh.SudoPasswordless {
+		t.Fatalf("passwordless user: %q, %v", mode, err)
+	}
+	// Refusals are the returned error's to explain.
+	if _, err := check(withpass, ""); !errors.Is(err, dssh.ErrSudoPasswordRequired) {
+		t.Fatalf("no sudo password given: %v", err)
+	}
+	if _, err := check(nosudo, nosudo.Password); !errors.Is(err, dssh.ErrSudoNotAllowed) {
+		t.Fatalf("user without sudo: %v", err)
+	}
+
+	probed := false
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if !strings.Contains(line, "sudo:") {
+			continue
+		}
+		probed = probed || strings.Contains(line, "a password is required")
+		if !strings.Contains(line, "level=DEBUG") {
+			t.Errorf("sudo's answer to a probe logged above debug level: %s", line)
+		}
+	}
+	if !probed {
+		t.Fatalf("the probe's answer is not in the debug log at all:\n%s", logs.String())
+	}
+}
+
 func TestConnectionCutMidCommandThenReconnect(t *testing.T) {
 	t.Parallel()
 	lab := sshtest.NewLab(t, 1, sshtest.Options{})

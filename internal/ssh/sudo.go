@@ -21,7 +21,9 @@ func (c *Client) CheckSudo(ctx context.Context) (SudoMode, error) {
 	if c.cfg.User == "root" {
 		return SudoRoot, nil
 	}
-	_, err := c.Run(ctx, Command{Cmd: "sudo -n true", Stdout: io.Discard, LogAs: "check passwordless sudo"})
+	// sudo's refusal is the expected answer for a user with a sudo password: not an error to
+	// show the operator (Quiet), only the outcome is.
+	_, err := c.Run(ctx, Command{Cmd: "sudo -n true", Stdout: io.Discard, LogAs: "check passwordless sudo", Quiet: true})
 	if err == nil {
 		return SudoPasswordless, nil
 	}
@@ -30,7 +32,8 @@ func (c *Client) CheckSudo(ctx context.Context) (SudoMode, error) {
 		return "", err // not sudo's answer: the connection failed
 	}
 	// Ask again through the normal sudo path, which explains a refusal (and uses the password).
-	if _, err := c.Run(ctx, Command{Cmd: "true", Sudo: true, Stdout: io.Discard, LogAs: "check sudo"}); err != nil {
+	// A refusal here is returned, explained: the error says it, the log need not repeat it.
+	if _, err := c.Run(ctx, Command{Cmd: "true", Sudo: true, Stdout: io.Discard, LogAs: "check sudo", Quiet: true}); err != nil {
 		return "", err
 	}
 	if c.cfg.SudoPassword == "" {
