@@ -21,6 +21,8 @@ type Client struct {
 	cfg     Config
 	signers []ssh.Signer
 	log     *slog.Logger
+	// bastionLog tags the bastion's own events with the bastion, not the target.
+	bastionLog *slog.Logger
 
 	// dialing serialises (re)connecting so concurrent callers share one new connection; a
 	// channel rather than a mutex so that waiting for it respects the caller's context.
@@ -77,11 +79,12 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("ssh %s: %w", cfg.target(), err)
 	}
 	return &Client{
-		cfg:      cfg,
-		signers:  signers,
-		log:      cfg.Logger.With("host", cfg.Host),
-		closedCh: make(chan struct{}),
-		dialing:  make(chan struct{}, 1),
+		cfg:        cfg,
+		signers:    signers,
+		log:        cfg.Logger.With("host", cfg.Host),
+		bastionLog: cfg.Logger.With("host", cfg.Bastion.Host),
+		closedCh:   make(chan struct{}),
+		dialing:    make(chan struct{}, 1),
 	}, nil
 }
 
@@ -369,11 +372,15 @@ func (c *Client) bastionTarget() string {
 }
 
 func (c *Client) setHostKey(dst *HostKeyStatus, st HostKeyStatus, role string) {
+	log := c.log
+	if role == "bastion" {
+		log = c.bastionLog
+	}
 	switch st.Source {
 	case HostKeyUnchecked:
-		c.log.Warn("host key checking is OFF: the connection could be intercepted", "role", role, "address", st.Address, "fingerprint", st.Fingerprint)
+		log.Warn("host key checking is OFF: the connection could be intercepted", "role", role, "address", st.Address, "fingerprint", st.Fingerprint)
 	case HostKeyNewlyPinned:
-		c.log.Info("host key pinned on first use", "role", role, "address", st.Address, "fingerprint", st.Fingerprint)
+		log.Info("host key pinned on first use", "role", role, "address", st.Address, "fingerprint", st.Fingerprint)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -180,7 +180,8 @@ func TestBastion(t *testing.T) {
 	t.Parallel()
 	lab := sshtest.NewLab(t, 2, sshtest.Options{})
 	bastion, target := lab.Hosts[0], lab.Hosts[1]
-	cfg := rootConfig(t, lab, target, nil)
+	logs := &logBuffer{}
+	cfg := rootConfig(t, lab, target, logs)
 	// The bastion by name: resolved through Config.Resolver too.
 	cfg.Bastion = dssh.Endpoint{Host: "bastion.lab.test", Port: bastion.Port}
 	cfg.Resolver = sshtest.StartDNS(t, map[string][]string{"bastion.lab.test": {bastion.Addr}}).Resolver()
@@ -202,6 +203,23 @@ func TestBastion(t *testing.T) {
 	}
 	if st := c.HostKey(); st.Fingerprint != ssh.FingerprintSHA256(target.HostKey) {
 		t.Fatalf("target host key = %+v", st)
+	}
+	// Each pin is logged under the host it belongs to: the bastion's under the bastion.
+	pins := map[string]string{}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "host key pinned on first use") {
+			for _, role := range []string{"bastion", "target"} {
+				if strings.Contains(line, "role="+role) {
+					pins[role] = line
+				}
+			}
+		}
+	}
+	if l := pins["bastion"]; !strings.Contains(l, "host=bastion.lab.test ") || !strings.Contains(l, ssh.FingerprintSHA256(bastion.HostKey)) {
+		t.Errorf("bastion pin logged as %q, want host=bastion.lab.test and its fingerprint", l)
+	}
+	if l := pins["target"]; !strings.Contains(l, "host="+target.Addr+" ") {
+		t.Errorf("target pin logged as %q, want host=%s", l, target.Addr)
 	}
 
 	// A changed bastion key is refused too, naming the bastion.
