@@ -1,11 +1,14 @@
 package ssh
 
 import (
+	"bytes"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -113,12 +116,22 @@ func loadKey(k KeyFile, prompt func(string) ([]byte, error)) (ssh.Signer, error)
 		if err != nil {
 			return nil, fmt.Errorf("private key %s: %w; check the path given for the SSH key", k.Path, err)
 		}
-		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-			return nil, fmt.Errorf("private key %s: permissions %#o are too open (readable by others); run `chmod 600 %s`", k.Path, perm, k.Path)
+		if fi.IsDir() {
+			return nil, fmt.Errorf("private key %s is a directory; give the private key file (e.g. %s)", k.Path, filepath.Join(k.Path, "id_ed25519"))
 		}
 		if pemBytes, err = os.ReadFile(k.Path); err != nil {
 			return nil, fmt.Errorf("private key %s is unreadable: %w; check its owner and permissions", k.Path, err)
 		}
+		// What the file is comes first: "chmod 600" is wrong advice for a public key (0644 as
+		// ssh-keygen writes it) or for some other file given by mistake.
+		if err := checkPrivateKeyFormat(k.Path, pemBytes); err != nil {
+			return nil, err
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			return nil, fmt.Errorf("private key %s: permissions %#o are too open (readable by others); run `chmod 600 %s`", k.Path, perm, k.Path)
+		}
+	} else if err := checkPrivateKeyFormat(k.Path, pemBytes); err != nil {
+		return nil, err
 	}
 	var raw any
 	var err error
@@ -149,4 +162,38 @@ func loadKey(k KeyFile, prompt func(string) ([]byte, error)) (ssh.Signer, error)
 		return nil, fmt.Errorf("private key %s: %w", k.Path, err)
 	}
 	return signer, nil
+}
+
+// checkPrivateKeyFormat says what data is when it is not a private key in OpenSSH or PEM format
+// (a public key, a PuTTY key, an empty or unrelated file), so the user is told what to give
+// instead of a parser's error. It does not parse the key itself.
+func checkPrivateKeyFormat(name string, data []byte) error {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return fmt.Errorf("private key %s is empty; give the private key file", name)
+	}
+	block, _ := pem.Decode(trimmed)
+	if block != nil && strings.HasSuffix(block.Type, "PRIVATE KEY") {
+		return nil
+	}
+	publicKey := bytes.HasPrefix(trimmed, []byte("---- BEGIN SSH2 PUBLIC KEY")) ||
+		block != nil && strings.HasSuffix(block.Type, "PUBLIC KEY")
+	if !publicKey {
+		_, _, _, _, err := ssh.ParseAuthorizedKey(trimmed)
+		publicKey = err == nil
+	}
+	if publicKey {
+		instead := "give the private key"
+		if priv, ok := strings.CutSuffix(name, ".pub"); ok {
+			instead += " (" + priv + ")"
+		}
+		return fmt.Errorf("private key %s is a public key (.pub): %s", name, instead)
+	}
+	if bytes.HasPrefix(trimmed, []byte("PuTTY-User-Key-File-")) {
+		return fmt.Errorf("private key %s is a PuTTY key (.ppk), not a private key in OpenSSH or PEM format; convert it: `puttygen %s -O private-openssh -o <new file>`", name, name)
+	}
+	if block == nil {
+		return fmt.Errorf("private key %s is not a private key in OpenSSH or PEM format (no -----BEGIN ... PRIVATE KEY----- block); give the private key file", name)
+	}
+	return fmt.Errorf("private key %s holds a PEM %q block, not a private key in OpenSSH or PEM format; give the private key file", name, block.Type)
 }
