@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Defaults used when the matching Config field is zero.
@@ -162,6 +164,16 @@ func (c Config) validate() error {
 	if c.Host == "" {
 		return fmt.Errorf("ssh config: host is empty; give the address of the node to connect to")
 	}
+	// A user or port left in the host ("root@h", "h:2222", e.g. a flag passed on unparsed)
+	// would otherwise only fail later, as a host name that does not resolve.
+	if err := checkHost(c.Host); err != nil {
+		return fmt.Errorf("ssh config: host %w; give the host alone: the user and the port are separate settings", err)
+	}
+	if c.Bastion.Host != "" {
+		if err := checkHost(c.Bastion.Host); err != nil {
+			return fmt.Errorf("ssh config: bastion host %w; give the bastion host alone: its user and port are separate settings", err)
+		}
+	}
 	if c.User == "" {
 		return fmt.Errorf("ssh config for host %s: user is empty; give the login user (e.g. --ssh-user)", c.Host)
 	}
@@ -196,20 +208,173 @@ func hostPort(host string, port int) string {
 }
 
 // SplitHostPort accepts "host", "host:port", "[v6]:port" and bare IPv6; defPort (DefaultPort
-// when 0) applies when no port is given.
+// when 0) applies when no port is given. A user ("user@host") is refused: it belongs in
+// Config.User (ParseEndpoint reads "[user@]host[:port]").
 func SplitHostPort(s string, defPort int) (string, int, error) {
 	if defPort == 0 {
 		defPort = DefaultPort
 	}
-	if h, p, err := net.SplitHostPort(s); err == nil {
-		port, err := strconv.Atoi(p)
-		if err != nil || port < 1 || port > 65535 {
-			return "", 0, fmt.Errorf("host %q: port %q is not a number in 1-65535", s, p)
-		}
-		return h, port, nil
+	if defPort < 0 || defPort > 65535 {
+		return "", 0, fmt.Errorf("host %q: default port %d is out of range 1-65535", s, defPort)
 	}
-	if strings.TrimSpace(s) == "" {
-		return "", 0, errors.New("an empty host was given")
+	ep, err := ParseEndpoint(s)
+	if err != nil {
+		return "", 0, err
 	}
-	return strings.Trim(s, "[]"), defPort, nil
+	if ep.User != "" {
+		return "", 0, fmt.Errorf("host %q names a user (%q); give the host alone and the user separately (e.g. --ssh-user %s)", s, ep.User, ep.User)
+	}
+	if ep.Port == 0 {
+		ep.Port = defPort
+	}
+	return ep.Host, ep.Port, nil
 }
+
+// ParseEndpoint parses "[user@]host[:port]". The host is a name, an IPv4 address, or an IPv6
+// address: in brackets when a port follows ("[2001:db8::1]:2222"), bare otherwise. User is ""
+// and Port is 0 when not given: an explicit port is always 1-65535 ("host:0" is an error), so
+// 0 means "not given" and the caller applies its default. Errors say what is wrong with s.
+func ParseEndpoint(s string) (Endpoint, error) {
+	if strings.TrimSpace(s) == "" {
+		return Endpoint{}, errors.New("an empty host was given")
+	}
+	if i := strings.Index(s, "://"); i >= 0 {
+		return Endpoint{}, fmt.Errorf("host %q is a URL; give [user@]host[:port] (e.g. root@192.0.2.10:22) without %s://", redactUserinfo(s), s[:i])
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return Endpoint{}, fmt.Errorf("host %q contains whitespace or control characters", redactUserinfo(s))
+	}
+	var ep Endpoint
+	hostPart := s
+	if user, rest, ok := strings.Cut(s, "@"); ok {
+		switch {
+		case strings.Contains(user, ":"):
+			// Never echo what follows the colon: it is likely a password.
+			return Endpoint{}, fmt.Errorf("host %q has a password after the user; a host never carries a password: authenticate with a key or ssh-agent instead", redactUserinfo(s))
+		case user == "":
+			return Endpoint{}, fmt.Errorf("host %q has an empty user before \"@\"", s)
+		case strings.Contains(rest, "@"):
+			return Endpoint{}, fmt.Errorf("host %q has more than one \"@\"; give [user@]host[:port]", s)
+		}
+		ep.User, hostPart = user, rest
+	}
+	host, port, err := splitHostPortPart(s, hostPart)
+	if err != nil {
+		return Endpoint{}, err
+	}
+	if port != "" {
+		if ep.Port, err = ParsePort(port); err != nil {
+			return Endpoint{}, fmt.Errorf("host %q: %w", s, err)
+		}
+	}
+	if err := checkHost(host); err != nil {
+		return Endpoint{}, fmt.Errorf("host %q: %w", s, err)
+	}
+	ep.Host = host
+	return ep, nil
+}
+
+// splitHostPortPart splits "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address.
+func splitHostPortPart(s, hp string) (host, port string, err error) {
+	if rest, ok := strings.CutPrefix(hp, "["); ok {
+		inner, after, ok := strings.Cut(rest, "]")
+		if !ok {
+			return "", "", fmt.Errorf("host %q: \"[\" without \"]\"", s)
+		}
+		if after != "" {
+			if port, ok = strings.CutPrefix(after, ":"); !ok {
+				return "", "", fmt.Errorf("host %q: unexpected %q after \"]\"; give [address]:port", s, after)
+			}
+			if port == "" {
+				return "", "", fmt.Errorf("host %q: empty port after \":\"", s)
+			}
+		}
+		// OpenSSH writes [host]:port for names too (known_hosts), so brackets are not only
+		// for IPv6; checkHost judges what is inside.
+		return inner, port, nil
+	}
+	switch strings.Count(hp, ":") {
+	case 0:
+		return hp, "", nil
+	case 1:
+		host, port, _ = strings.Cut(hp, ":")
+		if port == "" {
+			return "", "", fmt.Errorf("host %q: empty port after \":\"", s)
+		}
+		return host, port, nil
+	}
+	if _, err := netip.ParseAddr(hp); err != nil {
+		return "", "", fmt.Errorf("host %q has several \":\" but is not an IPv6 address; put an IPv6 address in brackets to give a port: [2001:db8::1]:22", s)
+	}
+	return hp, "", nil // a bare IPv6 address never carries a port
+}
+
+// checkHost refuses what cannot be a host name or address: an empty host, brackets, a slash, an
+// "@" (a user belongs elsewhere) or a leading "-" (an option given where a host was expected).
+func checkHost(h string) error {
+	switch {
+	case h == "":
+		return errors.New("the host is empty")
+	case strings.HasPrefix(h, "-"):
+		return fmt.Errorf("%q looks like an option, not a host", h)
+	case strings.ContainsAny(h, "@/[]"):
+		return fmt.Errorf("%q is not a host name or address", h)
+	case strings.Contains(h, ":"):
+		if _, err := netip.ParseAddr(h); err != nil {
+			return fmt.Errorf("%q is neither a host name nor an IP address", h)
+		}
+	}
+	return nil
+}
+
+// redactUserinfo hides a password in "user:password@host" (or in a URL) for messages.
+func redactUserinfo(s string) string {
+	prefix, rest := "", s
+	if i := strings.Index(s, "://"); i >= 0 {
+		prefix, rest = s[:i+3], s[i+3:]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return s
+	}
+	user, _, hasPassword := strings.Cut(rest[:at], ":")
+	if !hasPassword {
+		return s
+	}
+	return prefix + user + ":<redacted>" + rest[at:]
+}
+
+// ParsePort parses a TCP port given as text (a flag, an environment variable): decimal digits
+// for 1-65535. Port 0 is refused, not read as "the default": a caller wanting a default leaves
+// the port out instead.
+func ParsePort(s string) (int, error) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" || len(s) > 5 {
+		return 0, fmt.Errorf("port %q is not a number in 1-65535", s)
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("port %s is out of range 1-65535", s)
+	}
+	return n, nil
+}
+
+// Port is a port flag's value (it implements pflag.Value and flag.Value): Set accepts only
+// 1-65535, so a zero Port always means "not given", never "port 0". Use it for --ssh-port and
+// --ssh-bastion-port, and put int(port) in Config.Port / Endpoint.Port (0: the default applies).
+type Port int
+
+// Set parses s with ParsePort.
+func (p *Port) Set(s string) error {
+	n, err := ParsePort(s)
+	if err != nil {
+		return err
+	}
+	*p = Port(n)
+	return nil
+}
+
+// String is the port, "0" when not given.
+func (p *Port) String() string { return strconv.Itoa(int(*p)) }
+
+// Type names the value in flag usage.
+func (p *Port) Type() string { return "port" }
