@@ -129,7 +129,7 @@ func (c Config) withDefaults() Config {
 			c.Bastion.User = c.User
 		}
 	}
-	if c.ConnectTimeout <= 0 {
+	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
 	}
 	if c.KeepaliveInterval == 0 {
@@ -176,6 +176,9 @@ func (c Config) validate() error {
 	}
 	if c.User == "" {
 		return fmt.Errorf("ssh config for host %s: user is empty; give the login user (e.g. --ssh-user)", c.Host)
+	}
+	if c.ConnectTimeout < 0 {
+		return fmt.Errorf("ssh config for host %s: connect timeout %s is negative; give a positive duration (0 means the default, %s)", c.Host, c.ConnectTimeout, DefaultConnectTimeout)
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		return fmt.Errorf("ssh config for host %s: port %d is out of range 1-65535", c.Host, c.Port)

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"strings"
 	"testing"
+	"time"
 
 	dssh "github.com/dhctl-dev/dhctl/internal/ssh"
 )
@@ -120,7 +121,8 @@ func TestPortFlagRefusesZero(t *testing.T) {
 }
 
 // A user or a port left in Config.Host (or the bastion's) is refused when the client is made,
-// instead of failing later as a name that does not resolve.
+// instead of failing later as a name that does not resolve; so is a negative connect timeout,
+// which used to become the default silently.
 func TestConfigRefusesUserOrPortInHost(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -136,6 +138,11 @@ func TestConfigRefusesUserOrPortInHost(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("host %q, bastion %q: %v; want an error with %q", tc.host, tc.bastion, err, tc.want)
 		}
+	}
+	_, err := dssh.New(dssh.Config{Host: "192.0.2.1", User: "u", Auth: dssh.Auth{Password: "x"}, ConnectTimeout: -time.Second,
+		HostKeys: dssh.HostKeyPolicy{Mode: dssh.HostKeysInsecureIgnore}})
+	if err == nil || !strings.Contains(err.Error(), "connect timeout -1s is negative") {
+		t.Errorf("negative connect timeout: %v", err)
 	}
 	for _, host := range []string{"2001:db8::1", "fe80::1%eth0", "node-1.example.test", "192.0.2.1"} {
 		if _, err := dssh.New(dssh.Config{Host: host, User: "u", Auth: dssh.Auth{Password: "x"},
