@@ -1,26 +1,31 @@
 package main
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dhctl-dev/dhctl/candi"
+	"github.com/dhctl-dev/dhctl/internal/clusterstate"
+	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/install"
-	"github.com/dhctl-dev/dhctl/internal/operations/abort"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"github.com/dhctl-dev/dhctl/internal/operations/bootstrap"
-	"github.com/dhctl-dev/dhctl/internal/preflight"
+	"github.com/dhctl-dev/dhctl/internal/phase"
 	"github.com/dhctl-dev/dhctl/internal/session"
 )
 
-// dhctl bootstrap (issue #7): the whole operation, resumable.
+// dhctl bootstrap and the bootstrap-phase commands bound to parts of its phase tree: one set of
+// flags, one function from flags to the operation.
 
 type bootstrapFlags struct {
 	Phases           session.PhaseOptions
@@ -33,23 +38,32 @@ type bootstrapFlags struct {
 	PlatformTimeout  time.Duration
 	ResourcesTimeout time.Duration
 	ClusterTimeout   time.Duration
+	Kubeconfig       string
+}
+
+func (f *bootstrapFlags) add(cmd *cobra.Command, phases []phase.Phase) {
+	addPhaseFlags(cmd, &f.Phases, phases)
+	f.Preflight.add(cmd)
+	f.Node.addVersionMap(cmd)
+	cmd.Flags().StringVar(&f.Node.PackagesSource, "packages-source", "registry", "where node packages come from: registry (imagesRepo/packages, by digest) or upstream (the version map's URLs)")
+	cmd.Flags().StringArrayVar(&f.WorkerHosts, "worker-host", nil, "a machine that becomes a worker (repeatable; same SSH settings as --ssh-host)")
+	cmd.Flags().StringVar(&f.PostBootstrap, "post-bootstrap-script-path", "", "a script run as root on the first master once the cluster is ready")
+	cmd.Flags().StringVar(&f.CNI, "cni", "", "the CNI to install (default: the enabled ModuleConfig cni-<name>, else flannel)")
+	cmd.Flags().StringVar(&f.PlatformImage, "platform-image", "", `platform controller image: a full reference, or ":<tag>" for Deckhouse's layout <imagesRepo>:<tag> (default <imagesRepo>/platform-controller:<the version map's tag>)`)
+	cmd.Flags().DurationVar(&f.PlatformTimeout, "deckhouse-timeout", install.DefaultPlatformTimeout, "how long to wait for the CNI, CoreDNS and the platform controller")
+	cmd.Flags().DurationVar(&f.ResourcesTimeout, "resources-timeout", install.DefaultResourcesTimeout, "how long to wait for the resources' kinds to be served and for them to be ready")
+	cmd.Flags().DurationVar(&f.ClusterTimeout, "cluster-timeout", bootstrap.DefaultClusterTimeout, "how long to wait for every node Ready")
+	cmd.Flags().StringVar(&f.Kubeconfig, "kubeconfig", "", "reach the API server directly with this kubeconfig instead of through SSH to the first master")
 }
 
 func newBootstrapCommand(opts *globalOptions) *cobra.Command {
 	var f bootstrapFlags
+	tree := bootstrap.Tree()
 	cmd := &cobra.Command{
 		Use:   "bootstrap",
 		Short: "Create a cluster: first master, CNI, platform, other nodes and resources",
 		Long: `Create a static cluster on machines reachable over SSH, in phases:
-  preflight               every check of ` + "`bootstrap-phase preflight`" + ` on every host
-  connect                 SSH to every host
-  first-master            node bundle and kubeadm init on the first master
-  install/...             CNI, NodeGroups, platform controller, cluster state, wait for them
-  nodes/masters           the other masters join, one at a time
-  nodes/workers           the workers join, in parallel
-  create-resources        the --resources documents
-  wait-cluster            every node Ready, the API server's /readyz ok
-  post-bootstrap-script   --post-bootstrap-script-path, run as root on the first master
+` + phaseList(tree, nil) + `
 then a summary: the admin kubeconfig's path (in the state dir), the nodes, each phase's time.
 
 Machines: the --ssh-host flags (or SSHHost documents) are the masters, the first being the first
@@ -64,24 +78,54 @@ service subnet, cluster domain or Kubernetes version after kubeadm init is refus
     --ssh-host=10.0.0.10 --worker-host=10.0.0.20 --config=config.yml --resources=resources.yml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBootstrap(cmd, opts, &f)
+			return runBootstrap(cmd, opts, &f, nil, nodeRole{})
 		},
 	}
-	addPhaseFlags(cmd.Flags(), &f.Phases)
-	f.Preflight.add(cmd)
-	f.Node.addVersionMap(cmd)
-	cmd.Flags().StringVar(&f.Node.PackagesSource, "packages-source", "registry", "where node packages come from: registry (imagesRepo/packages, by digest) or upstream (the version map's URLs)")
-	cmd.Flags().StringArrayVar(&f.WorkerHosts, "worker-host", nil, "a machine that becomes a worker (repeatable; same SSH settings as --ssh-host)")
-	cmd.Flags().StringVar(&f.PostBootstrap, "post-bootstrap-script-path", "", "a script run as root on the first master once the cluster is ready")
-	cmd.Flags().StringVar(&f.CNI, "cni", "", "the CNI to install (default: the enabled ModuleConfig cni-<name>, else flannel)")
-	cmd.Flags().StringVar(&f.PlatformImage, "platform-image", "", "platform controller image (see bootstrap-phase install-deckhouse --help)")
-	cmd.Flags().DurationVar(&f.PlatformTimeout, "deckhouse-timeout", install.DefaultPlatformTimeout, "how long to wait for the CNI, CoreDNS and the platform controller")
-	cmd.Flags().DurationVar(&f.ResourcesTimeout, "resources-timeout", install.DefaultResourcesTimeout, "how long to wait for the resources")
-	cmd.Flags().DurationVar(&f.ClusterTimeout, "cluster-timeout", bootstrap.DefaultClusterTimeout, "how long to wait for every node Ready")
+	f.add(cmd, tree)
 	return cmd
 }
 
-func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags) error {
+// nodeRole is what execute-bashible-bundle's --role and --node-ip say about its one host.
+type nodeRole struct {
+	Role   string
+	NodeIP string
+}
+
+// newBootstrapPhaseCommand is `dhctl bootstrap-phase <c.Use>`: the bootstrap restricted to c's
+// phases, with the bootstrap's flags.
+func newBootstrapPhaseCommand(opts *globalOptions, c bootstrap.Command) *cobra.Command {
+	var f bootstrapFlags
+	var nr nodeRole
+	tree := bootstrap.Tree()
+	cmd := &cobra.Command{
+		Use:   c.Use,
+		Short: c.Short,
+		Long: c.Short + `, as the bootstrap does it: these phases of its tree (see dhctl bootstrap --help)
+` + phaseList(tree, c.Phases) + `
+It takes the bootstrap's flags; --only-phase and --skip-phase pick among the phases above. Finished
+phases whose inputs did not change are skipped; a phase named by --only-phase runs again.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBootstrap(cmd, opts, &f, &c, nr)
+		},
+	}
+	f.add(cmd, subtree(tree, c.Phases))
+	if c.Use == "preflight" {
+		cmd.Long += preflightChecksHelp
+	}
+	if c.Use == "execute-bashible-bundle" {
+		cmd.Long += `
+
+With one --ssh-host and --role, the host is prepared as the first master (kubeadm init) when the
+cluster's state dir has no first master yet or names this host, else it joins as --role: give
+every node's run the same --cluster-name (the default derives it from the first --ssh-host).`
+		cmd.Flags().StringVar(&nr.Role, "role", "", "with one --ssh-host: what it becomes, master or worker (default: master, or the first master of the state dir when it is that host)")
+		cmd.Flags().StringVar(&nr.NodeIP, "node-ip", "", "with one --ssh-host: its node address (default: the SSH host when it is an IP)")
+	}
+	return cmd
+}
+
+func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags, sub *bootstrap.Command, nr nodeRole) error {
 	start := time.Now()
 	skip, mins, err := f.Preflight.settings()
 	if err != nil {
@@ -90,16 +134,20 @@ func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags) er
 	if f.Node.PackagesSource != "registry" && f.Node.PackagesSource != "upstream" {
 		return usageError(fmt.Errorf("--packages-source %q: want registry or upstream", f.Node.PackagesSource))
 	}
+	only, err := selectPhases(f.Phases.Only, sub)
+	if err != nil {
+		return err
+	}
 	var script []byte
 	if f.PostBootstrap != "" {
 		if script, err = os.ReadFile(f.PostBootstrap); err != nil {
 			return usageError(fmt.Errorf("--post-bootstrap-script-path: %w", err))
 		}
 	}
-	// The session knows every machine (preflight checks them all); the roles stay ours.
+	// The session knows every machine (it pins their keys); the roles are ours.
 	o := *opts
 	if len(f.WorkerHosts) > 0 && len(o.SSH.Hosts) == 0 {
-		return usageError(fmt.Errorf("--worker-host needs the masters as --ssh-host flags too (the first --ssh-host is the first master)"))
+		return usageError(errors.New("--worker-host needs the masters as --ssh-host flags too (the first --ssh-host is the first master)"))
 	}
 	o.SSH.Hosts = slices.Clone(o.SSH.Hosts)
 	for _, w := range f.WorkerHosts {
@@ -108,50 +156,35 @@ func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags) er
 		}
 		o.SSH.Hosts = append(o.SSH.Hosts, w)
 	}
-	s, err := openSession(cmd, &o, os.LookupEnv, true)
+	s, err := openSession(cmd, &o, true)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	vm, err := f.Node.versionMap(cmd.ErrOrStderr())
+	vm, vmDigest, err := f.Node.versionMapAndDigest(cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
-	vmDigest := ""
-	if f.Node.VersionMapFile != "" {
-		data, _ := os.ReadFile(f.Node.VersionMapFile)
-		sum := sha256.Sum256(data)
-		vmDigest = hex.EncodeToString(sum[:])
+	inv, bundleOnly, err := staticInventory(s.Hosts(), f.WorkerHosts, nr, s.ClusterState(), sub)
+	if err != nil {
+		return err
 	}
-	var masters, workers []bootstrap.Host
-	roles := map[string]preflight.Role{}
-	for _, h := range s.Hosts() {
-		host := bootstrap.Host{SSH: h, IP: hostIP(h)}
-		if slices.Contains(f.WorkerHosts, h) {
-			workers = append(workers, host)
-			roles[h] = preflight.RoleWorker
-		} else {
-			masters = append(masters, host)
-			roles[h] = preflight.RoleMaster
-		}
-	}
-	if len(masters) == 0 {
-		return usageError(fmt.Errorf("no machines: give the first master with --ssh-host (or SSHHost documents with --connection-config)"))
+	if bundleOnly != nil && len(f.Phases.Only) == 0 {
+		only = bundleOnly
 	}
 	b, err := bootstrap.New(bootstrap.Options{
-		Candi:            candi.FS,
-		Cluster:          s.Config(),
-		VersionMap:       vm,
-		VersionMapDigest: vmDigest,
-		State:            s.State(),
-		Log:              s.Log(),
-		Connect:          s.Connect,
-		Masters:          masters,
-		Workers:          workers,
-		Preflight: func(ctx context.Context) error {
-			return runPreflight(ctx, s, &f.Preflight, roles, cmd.OutOrStdout())
-		},
-		PreflightInputs:         map[string]any{"skip": skip, "minimums": fmt.Sprint(mins)},
+		Candi:                   candi.FS,
+		Cluster:                 s.Config(),
+		VersionMap:              vm,
+		VersionMapDigest:        vmDigest,
+		State:                   s.ClusterState(),
+		Log:                     s.Log(),
+		Out:                     cmd.OutOrStdout(),
+		Inventory:               inv,
+		Connect:                 s.Connect,
+		Clients:                 s.Clients,
+		Preflight:               bootstrap.PreflightOptions{Skip: skip, Minimums: mins},
+		Kubeconfig:              f.Kubeconfig,
 		UpstreamPackages:        f.Node.PackagesSource == "upstream",
 		CNI:                     f.CNI,
 		PlatformImage:           f.PlatformImage,
@@ -162,17 +195,24 @@ func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags) er
 		PostBootstrapScriptData: script,
 	})
 	if err != nil {
-		return usageError(err)
+		return err
 	}
 	defer b.Close()
-	res, err := s.RunPhases(cmd.Context(), b.Phases(), f.Phases)
-	if err != nil {
+	phases := f.Phases
+	phases.Only = only
+	tree := b.Phases()
+	if sub != nil {
+		// Only the command's part of the tree: the rest would be listed as not selected.
+		tree = subtree(tree, sub.Phases)
+	}
+	res, err := s.RunPhases(cmd.Context(), tree, phases)
+	if err != nil || sub != nil {
 		return err
 	}
 	// A full run (not a dry run, not a hand-picked subset) finished the cluster: from now on abort
 	// refuses to tear it down without --force-abort-finished-cluster.
 	if !f.Phases.DryRun && len(f.Phases.Only) == 0 {
-		if err := abort.MarkCompleted(s.State(), time.Now()); err != nil {
+		if err := s.ClusterState().MarkCompleted(time.Now()); err != nil {
 			return err
 		}
 	}
@@ -186,10 +226,127 @@ func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags) er
 	return nil
 }
 
-// hostIP is the node address of an SSH host: its host part (bootstrap.New rejects a name).
-func hostIP(h string) string {
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		return host
+// selectPhases is what --only-phase means for a command: for bootstrap, the flag as given; for a
+// bootstrap-phase command, its own phases, or those of the flag when each lies inside them.
+func selectPhases(only []string, sub *bootstrap.Command) ([]string, error) {
+	if sub == nil {
+		return only, nil
 	}
-	return h
+	if len(only) == 0 {
+		return sub.Phases, nil
+	}
+	infos, err := phase.List(subtree(bootstrap.Tree(), sub.Phases))
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range only {
+		found := false
+		for _, in := range infos {
+			found = found || o == in.Name || o == in.Path
+		}
+		if !found {
+			return nil, usageError(fmt.Errorf("--only-phase %s: not a phase of bootstrap-phase %s (its phases: %s)", o, sub.Use, strings.Join(names(infos), ", ")))
+		}
+	}
+	return only, nil
+}
+
+// staticInventory makes the machines of a static cluster from the SSH hosts (the first is the
+// first master) and the workers among them. For execute-bashible-bundle with --role (one host),
+// the first master may be the state dir's, and then only the joining phases run: bundleOnly says
+// which.
+func staticInventory(hosts, workers []string, nr nodeRole, local *clusterstate.Local, sub *bootstrap.Command) (inv *inventory.Inventory, bundleOnly []string, err error) {
+	if nr.NodeIP != "" || nr.Role != "" {
+		if len(hosts) != 1 {
+			return nil, nil, usageError(fmt.Errorf("--role and --node-ip apply to one --ssh-host (got %d)", len(hosts)))
+		}
+	}
+	// A host given by name keeps it as its "address", which the inventory refuses by name.
+	ip := func(h string) string {
+		if host, _, err := net.SplitHostPort(h); err == nil {
+			return host
+		}
+		return h
+	}
+	if nr.NodeIP != "" {
+		ip = func(string) string { return nr.NodeIP }
+	}
+	inv, err = inventory.New()
+	if err != nil {
+		return nil, nil, err
+	}
+	if sub != nil && sub.Use == "execute-bashible-bundle" && len(hosts) == 1 && len(workers) == 0 {
+		role, err := inventory.ParseRole(firstNonEmpty(nr.Role, string(inventory.Master)))
+		if err != nil {
+			return nil, nil, usageError(fmt.Errorf("--role: %w", err))
+		}
+		j, err := local.Join()
+		if err != nil {
+			return nil, nil, err
+		}
+		h := inventory.Host{SSH: hosts[0], IP: ip(hosts[0]), Role: role}
+		if net.ParseIP(h.IP) == nil {
+			return nil, nil, usageError(fmt.Errorf("--node-ip is required: the SSH host %q is not an IP address", hosts[0]))
+		}
+		switch {
+		case role == inventory.Master && (j.MasterIP == "" || j.MasterIP == h.IP):
+			return inventoryOf(h, phasesOf(bootstrap.PhaseFirstMaster))
+		case j.MasterIP == "":
+			return nil, nil, usageError(errors.New("no first master in this cluster's state dir yet: run this command for the first master (--role master) first"))
+		}
+		fm := inventory.Host{SSH: firstNonEmpty(j.MasterHost, j.MasterIP), IP: j.MasterIP, Role: inventory.Master}
+		if err := inv.Add(fm); err != nil {
+			return nil, nil, err
+		}
+		if err := inv.Add(h); err != nil {
+			return nil, nil, usageError(err)
+		}
+		return inv, phasesOf(bootstrap.PhaseNodes), nil
+	}
+	for _, h := range hosts {
+		role := inventory.Master
+		if slices.Contains(workers, h) {
+			role = inventory.Worker
+		}
+		if err := inv.Add(inventory.Host{SSH: h, IP: ip(h), Role: role}); err != nil {
+			return nil, nil, usageError(err)
+		}
+	}
+	return inv, nil, nil
+}
+
+func inventoryOf(h inventory.Host, only []string) (*inventory.Inventory, []string, error) {
+	inv, err := inventory.New(h)
+	if err != nil {
+		return nil, nil, usageError(err)
+	}
+	return inv, only, nil
+}
+
+func phasesOf(names ...string) []string { return names }
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// versionMapAndDigest is versionMap plus the override's digest ("" without one), so a changed
+// override re-runs the node phases.
+func (f *nodeFlags) versionMapAndDigest(w io.Writer) (vm *config.VersionMap, digest string, err error) {
+	if vm, err = f.versionMap(w); err != nil {
+		return nil, "", err
+	}
+	if f.VersionMapFile != "" {
+		data, err := os.ReadFile(f.VersionMapFile)
+		if err != nil {
+			return nil, "", usageError(fmt.Errorf("--version-map-override: %w", err))
+		}
+		sum := sha256.Sum256(data)
+		digest = hex.EncodeToString(sum[:])
+	}
+	return vm, digest, nil
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/config"
 )
 
-func newConfigCommand(opts *globalOptions, lookupEnv func(string) (string, bool)) *cobra.Command {
+func newConfigCommand(opts *globalOptions) *cobra.Command {
 	cmd := newGroupCommand("config", "Validate and render configuration")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "validate",
@@ -19,7 +19,7 @@ func newConfigCommand(opts *globalOptions, lookupEnv func(string) (string, bool)
 Prints "valid", or every problem found with its file, document, field path and line (exit code 2).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := loadConfig(cmd, opts, lookupEnv, true); err != nil {
+			if _, err := loadConfig(cmd, opts, true); err != nil {
 				return err
 			}
 			_, err := fmt.Fprintln(cmd.OutOrStdout(), "valid")
@@ -33,7 +33,7 @@ Prints "valid", or every problem found with its file, document, field path and l
 		Short: "Print the configuration documents with every default applied",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cluster, err := loadConfig(cmd, opts, lookupEnv, true)
+			cluster, err := loadConfig(cmd, opts, true)
 			if err != nil {
 				return err
 			}
@@ -52,7 +52,7 @@ Prints "valid", or every problem found with its file, document, field path and l
 
 // loadConfig reads every configuration document named on the command line. Invalid input is a
 // usage error (exit 2) listing every problem, not only the first.
-func loadConfig(cmd *cobra.Command, opts *globalOptions, lookupEnv func(string) (string, bool), required bool) (*config.Cluster, error) {
+func loadConfig(cmd *cobra.Command, opts *globalOptions, required bool) (*config.Cluster, error) {
 	if required && len(opts.ConfigPaths) == 0 {
 		return nil, usageError(errors.New("no configuration given: pass --config <file> (repeatable) or set DHCTL_CONFIG"))
 	}
@@ -60,7 +60,7 @@ func loadConfig(cmd *cobra.Command, opts *globalOptions, lookupEnv func(string) 
 		ConfigPaths:           opts.ConfigPaths,
 		ResourcePaths:         opts.ResourcePaths,
 		ConnectionConfigPaths: opts.ConnectionConfigPaths,
-		LookupEnv:             lookupEnv,
+		LookupEnv:             opts.lookupEnv,
 	})
 	var problems config.Problems
 	if errors.As(err, &problems) {

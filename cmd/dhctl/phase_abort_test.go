@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/dhctl-dev/dhctl/internal/operations/abort"
+	"github.com/dhctl-dev/dhctl/internal/clusterstate"
 	"github.com/dhctl-dev/dhctl/internal/state"
 )
 
@@ -29,7 +27,7 @@ func TestAbortRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := abort.RecordHost(d, "192.0.2.10", "master", time.Now()); err != nil {
+	if err := clusterstate.NewLocal(d).RecordHost("192.0.2.10", "master", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()
@@ -37,15 +35,19 @@ func TestAbortRefusals(t *testing.T) {
 	if code != 3 || !strings.Contains(errOut, "192.0.2.10") || !strings.Contains(errOut, "abort not confirmed") {
 		t.Fatalf("unconfirmed: exit %d, %q", code, errOut)
 	}
-	if _, err := os.Stat(filepath.Join(root, "c1", abort.HostsFile)); err != nil {
-		t.Fatalf("an unconfirmed abort changed the state: %v", err)
+	if d, err = state.Open(context.Background(), root, "c1"); err != nil {
+		t.Fatal(err)
 	}
+	if hosts, err := clusterstate.NewLocal(d).TouchedHosts(); err != nil || len(hosts) != 1 {
+		t.Fatalf("an unconfirmed abort changed the state: %v %v", hosts, err)
+	}
+	d.Close()
 
 	// A finished bootstrap is refused even with the confirmation flag.
 	if d, err = state.Open(context.Background(), root, "c1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := abort.MarkCompleted(d, time.Now()); err != nil {
+	if err := clusterstate.NewLocal(d).MarkCompleted(time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()

@@ -25,7 +25,7 @@ func TestInstallCommandsWithKubeconfig(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("install-deckhouse: exit %d\n%s", code, errOut)
 	}
-	for _, want := range []string{"Install the CNI (flannel)", "Install the platform controller", "Store the cluster state in the cluster"} {
+	for _, want := range []string{"Install the CNI", "Install the platform controller", "Store the cluster state in the cluster"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("the phase tree does not show %s:\n%s", want, errOut)
 		}

@@ -25,7 +25,9 @@ func TestRenderKubeadmConfig(t *testing.T) {
 		t.Fatalf("code %d: %s", code, errOut)
 	}
 	for _, want := range []string{"kind: InitConfiguration", "kind: ClusterConfiguration", "kind: KubeletConfiguration", "kind: KubeProxyConfiguration",
-		"imageRepository: registry.example.com/deckhouse/ce", "controlPlaneEndpoint: 192.168.199.10:6443", "token: <redacted>"} {
+		"imageRepository: registry.example.com/deckhouse/ce", "controlPlaneEndpoint: 192.168.199.10:6443", "token: <redacted>",
+		// podSubnetNodeCIDRPrefix "24" of the example reaches kube-controller-manager.
+		"controllerManager:\n  extraArgs:\n  - name: node-cidr-mask-size\n    value: \"24\""} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

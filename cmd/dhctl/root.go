@@ -51,12 +51,12 @@ take comma-separated values there.`,
 	root.AddCommand(
 		newVersionCommand(),
 		newBootstrapCommand(opts),
-		newBootstrapPhaseCommand(opts),
+		newBootstrapPhaseGroup(opts),
 		newConvergeCommand(opts),
 		newDestroyCommand(opts),
-		newConfigCommand(opts, lookupEnv),
+		newConfigCommand(opts),
 		newMirrorCommand(opts),
-		newTestCommand(opts, lookupEnv),
+		newTestCommand(opts),
 	)
 	// Arguments cobra rejects (unknown command, wrong count) are usage errors too.
 	for _, c := range allCommands(root) {

@@ -14,18 +14,18 @@ import (
 
 // openSession loads the configuration (required when needConfig, else only what was given),
 // locks the cluster's state dir and starts the logger: what every operation on a cluster needs.
-func openSession(cmd *cobra.Command, opts *globalOptions, lookupEnv func(string) (string, bool), needConfig bool) (*session.Session, error) {
+func openSession(cmd *cobra.Command, opts *globalOptions, needConfig bool) (*session.Session, error) {
 	format, err := logging.ParseFormat(opts.LogFormat)
 	if err != nil {
 		return nil, err
 	}
 	var cluster *config.Cluster
 	if needConfig || len(opts.ConfigPaths)+len(opts.ConnectionConfigPaths) > 0 {
-		if cluster, err = loadConfig(cmd, opts, lookupEnv, needConfig); err != nil {
+		if cluster, err = loadConfig(cmd, opts, needConfig); err != nil {
 			return nil, err
 		}
 	}
-	agentSocket, _ := lookupEnv("SSH_AUTH_SOCK")
+	agentSocket, _ := opts.lookupEnv("SSH_AUTH_SOCK")
 	// Asked only for an encrypted key given without its passphrase, and only with a terminal.
 	prompt := func(keyPath string) ([]byte, error) {
 		tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
@@ -42,6 +42,7 @@ func openSession(cmd *cobra.Command, opts *globalOptions, lookupEnv func(string)
 		LogFormat:   format,
 		Out:         cmd.ErrOrStderr(),
 		Config:      cluster,
+		LookupEnv:   opts.lookupEnv,
 		SSH: session.SSHOptions{
 			Hosts:            opts.SSH.Hosts,
 			User:             opts.SSH.User,

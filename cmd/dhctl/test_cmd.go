@@ -9,7 +9,7 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/session"
 )
 
-func newTestCommand(opts *globalOptions, lookupEnv func(string) (string, bool)) *cobra.Command {
+func newTestCommand(opts *globalOptions) *cobra.Command {
 	cmd := newGroupCommand("test", "Check that dhctl can reach and use the machines")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "ssh-connection",
@@ -19,7 +19,7 @@ the bastion when one is given, verify or pin its host key in the state dir, and 
 OS, the kernel, how sudo works and whether the host key was newly pinned.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openSession(cmd, opts, lookupEnv, false)
+			s, err := openSession(cmd, opts, false)
 			if err != nil {
 				return err
 			}

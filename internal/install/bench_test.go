@@ -23,7 +23,7 @@ func BenchmarkInstallApply(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	in, err := New(Options{Kube: client, Cluster: c, ClusterUUID: testUUID})
+	in, err := New(Options{Kube: client, Cluster: c, VersionMap: testVersionMap(b), ClusterUUID: testUUID})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func BenchmarkRender(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	in, err := New(Options{Connect: func(context.Context) (*kube.Client, error) { return nil, nil }, Cluster: c, ClusterUUID: testUUID})
+	in, err := New(Options{Connect: func(context.Context) (*kube.Client, error) { return nil, nil }, Cluster: c, VersionMap: testVersionMap(b), ClusterUUID: testUUID})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/dhctl-dev/dhctl/internal/clusterstate"
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/kube"
 	"github.com/dhctl-dev/dhctl/internal/phase"
@@ -43,7 +44,8 @@ type Options struct {
 	Connect func(ctx context.Context) (*kube.Client, error)
 
 	Cluster     *config.Cluster
-	ClusterUUID string // lower-case UUID, from the state dir
+	VersionMap  *config.VersionMap // every image tag (with any override applied)
+	ClusterUUID string             // lower-case UUID (clusterstate.Local.ClusterUUID)
 
 	// CNI overrides the CNI choice (see chooseCNI); "" = from ModuleConfigs, default flannel.
 	CNI string
@@ -53,10 +55,9 @@ type Options struct {
 	PlatformTimeout  time.Duration // 0 = DefaultPlatformTimeout
 	ResourcesTimeout time.Duration // 0 = DefaultResourcesTimeout
 
-	// Cloud clusters: infrastructure states to keep in the cluster (secret).
-	TerraformState        []byte
-	NodeTerraformStates   []NodeTerraformState
-	ProviderDiscoveryData []byte
+	// Infra returns, when the cluster-state phase runs, a cloud cluster's infrastructure states
+	// to keep in the cluster (they are made by earlier phases of the same run); nil for none.
+	Infra func() (clusterstate.Infra, error)
 
 	// Templates is the manifests tree; nil = templates.FS (embedded).
 	Templates fs.FS
@@ -95,11 +96,11 @@ func New(opts Options) (*Installer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	values, err := newValues(opts.Cluster, opts.CNI, opts.PlatformImage, opts.Templates)
+	values, err := newValues(opts.Cluster, opts.VersionMap, opts.CNI, opts.PlatformImage, opts.Templates)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := clusterStateObjects(opts.Cluster, opts.ClusterUUID, nil, nil, nil); err != nil {
+	if _, err := clusterstate.Objects(clusterstate.Contents{Cluster: opts.Cluster, UUID: opts.ClusterUUID}); err != nil {
 		return nil, err
 	}
 	return &Installer{opts: opts, values: values, log: log, kube: opts.Kube}, nil
@@ -133,8 +134,12 @@ const (
 	PhaseCreateResources = "create-resources"
 )
 
+// Describe is the install's phase group for listings (help, completion): names and titles only.
+func Describe() phase.Group { return (&Installer{}).Group() }
+
 // Group is the install as one phase group: install/cni, install/node-groups, install/platform,
-// install/cluster-state, install/wait-platform.
+// install/cluster-state, install/wait-platform. Names and titles do not depend on the
+// configuration (see Describe).
 func (in *Installer) Group() phase.Group {
 	return phase.NewGroup(PhaseInstall, "Install the CNI and the platform", in.Phases()...)
 }
@@ -142,7 +147,7 @@ func (in *Installer) Group() phase.Group {
 // Phases are the group's children, in order.
 func (in *Installer) Phases() []phase.Phase {
 	return []phase.Phase{
-		&applyPhase{in: in, name: PhaseCNI, title: "Install the CNI (" + in.values.CNI.Name + ")", objects: in.CNIObjects},
+		&applyPhase{in: in, name: PhaseCNI, title: "Install the CNI", objects: in.CNIObjects},
 		&applyPhase{in: in, name: PhaseNodeGroups, title: "Create the NodeGroup CRD and NodeGroups", objects: in.NodeGroupObjects},
 		&applyPhase{in: in, name: PhasePlatform, title: "Install the platform controller", objects: in.PlatformObjects},
 		&applyPhase{in: in, name: PhaseClusterState, title: "Store the cluster state in the cluster", objects: in.ClusterStateObjects},
@@ -189,8 +194,15 @@ func (in *Installer) PlatformObjects() ([]*unstructured.Unstructured, error) {
 // ClusterStateObjects are the Secrets and ConfigMap holding the cluster's configuration, UUID
 // and infrastructure states.
 func (in *Installer) ClusterStateObjects() ([]*unstructured.Unstructured, error) {
-	o := in.opts
-	return clusterStateObjects(o.Cluster, o.ClusterUUID, o.TerraformState, o.NodeTerraformStates, o.ProviderDiscoveryData)
+	c := clusterstate.Contents{Cluster: in.opts.Cluster, UUID: in.opts.ClusterUUID}
+	if in.opts.Infra != nil {
+		infra, err := in.opts.Infra()
+		if err != nil {
+			return nil, err
+		}
+		c.Infra = infra
+	}
+	return clusterstate.Objects(c)
 }
 
 // applyPhase applies a set of objects. Its inputs are the objects themselves: a resumed run skips
@@ -224,6 +236,10 @@ func (p *applyPhase) Run(ctx context.Context) error {
 	applied, err := c.ApplyAll(ctx, objs, kube.ApplyOptions{Timeout: crdTimeout, Progress: throttled(p.in.log, "waiting for kinds to be served")})
 	if err != nil {
 		return err
+	}
+	if p.name == PhaseCNI {
+		p.in.log.Info("applied", "phase", p.name, "cni", p.in.values.CNI.Name, "objects", len(applied))
+		return nil
 	}
 	p.in.log.Info("applied", "phase", p.name, "objects", len(applied))
 	return nil

@@ -38,7 +38,7 @@ func loadBenchConfig() (*config.Cluster, error) {
 
 func newTestInstaller(t *testing.T, client *kube.Client, c *config.Cluster, opts Options) *Installer {
 	t.Helper()
-	opts.Kube, opts.Cluster, opts.ClusterUUID = client, c, testUUID
+	opts.Kube, opts.Cluster, opts.VersionMap, opts.ClusterUUID = client, c, testVersionMap(t), testUUID
 	in, err := New(opts)
 	if err != nil {
 		t.Fatalf("install.New: %v", err)

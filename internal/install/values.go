@@ -11,16 +11,15 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/config"
 )
 
-// Image tags dhctl installs beside the version map's control-plane images. The registry layout
-// (docs/registry-layout.md) puts every image flat under imagesRepo.
+// Images of the install, by their names in the version map (which holds every tag). The registry
+// layout (docs/registry-layout.md) puts every image flat under imagesRepo.
 const (
-	FlannelTag = "v0.26.7"
-	// PlatformControllerName and PlatformControllerTag name dhctl's own platform controller image
-	// under imagesRepo: <imagesRepo>/platform-controller:v0.1.0. Deckhouse publishes its
-	// controller at <imagesRepo>:<release tag> instead; select it with an image override of the
-	// form ":<tag>" (see PlatformImage).
-	PlatformControllerName = "platform-controller"
-	PlatformControllerTag  = "v0.1.0"
+	// PlatformControllerImage is dhctl's own platform controller, at
+	// <imagesRepo>/platform-controller:<tag>. Deckhouse publishes its controller at
+	// <imagesRepo>:<release tag> instead; select it with an image override of the form ":<tag>"
+	// (see PlatformImage).
+	PlatformControllerImage = "platform-controller"
+	FlannelImage            = "flannel"
 
 	// DefaultCNI is installed unless a ModuleConfig cni-<name> is enabled or --cni says otherwise.
 	DefaultCNI = "flannel"
@@ -65,19 +64,28 @@ type PlatformValues struct {
 
 // PlatformImage derives the platform controller's image: override when it is a full reference,
 // <imagesRepo>:<tag> when override is ":<tag>" (Deckhouse's layout), else dhctl's own
-// <imagesRepo>/platform-controller:v0.1.0.
-func PlatformImage(imagesRepo, override string) string {
+// <imagesRepo>/platform-controller:<tag of the version map>.
+func PlatformImage(imagesRepo, override string, rel config.KubernetesRelease) (string, error) {
 	switch {
 	case override == "":
-		return imagesRepo + "/" + PlatformControllerName + ":" + PlatformControllerTag
+		return flatImage(imagesRepo, rel, PlatformControllerImage)
 	case strings.HasPrefix(override, ":"):
-		return imagesRepo + override
+		return imagesRepo + override, nil
 	}
-	return override
+	return override, nil
+}
+
+// flatImage is a version map image in the cluster's registry: <imagesRepo>/<name>:<tag>.
+func flatImage(imagesRepo string, rel config.KubernetesRelease, name string) (string, error) {
+	img, ok := rel.Images[name]
+	if !ok || img.Tag == "" {
+		return "", fmt.Errorf("version map: no %s image for Kubernetes %s", name, rel.Patch)
+	}
+	return imagesRepo + "/" + name + ":" + img.Tag, nil
 }
 
 // newValues computes the template values from the configuration.
-func newValues(c *config.Cluster, cni, platformImage string, fsys fs.FS) (*Values, error) {
+func newValues(c *config.Cluster, vm *config.VersionMap, cni, platformImage string, fsys fs.FS) (*Values, error) {
 	if c.InitConfiguration == nil {
 		return nil, fmt.Errorf("install needs an InitConfiguration document: its deckhouse.imagesRepo says where images come from")
 	}
@@ -94,13 +102,25 @@ func newValues(c *config.Cluster, cni, platformImage string, fsys fs.FS) (*Value
 	if err != nil {
 		return nil, err
 	}
+	if vm == nil {
+		return nil, fmt.Errorf("install: no version map")
+	}
+	rel, ok := vm.Release(c.KubernetesVersion)
+	if !ok {
+		return nil, fmt.Errorf("ClusterConfiguration kubernetesVersion %q: not in the version map (supported: %s)", c.KubernetesVersion, strings.Join(vm.Supported(), ", "))
+	}
+	flannel, err := flatImage(repo, rel, FlannelImage)
+	if err != nil {
+		return nil, err
+	}
+	platform, err := PlatformImage(repo, platformImage, rel)
+	if err != nil {
+		return nil, err
+	}
 	cc := c.ClusterConfiguration
 	return &Values{
 		ImagesRepo: repo,
-		Images: map[string]string{
-			"flannel":  repo + "/flannel:" + FlannelTag,
-			"platform": PlatformImage(repo, platformImage),
-		},
+		Images:     map[string]string{"flannel": flannel, "platform": platform},
 		PodSubnetCIDR:     cc.PodSubnetCIDR,
 		ServiceSubnetCIDR: cc.ServiceSubnetCIDR,
 		ClusterDomain:     cc.ClusterDomain,

@@ -7,6 +7,7 @@ import (
 	"testing/fstest"
 
 	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/candi"
 	"github.com/dhctl-dev/dhctl/templates"
 )
 
@@ -16,10 +17,35 @@ func TestPlatformImage(t *testing.T) {
 		{":stable", "r.example.com/d8:stable"}, // Deckhouse's layout
 		{"other.example.com/deckhouse:v1.70.0", "other.example.com/deckhouse:v1.70.0"},
 	} {
-		if got := PlatformImage("r.example.com/d8", c.override); got != c.want {
-			t.Errorf("PlatformImage(%q) = %q, want %q", c.override, got, c.want)
+		if got, err := PlatformImage("r.example.com/d8", c.override, testRelease(t)); err != nil || got != c.want {
+			t.Errorf("PlatformImage(%q) = %q %v, want %q", c.override, got, err, c.want)
 		}
 	}
+	// The tag comes from the version map, the one place every tag lives.
+	rel := testRelease(t)
+	rel.Images[PlatformControllerImage] = config.Image{Tag: "v9.9.9"}
+	if got, _ := PlatformImage("r", "", rel); got != "r/platform-controller:v9.9.9" {
+		t.Errorf("with a version-map tag v9.9.9: %q", got)
+	}
+	delete(rel.Images, PlatformControllerImage)
+	if _, err := PlatformImage("r", "", rel); err == nil || !strings.Contains(err.Error(), "no platform-controller image") {
+		t.Errorf("no platform image in the version map: %v", err)
+	}
+}
+
+func testVersionMap(t testing.TB) *config.VersionMap {
+	t.Helper()
+	vm, err := config.LoadVersionMap(candi.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vm
+}
+
+func testRelease(t testing.TB) config.KubernetesRelease {
+	t.Helper()
+	rel, _ := testVersionMap(t).Release("1.33")
+	return rel
 }
 
 func TestRegistryValues(t *testing.T) {
@@ -112,28 +138,6 @@ func TestTemplatesRender(t *testing.T) {
 	}
 }
 
-func TestClusterStateChecksUUIDAndNodeStates(t *testing.T) {
-	c := loadTestConfig(t, false)
-	if _, err := clusterStateObjects(c, "not-a-uuid", nil, nil, nil); err == nil || !strings.Contains(err.Error(), "not a lower-case UUID") {
-		t.Errorf("bad uuid: %v", err)
-	}
-	objs, err := clusterStateObjects(c, testUUID, []byte(`{"version":4}`), []NodeTerraformState{{Node: "m-0", NodeGroup: "master", State: []byte(`{}`)}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, o := range objs {
-		names = append(names, o.GetNamespace()+"/"+o.GetName())
-	}
-	want := "kube-system/d8-cluster-configuration kube-system/d8-cluster-uuid kube-system/d8-static-cluster-configuration d8-system/d8-cluster-terraform-state d8-system/d8-node-terraform-state-m-0"
-	if strings.Join(names, " ") != want {
-		t.Errorf("got %s\nwant %s", strings.Join(names, " "), want)
-	}
-	if _, err := clusterStateObjects(c, testUUID, nil, []NodeTerraformState{{Node: "m-0"}}, nil); err == nil {
-		t.Error("a node state without state bytes was accepted")
-	}
-}
-
 func TestNewNeedsInitConfiguration(t *testing.T) {
 	c := loadTestConfig(t, false)
 	c.InitConfiguration = nil
@@ -141,7 +145,7 @@ func TestNewNeedsInitConfiguration(t *testing.T) {
 	if err == nil {
 		t.Fatal("accepted options without a client")
 	}
-	_, err = newValues(c, "", "", templates.FS)
+	_, err = newValues(c, testVersionMap(t), "", "", templates.FS)
 	if err == nil || !strings.Contains(err.Error(), "InitConfiguration") {
 		t.Errorf("no InitConfiguration: %v", err)
 	}

@@ -3,6 +3,7 @@ package kubeadm
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/dhctl-dev/dhctl/internal/config"
@@ -18,10 +19,7 @@ func FromConfig(c *config.Cluster, vm *config.VersionMap, controlPlaneHost strin
 	if c == nil {
 		return Cluster{}, errors.New("kubeadm: no configuration")
 	}
-	minor := c.KubernetesVersion
-	if minor == "" {
-		minor = vm.Default()
-	}
+	minor := c.KubernetesVersion // resolved once, by config.Load ("Automatic" is the map's default)
 	rel, ok := vm.Release(minor)
 	if !ok {
 		return Cluster{}, fmt.Errorf("ClusterConfiguration kubernetesVersion %q: not in the version map (supported: %s)", minor, strings.Join(vm.Supported(), ", "))
@@ -29,11 +27,20 @@ func FromConfig(c *config.Cluster, vm *config.VersionMap, controlPlaneHost strin
 	if c.InitConfiguration == nil || c.InitConfiguration.Deckhouse.ImagesRepo == "" {
 		return Cluster{}, errors.New("InitConfiguration deckhouse.imagesRepo is not set: nodes pull every image from it")
 	}
+	var mask int
+	if p := c.ClusterConfiguration.PodSubnetNodeCIDRPrefix; p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return Cluster{}, fmt.Errorf("ClusterConfiguration podSubnetNodeCIDRPrefix %q is not a prefix length", p)
+		}
+		mask = n
+	}
 	out := Cluster{
 		KubernetesVersion:    rel.Patch,
 		ImageRepository:      strings.TrimSuffix(c.InitConfiguration.Deckhouse.ImagesRepo, "/"),
 		ControlPlaneEndpoint: Endpoint(controlPlaneHost),
 		PodSubnet:            c.ClusterConfiguration.PodSubnetCIDR,
+		NodeCIDRMaskSize:     mask,
 		ServiceSubnet:        c.ClusterConfiguration.ServiceSubnetCIDR,
 		ClusterDomain:        c.ClusterConfiguration.ClusterDomain,
 	}

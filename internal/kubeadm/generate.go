@@ -36,10 +36,13 @@ type Cluster struct {
 	ImageRepository      string // <imagesRepo>: images are flattened under it
 	ControlPlaneEndpoint string // host:port every node reaches the API servers at
 	PodSubnet            string
-	ServiceSubnet        string
-	ClusterDomain        string
-	CertSANs             []string // beyond the node's own names and addresses and the endpoint
-	CgroupDriver         string   // "systemd" or "cgroupfs"; "" = systemd
+	// NodeCIDRMaskSize is the prefix length of each node's pod range (podSubnetNodeCIDRPrefix),
+	// handed to kube-controller-manager; 0 = its default (/24 for IPv4).
+	NodeCIDRMaskSize int
+	ServiceSubnet    string
+	ClusterDomain    string
+	CertSANs         []string // beyond the node's own names and addresses and the endpoint
+	CgroupDriver     string   // "systemd" or "cgroupfs"; "" = systemd
 	// KubeletOverrides and KubeProxyOverrides are merged over the generated documents (from
 	// KubeletConfiguration / KubeProxyConfiguration documents in the configuration).
 	KubeletOverrides   map[string]any
@@ -161,6 +164,12 @@ func (c Cluster) validate() error {
 	if c.ClusterDomain == "" {
 		return errors.New("kubeadm: ClusterConfiguration clusterDomain is empty")
 	}
+	if c.NodeCIDRMaskSize != 0 {
+		pod, _ := netip.ParsePrefix(c.PodSubnet)
+		if c.NodeCIDRMaskSize <= pod.Bits() || c.NodeCIDRMaskSize > pod.Addr().BitLen() {
+			return fmt.Errorf("kubeadm: ClusterConfiguration podSubnetNodeCIDRPrefix /%d does not fit into podSubnetCIDR %s", c.NodeCIDRMaskSize, c.PodSubnet)
+		}
+	}
 	switch c.CgroupDriver {
 	case "", "systemd", "cgroupfs":
 	default:
@@ -206,7 +215,17 @@ func (c Cluster) clusterConfiguration(n Node) ClusterConfiguration {
 		Networking:           Networking{DNSDomain: c.ClusterDomain, PodSubnet: c.PodSubnet, ServiceSubnet: c.ServiceSubnet},
 		Etcd:                 Etcd{Local: &LocalEtcd{DataDir: EtcdDataDir}},
 		APIServer:            APIServer{CertSANs: sans},
+		ControllerManager:    c.controllerManager(),
 	}
+}
+
+// controllerManager carries the per-node pod range size: kube-controller-manager allocates each
+// node's spec.podCIDR with this mask (its flag --node-cidr-mask-size).
+func (c Cluster) controllerManager() ControlPlaneComponent {
+	if c.NodeCIDRMaskSize == 0 {
+		return ControlPlaneComponent{}
+	}
+	return ControlPlaneComponent{ExtraArgs: []Arg{{Name: "node-cidr-mask-size", Value: strconv.Itoa(c.NodeCIDRMaskSize)}}}
 }
 
 func (c Cluster) kubelet() (any, error) {

@@ -25,6 +25,7 @@ func testCluster() Cluster {
 		ImageRepository:      "registry.example.com:5000/dhctl/",
 		ControlPlaneEndpoint: "10.0.0.11:6443",
 		PodSubnet:            "10.111.0.0/16",
+		NodeCIDRMaskSize:     25,
 		ServiceSubnet:        "10.222.0.0/16",
 		ClusterDomain:        "cluster.local",
 		KubeProxyOverrides:   map[string]any{"apiVersion": KubeProxyAPIVersion, "kind": "KubeProxyConfiguration", "conntrack": map[string]any{"maxPerCore": 0}},
@@ -47,6 +48,7 @@ func TestInitDocuments(t *testing.T) {
 		"dataDir: /var/lib/etcd", "- master-0", "advertiseAddress: 10.0.0.11", "token: " + testToken,
 		"clusterDNS:\n- 10.222.0.10", "cgroupDriver: systemd", "maxPerCore: 0", "mode: iptables", "clusterCIDR: 10.111.0.0/16",
 		"name: node-ip\n    value: 10.0.0.11",
+		"controllerManager:\n  extraArgs:\n  - name: node-cidr-mask-size\n    value: \"25\"",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("init documents lack %q:\n%s", want, s)
@@ -82,6 +84,7 @@ func TestBadInput(t *testing.T) {
 		want string
 	}{
 		"pod cidr":  {func(c *Cluster, _ *Node, _ *Secrets) { c.PodSubnet = "10.111.0.0" }, "podSubnetCIDR"},
+		"node mask": {func(c *Cluster, _ *Node, _ *Secrets) { c.NodeCIDRMaskSize = 16 }, "podSubnetNodeCIDRPrefix /16 does not fit"},
 		"repo":      {func(c *Cluster, _ *Node, _ *Secrets) { c.ImageRepository = "" }, "imagesRepo"},
 		"endpoint":  {func(c *Cluster, _ *Node, _ *Secrets) { c.ControlPlaneEndpoint = "10.0.0.1" }, "not host:port"},
 		"loopback":  {func(_ *Cluster, n *Node, _ *Secrets) { n.IP = "127.0.0.1" }, "loopback"},

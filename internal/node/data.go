@@ -7,20 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"net"
 	"path"
 	"strings"
 
 	"github.com/dhctl-dev/dhctl/internal/config"
-)
-
-// Role is what a node becomes.
-type Role string
-
-// Roles.
-const (
-	RoleMaster Role = "master"
-	RoleWorker Role = "worker"
 )
 
 // OSFamily selects the bundle.
@@ -39,7 +31,7 @@ func Families() []OSFamily { return []OSFamily{Debian, RHEL} }
 type Data struct {
 	NodeName          string
 	NodeIP            string
-	Role              Role
+	Role              inventory.Role
 	Init              bool // the first control-plane node: kubeadm init
 	UploadCerts       bool // kubeadm init --upload-certs (other control-plane nodes will join)
 	OSFamily          OSFamily
@@ -187,11 +179,11 @@ func (d Data) validate() error {
 		return fmt.Errorf("node address %q is not an IP address", d.NodeIP)
 	}
 	switch d.Role {
-	case RoleMaster, RoleWorker:
+	case inventory.Master, inventory.Worker:
 	default:
 		return fmt.Errorf("role %q: want master or worker", d.Role)
 	}
-	if d.Init && d.Role != RoleMaster {
+	if d.Init && d.Role != inventory.Master {
 		return errors.New("only a master runs kubeadm init")
 	}
 	switch d.OSFamily {

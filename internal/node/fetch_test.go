@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -34,7 +35,7 @@ func TestFetch(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	b, err := Render(candi.FS, sampleData(Debian, RoleWorker, false))
+	b, err := Render(candi.FS, sampleData(Debian, inventory.Worker, false))
 	if err != nil {
 		t.Fatal(err)
 	}

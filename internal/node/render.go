@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"fmt"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"io"
 	"io/fs"
 	"net"
@@ -18,7 +19,7 @@ import (
 // Bundle is the rendered bundle of one node: the driver and its steps in order.
 type Bundle struct {
 	Family OSFamily
-	Role   Role
+	Role   inventory.Role
 	Driver []byte
 	Steps  []Step
 }
@@ -119,7 +120,7 @@ func newView(d Data, step string) stepView {
 	if d.OSFamily == RHEL {
 		v.RequiredToolPackages = []string{"iptables-nft", "conntrack-tools", "iproute", "tar", "util-linux"}
 	}
-	if d.Role == RoleMaster {
+	if d.Role == inventory.Master {
 		v.Ports = []int{6443, 2379, 2380, 10250, 10257, 10259}
 	}
 	return v

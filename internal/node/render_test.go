@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +14,7 @@ import (
 	"github.com/dhctl-dev/dhctl/candi"
 )
 
-func sampleData(family OSFamily, role Role, init bool) Data {
+func sampleData(family OSFamily, role inventory.Role, init bool) Data {
 	return Data{
 		NodeName: "node-1", NodeIP: "10.0.0.11", Role: role, Init: init, UploadCerts: init,
 		OSFamily: family, KubernetesVersion: "1.33.13", CgroupDriver: "systemd",
@@ -31,14 +32,14 @@ func sampleData(family OSFamily, role Role, init bool) Data {
 
 type combo struct {
 	family OSFamily
-	role   Role
+	role   inventory.Role
 	init   bool
 }
 
 func combos() []combo {
 	var out []combo
 	for _, f := range Families() {
-		out = append(out, combo{f, RoleMaster, true}, combo{f, RoleMaster, false}, combo{f, RoleWorker, false})
+		out = append(out, combo{f, inventory.Master, true}, combo{f, inventory.Master, false}, combo{f, inventory.Worker, false})
 	}
 	return out
 }
@@ -52,7 +53,7 @@ func (c combo) String() string {
 }
 
 func TestRenderOrderAndContent(t *testing.T) {
-	b, err := Render(candi.FS, sampleData(Debian, RoleMaster, true))
+	b, err := Render(candi.FS, sampleData(Debian, inventory.Master, true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestRenderOrderAndContent(t *testing.T) {
 		!strings.Contains(all["040_containerd"], `SystemdCgroup = true`) {
 		t.Errorf("containerd config:\n%s", all["040_containerd"])
 	}
-	w, err := Render(candi.FS, sampleData(RHEL, RoleWorker, false))
+	w, err := Render(candi.FS, sampleData(RHEL, inventory.Worker, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,8 +98,8 @@ func TestRenderOrderAndContent(t *testing.T) {
 }
 
 func TestRenderIsDeterministic(t *testing.T) {
-	a, _ := Render(candi.FS, sampleData(Debian, RoleWorker, false))
-	b, _ := Render(candi.FS, sampleData(Debian, RoleWorker, false))
+	a, _ := Render(candi.FS, sampleData(Debian, inventory.Worker, false))
+	b, _ := Render(candi.FS, sampleData(Debian, inventory.Worker, false))
 	var x, y bytes.Buffer
 	a.WriteTo(&x)
 	b.WriteTo(&y)
@@ -112,9 +113,9 @@ func TestRenderBadData(t *testing.T) {
 		"family": func(d *Data) { d.OSFamily = "arch" },
 		"role":   func(d *Data) { d.Role = "boss" },
 		"ip":     func(d *Data) { d.NodeIP = "node-1" },
-		"init":   func(d *Data) { d.Role = RoleWorker; d.Init = true },
+		"init":   func(d *Data) { d.Role = inventory.Worker; d.Init = true },
 	} {
-		d := sampleData(Debian, RoleMaster, true)
+		d := sampleData(Debian, inventory.Master, true)
 		mut(&d)
 		if _, err := Render(candi.FS, d); err == nil {
 			t.Errorf("%s: rendered bad data", name)
@@ -123,7 +124,7 @@ func TestRenderBadData(t *testing.T) {
 }
 
 func TestRedacted(t *testing.T) {
-	d := sampleData(Debian, RoleMaster, true)
+	d := sampleData(Debian, inventory.Master, true)
 	d.KubeadmConfig = "token: abcdef.0123456789abcdef\n"
 	r := d.Redacted("abcdef.0123456789abcdef")
 	b, err := Render(candi.FS, r)
@@ -195,7 +196,7 @@ func ensureShellcheck(t *testing.T) string {
 // BenchmarkRender is one node's bundle from its data (templates parsed every time, as dhctl
 // does per node).
 func BenchmarkRender(b *testing.B) {
-	d := sampleData(Debian, RoleMaster, true)
+	d := sampleData(Debian, inventory.Master, true)
 	for i := 0; i < b.N; i++ {
 		if _, err := Render(candi.FS, d); err != nil {
 			b.Fatal(err)

@@ -2,6 +2,7 @@ package preflight
 
 import (
 	"fmt"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"net/netip"
 	"regexp"
 	"sort"
@@ -119,7 +120,7 @@ func formatVersion(v []int) string {
 }
 
 // EvalCPU checks the CPU count against the role's minimum.
-func EvalCPU(f *Facts, role Role, min Minimums) Result {
+func EvalCPU(f *Facts, role inventory.Role, min Minimums) Result {
 	if f.CPUs <= 0 {
 		return fail("cannot tell the number of CPUs (nproc printed nothing)")
 	}
@@ -130,7 +131,7 @@ func EvalCPU(f *Facts, role Role, min Minimums) Result {
 }
 
 // EvalMemory checks MemTotal against the role's minimum (with memoryTolerance).
-func EvalMemory(f *Facts, role Role, min Minimums) Result {
+func EvalMemory(f *Facts, role inventory.Role, min Minimums) Result {
 	if f.MemoryBytes == 0 {
 		return fail("cannot tell the memory size (no MemTotal in /proc/meminfo)")
 	}
@@ -143,7 +144,7 @@ func EvalMemory(f *Facts, role Role, min Minimums) Result {
 
 // EvalDisk checks the free space where containerd, kubelet and etcd keep their data (/var/lib,
 // or / when /var/lib is not reported).
-func EvalDisk(f *Facts, role Role, min Minimums) Result {
+func EvalDisk(f *Facts, role inventory.Role, min Minimums) Result {
 	path := "/var/lib"
 	free, found := f.FreeBytes[path]
 	if !found {
@@ -166,9 +167,9 @@ type Port struct {
 }
 
 // RequiredPorts are the TCP ports a node of the role will listen on (kubeadm's defaults).
-func RequiredPorts(role Role) []Port {
+func RequiredPorts(role inventory.Role) []Port {
 	node := []Port{{10250, "kubelet"}, {10256, "kube-proxy health"}}
-	if role == RoleWorker {
+	if role == inventory.Worker {
 		return node
 	}
 	return append([]Port{
@@ -178,7 +179,7 @@ func RequiredPorts(role Role) []Port {
 }
 
 // EvalPorts checks that nothing listens on the ports the role needs.
-func EvalPorts(f *Facts, role Role) Result {
+func EvalPorts(f *Facts, role inventory.Role) Result {
 	if f.ListenSource == "" {
 		return fail("cannot tell which ports are in use (neither ss nor /proc/net/tcp answered)")
 	}

@@ -1,6 +1,7 @@
 package preflight
 
 import (
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"net/netip"
 	"strings"
 	"testing"
@@ -44,27 +45,27 @@ func TestEvalOS(t *testing.T) {
 }
 
 func TestEvalResources(t *testing.T) {
-	master := DefaultMinimums(RoleMaster)
-	worker := DefaultMinimums(RoleWorker)
+	master := DefaultMinimums(inventory.Master)
+	worker := DefaultMinimums(inventory.Worker)
 	for _, tc := range []struct {
 		name   string
 		got    Result
 		status Status
 		want   []string
 	}{
-		{"cpu ok", EvalCPU(&Facts{CPUs: 2}, RoleMaster, master), StatusOK, []string{"2 CPUs"}},
-		{"cpu low", EvalCPU(&Facts{CPUs: 1}, RoleMaster, master), StatusFailed, []string{"1 CPU(s)", "master needs at least 2", "--preflight-master-min"}},
-		{"cpu worker", EvalCPU(&Facts{CPUs: 1}, RoleWorker, worker), StatusOK, nil},
-		{"cpu unknown", EvalCPU(&Facts{}, RoleMaster, master), StatusFailed, []string{"cannot tell"}},
-		{"memory ok", EvalMemory(&Facts{MemoryBytes: 24 * gib}, RoleMaster, master), StatusOK, []string{"24Gi"}},
+		{"cpu ok", EvalCPU(&Facts{CPUs: 2}, inventory.Master, master), StatusOK, []string{"2 CPUs"}},
+		{"cpu low", EvalCPU(&Facts{CPUs: 1}, inventory.Master, master), StatusFailed, []string{"1 CPU(s)", "master needs at least 2", "--preflight-master-min"}},
+		{"cpu worker", EvalCPU(&Facts{CPUs: 1}, inventory.Worker, worker), StatusOK, nil},
+		{"cpu unknown", EvalCPU(&Facts{}, inventory.Master, master), StatusFailed, []string{"cannot tell"}},
+		{"memory ok", EvalMemory(&Facts{MemoryBytes: 24 * gib}, inventory.Master, master), StatusOK, []string{"24Gi"}},
 		// A 4 GiB machine reports a little less as MemTotal: accepted.
-		{"memory 4GiB machine", EvalMemory(&Facts{MemoryBytes: 3900 * mib}, RoleMaster, master), StatusOK, nil},
-		{"memory low", EvalMemory(&Facts{MemoryBytes: 2 * gib}, RoleMaster, master), StatusFailed, []string{"2Gi of memory", "at least 4Gi"}},
-		{"memory unknown", EvalMemory(&Facts{}, RoleMaster, master), StatusFailed, []string{"MemTotal"}},
-		{"disk ok", EvalDisk(&Facts{FreeBytes: map[string]uint64{"/": 100 * gib, "/var/lib": 50 * gib}}, RoleMaster, master), StatusOK, []string{"50Gi free on /var/lib"}},
-		{"disk falls back to /", EvalDisk(&Facts{FreeBytes: map[string]uint64{"/": 30 * gib}}, RoleMaster, master), StatusOK, []string{"on /"}},
-		{"disk low", EvalDisk(&Facts{FreeBytes: map[string]uint64{"/var/lib": 5 * gib}}, RoleMaster, master), StatusFailed, []string{"5Gi free on /var/lib", "at least 20Gi"}},
-		{"disk unknown", EvalDisk(&Facts{FreeBytes: map[string]uint64{}}, RoleMaster, master), StatusFailed, []string{"cannot tell"}},
+		{"memory 4GiB machine", EvalMemory(&Facts{MemoryBytes: 3900 * mib}, inventory.Master, master), StatusOK, nil},
+		{"memory low", EvalMemory(&Facts{MemoryBytes: 2 * gib}, inventory.Master, master), StatusFailed, []string{"2Gi of memory", "at least 4Gi"}},
+		{"memory unknown", EvalMemory(&Facts{}, inventory.Master, master), StatusFailed, []string{"MemTotal"}},
+		{"disk ok", EvalDisk(&Facts{FreeBytes: map[string]uint64{"/": 100 * gib, "/var/lib": 50 * gib}}, inventory.Master, master), StatusOK, []string{"50Gi free on /var/lib"}},
+		{"disk falls back to /", EvalDisk(&Facts{FreeBytes: map[string]uint64{"/": 30 * gib}}, inventory.Master, master), StatusOK, []string{"on /"}},
+		{"disk low", EvalDisk(&Facts{FreeBytes: map[string]uint64{"/var/lib": 5 * gib}}, inventory.Master, master), StatusFailed, []string{"5Gi free on /var/lib", "at least 20Gi"}},
+		{"disk unknown", EvalDisk(&Facts{FreeBytes: map[string]uint64{}}, inventory.Master, master), StatusFailed, []string{"cannot tell"}},
 	} {
 		expect(t, tc.name, tc.got, tc.status, tc.want...)
 	}
@@ -75,15 +76,15 @@ func TestEvalPorts(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		f      Facts
-		role   Role
+		role   inventory.Role
 		status Status
 		want   []string
 	}{
-		{"free", Facts{ListenSource: "ss", Listeners: []netip.AddrPort{ap("0.0.0.0:22"), ap("[::]:22")}}, RoleMaster, StatusOK, []string{"6443"}},
-		{"apiserver port taken", Facts{ListenSource: "ss", Listeners: []netip.AddrPort{ap("0.0.0.0:6443")}}, RoleMaster, StatusFailed, []string{"6443 (kube-apiserver)", "0.0.0.0:6443", "sport = :6443"}},
-		{"two taken", Facts{ListenSource: "ss", Listeners: []netip.AddrPort{ap("127.0.0.1:2379"), ap("[::]:10250")}}, RoleMaster, StatusFailed, []string{"2379 (etcd client)", "10250 (kubelet)"}},
-		{"worker ignores 6443", Facts{ListenSource: "ss", Listeners: []netip.AddrPort{ap("0.0.0.0:6443")}}, RoleWorker, StatusOK, nil},
-		{"unknown", Facts{}, RoleMaster, StatusFailed, []string{"cannot tell"}},
+		{"free", Facts{ListenSource: "ss", Listeners: []netip.AddrPort{ap("0.0.0.0:22"), ap("[::]:22")}}, inventory.Master, StatusOK, []string{"6443"}},
+		{"apiserver port taken", Facts{ListenSource: "ss", Listeners: []netip.AddrPort{ap("0.0.0.0:6443")}}, inventory.Master, StatusFailed, []string{"6443 (kube-apiserver)", "0.0.0.0:6443", "sport = :6443"}},
+		{"two taken", Facts{ListenSource: "ss", Listeners: []netip.AddrPort{ap("127.0.0.1:2379"), ap("[::]:10250")}}, inventory.Master, StatusFailed, []string{"2379 (etcd client)", "10250 (kubelet)"}},
+		{"worker ignores 6443", Facts{ListenSource: "ss", Listeners: []netip.AddrPort{ap("0.0.0.0:6443")}}, inventory.Worker, StatusOK, nil},
+		{"unknown", Facts{}, inventory.Master, StatusFailed, []string{"cannot tell"}},
 	} {
 		expect(t, tc.name, EvalPorts(&tc.f, tc.role), tc.status, tc.want...)
 	}

@@ -2,6 +2,7 @@ package preflight
 
 import (
 	"fmt"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"math"
 	"sort"
 	"strconv"
@@ -31,8 +32,8 @@ const (
 // DefaultMinimums follow what Deckhouse asks of its nodes at the least: a master runs etcd and
 // the control plane (2 CPUs, 4 GiB, 20 GiB for images and etcd), a worker only kubelet,
 // containerd and the workloads' images (1 CPU, 2 GiB, 10 GiB).
-func DefaultMinimums(r Role) Minimums {
-	if r == RoleWorker {
+func DefaultMinimums(r inventory.Role) Minimums {
+	if r == inventory.Worker {
 		return Minimums{CPUs: 1, MemoryBytes: 2 * gib, DiskBytes: 10 * gib}
 	}
 	return Minimums{CPUs: 2, MemoryBytes: 4 * gib, DiskBytes: 20 * gib}

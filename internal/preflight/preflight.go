@@ -50,14 +50,6 @@ func fail(format string, args ...any) Result {
 	return Result{StatusFailed, fmt.Sprintf(format, args...)}
 }
 
-// Role is what a host becomes in the cluster.
-type Role string
-
-const (
-	RoleMaster Role = "master"
-	RoleWorker Role = "worker"
-)
-
 // Scope says on which hosts a check runs.
 type Scope string
 

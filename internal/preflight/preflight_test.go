@@ -2,6 +2,7 @@ package preflight
 
 import (
 	"bytes"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"strings"
 	"testing"
 
@@ -29,14 +30,14 @@ func TestValidateSkip(t *testing.T) {
 }
 
 func TestParseMinimums(t *testing.T) {
-	m, err := ParseMinimums(DefaultMinimums(RoleMaster), map[string]string{"cpu": "4", "memory": "512Mi", "disk": "1.5G"})
+	m, err := ParseMinimums(DefaultMinimums(inventory.Master), map[string]string{"cpu": "4", "memory": "512Mi", "disk": "1.5G"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.CPUs != 4 || m.MemoryBytes != 512*mib || m.DiskBytes != 1_500_000_000 {
 		t.Errorf("parsed %+v", m)
 	}
-	if m, _ := ParseMinimums(DefaultMinimums(RoleWorker), nil); m != DefaultMinimums(RoleWorker) {
+	if m, _ := ParseMinimums(DefaultMinimums(inventory.Worker), nil); m != DefaultMinimums(inventory.Worker) {
 		t.Errorf("no overrides changed the defaults: %+v", m)
 	}
 	for kv, want := range map[string]string{
@@ -50,7 +51,7 @@ func TestParseMinimums(t *testing.T) {
 			t.Errorf("%s: err %v, want %q", kv, err, want)
 		}
 	}
-	if got := DefaultMinimums(RoleMaster).String(); got != "cpu=2,memory=4Gi,disk=20Gi" {
+	if got := DefaultMinimums(inventory.Master).String(); got != "cpu=2,memory=4Gi,disk=20Gi" {
 		t.Errorf("String %q", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -19,7 +20,7 @@ import (
 // Host is one machine to check and the role it will have.
 type Host struct {
 	Client *ssh.Client
-	Role   Role
+	Role   inventory.Role
 }
 
 // Inputs are the parts of the configuration the checks compare against.
@@ -84,7 +85,7 @@ type Options struct {
 	Hosts  []Host
 	Inputs Inputs
 	// Minimums per role; a role missing here gets DefaultMinimums.
-	Minimums map[Role]Minimums
+	Minimums map[inventory.Role]Minimums
 	// Skip names checks not to run (validated with ValidateSkip).
 	Skip []string
 	// Concurrency bounds how many hosts are checked at once (ssh.DefaultConcurrency when 0).
@@ -288,7 +289,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	return report, report.Err()
 }
 
-func sshResult(o hostOutcome, role Role, first bool) Result {
+func sshResult(o hostOutcome, role inventory.Role, first bool) Result {
 	if o.sshErr != nil {
 		return fail("%v", o.sshErr)
 	}
@@ -318,7 +319,7 @@ func evalSudo(mode ssh.SudoMode, err error) Result {
 }
 
 // evalFact runs the pure evaluation of a facts-based check.
-func evalFact(name string, f *Facts, role Role, mins Minimums, in Inputs, sameName []string) Result {
+func evalFact(name string, f *Facts, role inventory.Role, mins Minimums, in Inputs, sameName []string) Result {
 	switch name {
 	case CheckOS:
 		return EvalOS(f)

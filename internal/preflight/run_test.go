@@ -2,6 +2,7 @@ package preflight
 
 import (
 	"context"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -45,8 +46,8 @@ func TestRunOverSSH(t *testing.T) {
 
 	report, err := Run(ctx, Options{
 		Hosts: []Host{
-			{client(h1, withPassword, withPassword.Password), RoleMaster},
-			{client(h2, noSudo, ""), RoleWorker},
+			{client(h1, withPassword, withPassword.Password), inventory.Master},
+			{client(h2, noSudo, ""), inventory.Worker},
 		},
 		Inputs: Inputs{InternalNetworkCIDRs: cidrs},
 		Skip:   []string{CheckRegistry, CheckCPU, CheckMemory, CheckDisk}, // this machine's sizes are not the point here
@@ -103,7 +104,7 @@ func TestRunOverSSH(t *testing.T) {
 
 	// A wrong sudo password is named as such.
 	report, _ = Run(ctx, Options{
-		Hosts: []Host{{client(h1, withPassword, "wrong-password"), RoleMaster}},
+		Hosts: []Host{{client(h1, withPassword, "wrong-password"), inventory.Master}},
 		Skip:  []string{CheckRegistry},
 	})
 	for _, r := range report.Rows {

@@ -12,12 +12,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/dhctl-dev/dhctl/internal/clusterstate"
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/exitcode"
 	"github.com/dhctl-dev/dhctl/internal/logging"
@@ -41,6 +41,8 @@ type Options struct {
 
 	// Config is the loaded configuration; nil for commands that need none.
 	Config *config.Cluster
+	// LookupEnv reads the environment (XDG_STATE_HOME, HOME); nil means an empty environment.
+	LookupEnv func(string) (string, bool)
 	SSH    SSHOptions
 
 	// Now is the clock (tests pin it); nil means time.Now.
@@ -68,6 +70,7 @@ type SSHOptions struct {
 type Session struct {
 	name   string
 	dir    *state.Dir
+	local  *clusterstate.Local
 	log    *logging.Logger
 	config *config.Cluster
 	ssh    resolvedSSH
@@ -86,7 +89,11 @@ func Open(ctx context.Context, opts Options) (_ *Session, err error) {
 	if opts.Now != nil {
 		now = opts.Now
 	}
-	resolved, err := resolveSSH(opts.SSH, opts.Config)
+	lookup := opts.LookupEnv
+	if lookup == nil {
+		lookup = func(string) (string, bool) { return "", false }
+	}
+	resolved, err := resolveSSH(opts.SSH, opts.Config, lookup)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +106,7 @@ func Open(ctx context.Context, opts Options) (_ *Session, err error) {
 	}
 	root := opts.StateRoot
 	if root == "" {
-		if root, err = state.DefaultRoot(); err != nil {
+		if root, err = state.DefaultRoot(lookup); err != nil {
 			return nil, err
 		}
 	}
@@ -130,7 +137,7 @@ func Open(ctx context.Context, opts Options) (_ *Session, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{name: name, dir: dir, log: logger, config: opts.Config, ssh: resolved}
+	s := &Session{name: name, dir: dir, local: clusterstate.NewLocal(dir), log: logger, config: opts.Config, ssh: resolved}
 	if !resolved.ignoreHostKeys {
 		s.pins = ssh.NewPinStore(dir.Path())
 	} else {
@@ -145,6 +152,9 @@ func (s *Session) Name() string { return s.name }
 
 // State is the cluster's locked state dir.
 func (s *Session) State() *state.Dir { return s.dir }
+
+// ClusterState is the cluster's local state, through its typed accessors.
+func (s *Session) ClusterState() *clusterstate.Local { return s.local }
 
 // Log is the run's logger (redacting, also written to the debug file).
 func (s *Session) Log() *slog.Logger { return s.log.Slog() }
@@ -260,7 +270,7 @@ func ClusterName(cfg *config.Cluster, hosts []string) string {
 var unsafeNameChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // resolveSSH merges flags (which win) with the SSHConfig and SSHHost documents.
-func resolveSSH(o SSHOptions, cfg *config.Cluster) (resolvedSSH, error) {
+func resolveSSH(o SSHOptions, cfg *config.Cluster, lookupEnv func(string) (string, bool)) (resolvedSSH, error) {
 	var doc config.SSHConfig
 	var docHosts []string
 	if cfg != nil {
@@ -285,7 +295,7 @@ func resolveSSH(o SSHOptions, cfg *config.Cluster) (resolvedSSH, error) {
 	}
 	b.SudoPassword = doc.SudoPassword
 	b.DialContext = o.DialContext
-	b.HostKeys = ssh.HostKeyPolicy{Mode: ssh.HostKeysTrustOnFirstUse, UserKnownHostsFile: userKnownHosts(o.KnownHostsFile)}
+	b.HostKeys = ssh.HostKeyPolicy{Mode: ssh.HostKeysTrustOnFirstUse, UserKnownHostsFile: userKnownHosts(o.KnownHostsFile, lookupEnv)}
 	for _, path := range o.KeyFiles {
 		b.Auth.Keys = append(b.Auth.Keys, ssh.KeyFile{Path: path})
 	}
@@ -346,12 +356,12 @@ func firstNonZero(vs ...int) int {
 	return 0
 }
 
-func userKnownHosts(flag string) string {
+func userKnownHosts(flag string, lookupEnv func(string) (string, bool)) string {
 	switch flag {
 	case "none":
 		return ""
 	case "":
-		if home, err := os.UserHomeDir(); err == nil {
+		if home, ok := lookupEnv("HOME"); ok && home != "" {
 			return filepath.Join(home, ".ssh", "known_hosts")
 		}
 		return ""

@@ -20,7 +20,7 @@ func TestFlagsWinOverSSHConfigDocuments(t *testing.T) {
 		},
 		SSHHosts: []config.SSHHost{{Host: "10.0.0.1"}, {Host: "10.0.0.2"}},
 	}
-	r, err := resolveSSH(SSHOptions{User: "admin", KeyFiles: []string{"/keys/id"}, KnownHostsFile: "none"}, cfg)
+	r, err := resolveSSH(SSHOptions{User: "admin", KeyFiles: []string{"/keys/id"}, KnownHostsFile: "none"}, cfg, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,11 +38,11 @@ func TestFlagsWinOverSSHConfigDocuments(t *testing.T) {
 		t.Errorf("host key policy: %+v", b.HostKeys)
 	}
 
-	r, _ = resolveSSH(SSHOptions{Hosts: []string{"192.168.1.5"}, Port: 22}, cfg)
+	r, _ = resolveSSH(SSHOptions{Hosts: []string{"192.168.1.5"}, Port: 22}, cfg, noEnv)
 	if strings.Join(r.hosts, ",") != "192.168.1.5" || r.base.Port != 22 || r.base.User != "ubuntu" {
 		t.Errorf("--ssh-host/--ssh-port must replace the documents: %v %+v", r.hosts, r.base)
 	}
-	if r, _ := resolveSSH(SSHOptions{}, nil); r.base.Port != ssh.DefaultPort {
+	if r, _ := resolveSSH(SSHOptions{}, nil, noEnv); r.base.Port != ssh.DefaultPort {
 		t.Errorf("default port %d", r.base.Port)
 	}
 }
@@ -117,3 +117,5 @@ func TestSecondSessionOnTheSameClusterIsRefused(t *testing.T) {
 		t.Fatal("a cluster name with a path was accepted")
 	}
 }
+
+func noEnv(string) (string, bool) { return "", false }

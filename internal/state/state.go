@@ -54,14 +54,15 @@ func ValidateClusterName(name string) error {
 }
 
 // DefaultRoot is the state root used without --state-dir: $XDG_STATE_HOME/dhctl, or
-// ~/.local/state/dhctl when XDG_STATE_HOME is unset or not absolute (as the XDG spec says).
-func DefaultRoot() (string, error) {
-	if x := os.Getenv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
+// ~/.local/state/dhctl when XDG_STATE_HOME is unset or not absolute (as the XDG spec says). The
+// environment is read through lookupEnv (the command's, so tests run with their own).
+func DefaultRoot(lookupEnv func(string) (string, bool)) (string, error) {
+	if x, _ := lookupEnv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
 		return filepath.Join(x, "dhctl"), nil
 	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", exitcode.Usage(fmt.Errorf("state dir: cannot find the home directory (%v): set --state-dir or XDG_STATE_HOME", err))
+	home, _ := lookupEnv("HOME")
+	if home == "" || !filepath.IsAbs(home) {
+		return "", exitcode.Usage(errors.New("state dir: cannot find the home directory (HOME is not set to an absolute path): set --state-dir or XDG_STATE_HOME"))
 	}
 	return filepath.Join(home, ".local", "state", "dhctl"), nil
 }
@@ -357,6 +358,26 @@ func (d *Dir) ReadFile(name string) ([]byte, error) {
 		return nil, err
 	}
 	return os.ReadFile(p)
+}
+
+// ReadDir lists the entries of the sub-directory name, without temp files of writers. A missing
+// directory gives an error matching os.ErrNotExist.
+func (d *Dir) ReadDir(name string) ([]os.DirEntry, error) {
+	p, err := d.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(p)
+	if err != nil {
+		return nil, err
+	}
+	out := entries[:0]
+	for _, e := range entries {
+		if !(strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), tempMarker)) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // Remove deletes name durably. Removing a missing file is not an error (callers reset state

@@ -219,18 +219,26 @@ func TestOpenRejectsBadInput(t *testing.T) {
 }
 
 func TestDefaultRoot(t *testing.T) {
-	t.Setenv("XDG_STATE_HOME", "/var/tmp/xdg")
-	if got, err := DefaultRoot(); err != nil || got != "/var/tmp/xdg/dhctl" {
+	env := func(kv ...string) func(string) (string, bool) {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+	if got, err := DefaultRoot(env("XDG_STATE_HOME", "/var/tmp/xdg")); err != nil || got != "/var/tmp/xdg/dhctl" {
 		t.Fatalf("with XDG_STATE_HOME: %q, %v", got, err)
 	}
-	t.Setenv("XDG_STATE_HOME", "relative/ignored")
-	t.Setenv("HOME", "/home/u")
-	if got, err := DefaultRoot(); err != nil || got != "/home/u/.local/state/dhctl" {
+	if got, err := DefaultRoot(env("XDG_STATE_HOME", "relative/ignored", "HOME", "/home/u")); err != nil || got != "/home/u/.local/state/dhctl" {
 		t.Fatalf("relative XDG_STATE_HOME must be ignored: %q, %v", got, err)
 	}
-	t.Setenv("XDG_STATE_HOME", "")
-	if got, err := DefaultRoot(); err != nil || got != "/home/u/.local/state/dhctl" {
+	if got, err := DefaultRoot(env("HOME", "/home/u")); err != nil || got != "/home/u/.local/state/dhctl" {
 		t.Fatalf("without XDG_STATE_HOME: %q, %v", got, err)
+	}
+	// The process's own environment is not consulted: only what the command was given.
+	t.Setenv("XDG_STATE_HOME", "/var/tmp/process-env")
+	if _, err := DefaultRoot(env()); err == nil || !strings.Contains(err.Error(), "--state-dir") {
+		t.Fatalf("no HOME in the given environment: %v", err)
 	}
 }
 

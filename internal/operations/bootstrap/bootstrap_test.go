@@ -7,9 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dhctl-dev/dhctl/candi"
+	"github.com/dhctl-dev/dhctl/internal/clusterstate"
 	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/exitcode"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
+	"github.com/dhctl-dev/dhctl/internal/nodebundle"
 	"github.com/dhctl-dev/dhctl/internal/phase"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
 	"github.com/dhctl-dev/dhctl/internal/state"
@@ -52,108 +57,150 @@ func load(t *testing.T, yaml string) (*config.Cluster, *config.VersionMap) {
 	return c, vm
 }
 
-func newForTest(t *testing.T, dir *state.Dir, c *config.Cluster, vm *config.VersionMap, workers int) (*Bootstrap, error) {
-	o := Options{Candi: candi.FS, Cluster: c, VersionMap: vm, State: dir,
-		Connect: func(context.Context, string) (*ssh.Client, error) { return nil, errors.New("no SSH in unit tests") },
-		Masters: []Host{{SSH: "10.77.1.10", IP: "10.77.1.10"}},
-	}
-	for i := range workers {
-		ip := "10.77.1." + string(rune('1'+i)) + "1"
-		o.Workers = append(o.Workers, Host{SSH: ip, IP: ip})
-	}
-	return New(o)
-}
-
-func TestPhaseTree(t *testing.T) {
-	c, vm := load(t, clusterYAML)
+func openState(t *testing.T) *clusterstate.Local {
+	t.Helper()
 	dir, err := state.Open(context.Background(), t.TempDir(), "unit")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dir.Close()
-	b, err := newForTest(t, dir, c, vm, 1)
+	t.Cleanup(func() { dir.Close() })
+	return clusterstate.NewLocal(dir)
+}
+
+func host(ip string, r inventory.Role) inventory.Host { return inventory.Host{SSH: ip, IP: ip, Role: r} }
+
+func newForTest(t *testing.T, l *clusterstate.Local, c *config.Cluster, vm *config.VersionMap, hosts ...inventory.Host) (*Bootstrap, *inventory.Inventory, error) {
+	t.Helper()
+	inv, err := inventory.New(hosts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	infos, err := phase.List(b.Phases())
+	noSSH := errors.New("no SSH in unit tests")
+	b, err := New(Options{Candi: candi.FS, Cluster: c, VersionMap: vm, State: l, Inventory: inv,
+		Connect: func(context.Context, string) (*ssh.Client, error) { return nil, noSSH },
+		Clients: func([]string) ([]*ssh.Client, error) { return nil, noSSH },
+	})
+	return b, inv, err
+}
+
+func paths(t *testing.T, ps []phase.Phase) []string {
+	t.Helper()
+	infos, err := phase.List(ps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var paths []string
+	var out []string
 	for _, i := range infos {
-		paths = append(paths, i.Path)
+		out = append(out, i.Path+" | "+i.Title)
 	}
-	want := "connect first-master install install/cni install/node-groups install/platform install/cluster-state install/wait-platform nodes nodes/masters nodes/workers create-resources wait-cluster post-bootstrap-script"
-	if got := strings.Join(paths, " "); got != want {
-		t.Errorf("phases:\n got %s\nwant %s", got, want)
+	return out
+}
+
+// The tree the help, completion and bootstrap-phase commands are built from is the tree a
+// configured bootstrap runs.
+func TestTreeIsThePhasesOfARun(t *testing.T) {
+	c, vm := load(t, clusterYAML)
+	b, _, err := newForTest(t, openState(t), c, vm, host("10.77.1.10", inventory.Master), host("10.77.1.21", inventory.Worker))
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Node phases depend on the node configuration, not on the resources.
-	in1, _ := b.nodeInputs("workers", b.o.Workers)()
+	got, want := strings.Join(paths(t, b.Phases()), "\n"), strings.Join(paths(t, Tree()), "\n")
+	if got != want {
+		t.Errorf("a run's phases differ from Tree():\n%s\n---\n%s", got, want)
+	}
+	var names []string
+	for _, p := range paths(t, Tree()) {
+		names = append(names, strings.Split(p, " | ")[0])
+	}
+	wantPaths := "preflight connect first-master install install/cni install/node-groups install/platform install/cluster-state install/wait-platform nodes nodes/masters nodes/workers create-resources wait-cluster post-bootstrap-script"
+	if strings.Join(names, " ") != wantPaths {
+		t.Errorf("phases:\n got %s\nwant %s", strings.Join(names, " "), wantPaths)
+	}
+	// Every bootstrap-phase command names phases of the tree.
+	top := map[string]bool{}
+	for _, p := range Tree() {
+		top[p.Name()] = true
+	}
+	for _, cmd := range Commands() {
+		for _, p := range cmd.Phases {
+			if !top[p] {
+				t.Errorf("command %s names %q, not a top-level phase", cmd.Use, p)
+			}
+		}
+	}
+}
+
+func TestNodeInputsFollowNodeConfigurationNotResources(t *testing.T) {
+	c, vm := load(t, clusterYAML)
+	b, _, err := newForTest(t, openState(t), c, vm, host("10.77.1.10", inventory.Master), host("10.77.1.21", inventory.Worker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in1, _ := b.nodeInputs("workers", b.workers)()
 	c.Resources = append(c.Resources, config.Document{})
-	in2, _ := b.nodeInputs("workers", b.o.Workers)()
+	in2, _ := b.nodeInputs("workers", b.workers)()
 	if !equalJSON(t, in1, in2) {
 		t.Error("resources changed the workers' inputs")
 	}
 	c.ClusterConfiguration.DefaultCRI = "Other"
-	if in3, _ := b.nodeInputs("workers", b.o.Workers)(); equalJSON(t, in1, in3) {
+	if in3, _ := b.nodeInputs("workers", b.workers)(); equalJSON(t, in1, in3) {
 		t.Error("a ClusterConfiguration change did not change the workers' inputs")
 	}
 }
 
-func TestDuplicateHostsAndNamesAreRefused(t *testing.T) {
+// Conditions are decided when a phase runs, from the inventory as it is then: a cloud bootstrap
+// adds its machines after the tree was built.
+func TestConditionsReadTheInventoryAtRunTime(t *testing.T) {
 	c, vm := load(t, clusterYAML)
-	dir, err := state.Open(context.Background(), t.TempDir(), "unit")
+	b, inv, err := newForTest(t, openState(t), c, vm, host("10.77.1.10", inventory.Master))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dir.Close()
-	_, err = New(Options{Candi: candi.FS, Cluster: c, VersionMap: vm, State: dir,
-		Connect: func(context.Context, string) (*ssh.Client, error) { return nil, nil },
-		Masters: []Host{{SSH: "a", IP: "10.0.0.1"}}, Workers: []Host{{SSH: "b", IP: "10.0.0.1"}}})
-	if err == nil || !strings.Contains(err.Error(), "same node address") {
-		t.Errorf("duplicate: %v", err)
+	if b.noOtherMasters() == "" || b.noWorkers() == "" {
+		t.Fatal("one master, no workers: both join phases should be skipped")
 	}
-	_, err = New(Options{Candi: candi.FS, Cluster: c, VersionMap: vm, State: dir,
-		Connect: func(context.Context, string) (*ssh.Client, error) { return nil, nil },
-		Masters: []Host{{SSH: "master.example.com", IP: "master.example.com"}}})
-	if err == nil || !strings.Contains(err.Error(), "not an IP address") {
-		t.Errorf("name: %v", err)
+	if err := inv.Add(host("10.77.1.11", inventory.Master)); err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.Add(host("10.77.1.21", inventory.Worker)); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.noOtherMasters(); r != "" {
+		t.Errorf("a master added after the tree was built is not joined: %s", r)
+	}
+	if r := b.noWorkers(); r != "" {
+		t.Errorf("a worker added after the tree was built is not joined: %s", r)
+	}
+	in, _ := b.nodeInputs(PhaseMasters, b.otherMasters)()
+	if hs := in.(map[string]any)["hosts"].([]inventory.Host); len(hs) != 1 || hs[0].IP != "10.77.1.11" {
+		t.Errorf("masters' inputs name %v", hs)
 	}
 }
 
-func TestUnsafeChangeAfterInitIsRefused(t *testing.T) {
+func TestNewErrorsAreUsageOnlyWhenTheInputIsWrong(t *testing.T) {
 	c, vm := load(t, clusterYAML)
-	dir, err := state.Open(context.Background(), t.TempDir(), "unit")
-	if err != nil {
+	l := openState(t)
+	if err := l.SaveInitSettings(nodebundle.InitSettingsOf(c)); err != nil {
 		t.Fatal(err)
-	}
-	defer dir.Close()
-	if err := CheckUnsafeChanges(dir, c, vm); err != nil {
-		t.Fatalf("nothing initialised yet: %v", err)
-	}
-	b, err := newForTest(t, dir, c, vm, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.writeJSON(InitStateFile, initSettingsOf(c, vm)); err != nil {
-		t.Fatal(err)
-	}
-	if err := CheckUnsafeChanges(dir, c, vm); err != nil {
-		t.Fatalf("same settings: %v", err)
 	}
 	c2, _ := load(t, strings.Replace(strings.Replace(clusterYAML, "10.111.0.0/16", "10.112.0.0/16", 1), "cluster.local", "corp.local", 1))
-	_, err = newForTest(t, dir, c2, vm, 0)
-	var u *UnsafeChangeError
-	if !errors.As(err, &u) || len(u.Changes) != 2 {
-		t.Fatalf("want an UnsafeChangeError with 2 changes, got %v", err)
+	_, _, err := newForTest(t, l, c2, vm, host("10.77.1.10", inventory.Master))
+	var u *nodebundle.UnsafeChangeError
+	if !errors.As(err, &u) || len(u.Changes) != 2 || exitcode.ExitCode(err) != exitcode.UsageError {
+		t.Fatalf("want a usage UnsafeChangeError with 2 changes, got %v (exit %d)", err, exitcode.ExitCode(err))
 	}
 	for _, want := range []string{"podSubnetCIDR", `"10.111.0.0/16" at init, now "10.112.0.0/16"`, "clusterDomain", "bootstrap-phase abort"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	if info, err := os.Stat(filepath.Join(dir.Path(), InitStateFile)); err != nil || info.Mode().Perm() != 0o600 {
-		t.Errorf("%s: %v %v, want mode 0600", InitStateFile, info, err)
+	// A state dir that cannot be read is the machine's problem, not the user's input: exit 1.
+	if err := l.Dir().WriteFile("bootstrap/init.json", []byte("{torn")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = newForTest(t, l, c, vm, host("10.77.1.10", inventory.Master))
+	if err == nil || exitcode.ExitCode(err) != exitcode.Failed {
+		t.Fatalf("damaged state: %v (exit %d), want exit 1", err, exitcode.ExitCode(err))
 	}
 }
 
@@ -170,35 +217,35 @@ func equalJSON(t *testing.T, a, b any) bool {
 	return da == db
 }
 
-// After kubeadm init, a preflight whose hosts changed is skipped (the cluster's own machines would
-// fail it), and says how to check a new machine.
-func TestPreflightSkippedOnceInitialised(t *testing.T) {
+// Before kubeadm init every machine is checked; after it, only machines not yet touched (the
+// cluster's own would fail the leftovers and ports checks), and with none the phase is skipped.
+func TestPreflightChecksOnlyNewMachinesOnceInitialised(t *testing.T) {
 	c, vm := load(t, clusterYAML)
-	dir, err := state.Open(context.Background(), t.TempDir(), "unit")
+	l := openState(t)
+	b, inv, err := newForTest(t, l, c, vm, host("10.77.1.10", inventory.Master), host("10.77.1.21", inventory.Worker))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dir.Close()
-	ran := 0
-	o := Options{Candi: candi.FS, Cluster: c, VersionMap: vm, State: dir,
-		Connect:   func(context.Context, string) (*ssh.Client, error) { return nil, errors.New("no SSH") },
-		Masters:   []Host{{SSH: "10.77.1.10", IP: "10.77.1.10"}},
-		Preflight: func(context.Context) error { ran++; return nil },
+	hosts, err := b.preflightHosts()
+	if err != nil || len(hosts) != 2 {
+		t.Fatalf("before init: %v %v", hosts, err)
 	}
-	b, err := New(o)
-	if err != nil {
+	if err := l.SaveInitSettings(nodebundle.InitSettingsOf(c)); err != nil {
 		t.Fatal(err)
 	}
-	only := phase.Options{Only: []string{PhasePreflight}, Checkpoints: phase.NewDirCheckpoints(dir)}
-	if _, err := phase.Run(context.Background(), b.Phases(), only); err != nil || ran != 1 {
-		t.Fatalf("first preflight: ran %d, %v", ran, err)
+	for _, h := range []string{"10.77.1.10", "10.77.1.21"} {
+		if err := l.RecordHost(h, "master", time.Now()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := b.writeJSON(InitStateFile, initSettingsOf(c, vm)); err != nil {
+	if r := b.preflightNotNeeded(); !strings.Contains(r, "already part of this cluster") {
+		t.Errorf("every machine touched: skip reason %q", r)
+	}
+	if err := inv.Add(host("10.77.1.22", inventory.Worker)); err != nil {
 		t.Fatal(err)
 	}
-	res, err := phase.Run(context.Background(), b.Phases(), only)
-	p, _ := res.Get(PhasePreflight)
-	if err != nil || ran != 1 || p.Status != phase.StatusSkippedCondition || !strings.Contains(p.Reason, "bootstrap-phase preflight") {
-		t.Errorf("after init: ran %d, %v, %+v", ran, err, p)
+	hosts, err = b.preflightHosts()
+	if err != nil || len(hosts) != 1 || hosts[0].IP != "10.77.1.22" || b.preflightNotNeeded() != "" {
+		t.Errorf("a new worker after init: checks %v (%v), skip %q", hosts, err, b.preflightNotNeeded())
 	}
 }

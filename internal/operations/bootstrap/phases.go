@@ -5,29 +5,115 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"sort"
-	"strings"
-	"time"
+	"path/filepath"
+	"sync"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/install"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"github.com/dhctl-dev/dhctl/internal/phase"
-	"github.com/dhctl-dev/dhctl/internal/state"
+	"github.com/dhctl-dev/dhctl/internal/preflight"
 )
 
+// Phase names, for --skip-phase/--only-phase.
+const (
+	PhasePreflight     = "preflight"
+	PhaseConnect       = "connect"
+	PhaseFirstMaster   = "first-master"
+	PhaseNodes         = "nodes"
+	PhaseMasters       = "masters"
+	PhaseWorkers       = "workers"
+	PhaseWaitCluster   = "wait-cluster"
+	PhasePostBootstrap = "post-bootstrap-script"
+)
+
+// Command is a `dhctl bootstrap-phase` sub-command: it runs Phases of the tree (with their
+// subtrees) alone, with the bootstrap's flags.
+type Command struct {
+	Use    string
+	Short  string
+	Phases []string
+}
+
+// Commands are the bootstrap-phase sub-commands bound to this tree (Deckhouse's names).
+func Commands() []Command {
+	return []Command{
+		{Use: "preflight", Short: "Run the preflight checks against the machines", Phases: []string{PhasePreflight}},
+		{Use: "execute-bashible-bundle", Short: "Prepare nodes: packages, containerd, kubelet, then kubeadm init (first master) or join",
+			Phases: []string{PhaseFirstMaster, PhaseNodes}},
+		{Use: "install-deckhouse", Short: "Install the CNI, the NodeGroups, the platform controller and the cluster state",
+			Phases: []string{install.PhaseInstall}},
+		{Use: "create-resources", Short: "Create the --resources documents in the cluster", Phases: []string{install.PhaseCreateResources}},
+	}
+}
+
+// Phases is the whole tree, in order. It reads the options only when phases run (see Tree).
+func (b *Bootstrap) Phases() []phase.Phase {
+	return []phase.Phase{
+		leaf(&funcPhase{name: PhasePreflight, title: "Check every machine before changing anything (preflight)", run: b.preflight,
+			inputs: b.preflightInputs, skipIf: b.preflightNotNeeded}),
+		leaf(&funcPhase{name: PhaseConnect, title: "Connect to every machine over SSH", run: b.connectAll}),
+		leaf(&funcPhase{name: PhaseFirstMaster, title: "Prepare the first master: node bundle, kubeadm init", run: b.bootstrapFirstMaster,
+			inputs: b.nodeInputs(PhaseFirstMaster, func() []inventory.Host { return first(b.o.Inventory.Masters()) })}),
+		b.install,
+		phase.NewGroup(PhaseNodes, "Add the other masters and the workers",
+			leaf(&funcPhase{name: PhaseMasters, title: "Join the other masters, one at a time", run: b.joinMasters,
+				inputs: b.nodeInputs(PhaseMasters, b.otherMasters), skipIf: b.noOtherMasters}),
+			leaf(&funcPhase{name: PhaseWorkers, title: "Join the workers, in parallel", run: b.joinWorkers,
+				inputs: b.nodeInputs(PhaseWorkers, b.workers), skipIf: b.noWorkers}),
+		),
+		b.resources,
+		leaf(&funcPhase{name: PhaseWaitCluster, title: "Wait for every node Ready and a healthy control plane", run: b.waitCluster}),
+		leaf(&funcPhase{name: PhasePostBootstrap, title: "Run the post-bootstrap script on the first master", run: b.postBootstrap,
+			inputs: func() (any, error) {
+				fm, _ := b.o.Inventory.FirstMaster()
+				return map[string]any{"script": digest(b.o.PostBootstrapScriptData), "host": fm}, nil
+			}, skipIf: func() string {
+				if b.o.PostBootstrapScript == "" {
+					return "no --post-bootstrap-script-path"
+				}
+				return ""
+			}}),
+	}
+}
+
+func first(hs []inventory.Host) []inventory.Host {
+	if len(hs) == 0 {
+		return nil
+	}
+	return hs[:1]
+}
+
+func (b *Bootstrap) otherMasters() []inventory.Host {
+	m := b.o.Inventory.Masters()
+	if len(m) < 2 {
+		return nil
+	}
+	return m[1:]
+}
+
+func (b *Bootstrap) workers() []inventory.Host { return b.o.Inventory.Workers() }
+
+func (b *Bootstrap) noOtherMasters() string {
+	if len(b.otherMasters()) == 0 {
+		return "no other master in this cluster"
+	}
+	return ""
+}
+
+func (b *Bootstrap) noWorkers() string {
+	if len(b.workers()) == 0 {
+		return "no worker in this cluster"
+	}
+	return ""
+}
+
 // funcPhase is a leaf phase of the bootstrap: a function, optional inputs (resume) and an
-// optional static condition.
+// optional condition decided at run time.
 type funcPhase struct {
 	name, title string
 	run         func(ctx context.Context) error
 	inputs      func() (any, error) // nil: runs on every run
-	when        bool                // with whyNot set: false skips the phase
-	whyNot      string
-	// skipIf, when set, decides at run time: a non-empty reason skips the phase.
+	// skipIf decides at run time: a non-empty reason skips the phase.
 	skipIf func() string
 }
 
@@ -37,9 +123,6 @@ func (p *funcPhase) Run(ctx context.Context) error    { return p.run(ctx) }
 func (p *funcPhase) DryRun(ctx context.Context) error { return nil }
 
 func (p *funcPhase) ShouldRun(context.Context) (bool, string, error) {
-	if p.whyNot != "" && !p.when {
-		return false, p.whyNot, nil
-	}
 	if p.skipIf != nil {
 		if reason := p.skipIf(); reason != "" {
 			return false, reason, nil
@@ -61,202 +144,167 @@ func leaf(p *funcPhase) phase.Phase {
 	return p
 }
 
-// InitSettings are what kubeadm init fixes for the cluster's life: a later run with other values
-// would leave nodes and the control plane disagreeing.
-type InitSettings struct {
-	PodSubnetCIDR     string `json:"podSubnetCIDR"`
-	ServiceSubnetCIDR string `json:"serviceSubnetCIDR"`
-	ClusterDomain     string `json:"clusterDomain"`
-	KubernetesVersion string `json:"kubernetesVersion"` // minor, resolved
-}
-
-func initSettingsOf(c *config.Cluster, vm *config.VersionMap) InitSettings {
-	minor := c.KubernetesVersion
-	if minor == "" {
-		minor = vm.Default()
+// preflightHosts are the machines the preflight checks: all of them before kubeadm init; after
+// it, only those dhctl has not touched yet (the cluster's own machines fail the leftovers and
+// ports checks by design, a machine being added must still pass them).
+func (b *Bootstrap) preflightHosts() ([]inventory.Host, error) {
+	all := b.o.Inventory.All()
+	init, err := b.o.State.InitSettings()
+	if err != nil || init == nil {
+		return all, err
 	}
-	cc := c.ClusterConfiguration
-	return InitSettings{PodSubnetCIDR: cc.PodSubnetCIDR, ServiceSubnetCIDR: cc.ServiceSubnetCIDR, ClusterDomain: cc.ClusterDomain, KubernetesVersion: minor}
-}
-
-// UnsafeChangeError says which settings kubeadm init fixed differ from the configuration.
-type UnsafeChangeError struct {
-	Changes []string // "ClusterConfiguration.podSubnetCIDR: 10.111.0.0/16 at init, now 10.112.0.0/16"
-}
-
-func (e *UnsafeChangeError) Error() string {
-	return "the configuration changes what kubeadm init already fixed on the first master:\n  " +
-		strings.Join(e.Changes, "\n  ") +
-		"\nthese cannot change on an initialised control plane: put the values back in --config to resume the bootstrap, " +
-		"or remove the cluster (dhctl bootstrap-phase abort) and bootstrap again with the new values"
-}
-
-// CheckUnsafeChanges compares the configuration with the settings recorded when the first
-// master's bundle (kubeadm init) was started; none recorded means nothing was initialised yet.
-func CheckUnsafeChanges(dir *state.Dir, c *config.Cluster, vm *config.VersionMap) error {
-	data, err := dir.ReadFile(InitStateFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	touched, err := b.o.State.TouchedHosts()
 	if err != nil {
-		return fmt.Errorf("state %s: %w", InitStateFile, err)
+		return nil, err
 	}
-	var was InitSettings
-	if err := json.Unmarshal(data, &was); err != nil {
-		return fmt.Errorf("state %s: %w (the file is damaged)", InitStateFile, err)
+	done := map[string]bool{}
+	for _, t := range touched {
+		done[t.Host] = true
 	}
-	now := initSettingsOf(c, vm)
-	var changes []string
-	for _, f := range []struct{ field, was, now string }{
-		{"ClusterConfiguration.podSubnetCIDR", was.PodSubnetCIDR, now.PodSubnetCIDR},
-		{"ClusterConfiguration.serviceSubnetCIDR", was.ServiceSubnetCIDR, now.ServiceSubnetCIDR},
-		{"ClusterConfiguration.clusterDomain", was.ClusterDomain, now.ClusterDomain},
-		{"ClusterConfiguration.kubernetesVersion", was.KubernetesVersion, now.KubernetesVersion},
-	} {
-		if f.was != f.now {
-			changes = append(changes, fmt.Sprintf("%s: %q at init, now %q", f.field, f.was, f.now))
+	var out []inventory.Host
+	for _, h := range all {
+		if !done[h.SSH] {
+			out = append(out, h)
 		}
 	}
-	if len(changes) > 0 {
-		return &UnsafeChangeError{Changes: changes}
+	return out, nil
+}
+
+func (b *Bootstrap) preflightNotNeeded() string {
+	hosts, err := b.preflightHosts()
+	if err == nil && len(hosts) == 0 && b.o.Inventory.Len() > 0 {
+		return "every machine is already part of this cluster (kubeadm init ran; its own kubelet and ports would fail the checks)"
+	}
+	return ""
+}
+
+func (b *Bootstrap) preflightInputs() (any, error) {
+	hosts, err := b.preflightHosts()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"hosts": hosts, "skip": b.o.Preflight.Skip, "minimums": fmt.Sprint(b.o.Preflight.Minimums)}, nil
+}
+
+func (b *Bootstrap) preflight(ctx context.Context) error {
+	hosts, err := b.preflightHosts()
+	if err != nil {
+		return err
+	}
+	return preflight.CheckHosts(ctx, preflight.HostsOptions{
+		Hosts: hosts, Clients: b.o.Clients, Cluster: b.o.Cluster,
+		Minimums: b.o.Preflight.Minimums, Skip: b.o.Preflight.Skip, Log: b.o.Log, Out: b.o.Out,
+	})
+}
+
+func (b *Bootstrap) connectAll(ctx context.Context) error {
+	hosts := b.o.Inventory.All()
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := b.client(ctx, h.SSH); err != nil {
+				errs[i] = fmt.Errorf("host %s: %w", h.SSH, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// nodeInputs: a node phase re-runs when its hosts, the node-level configuration or the version
+// map override change, not when only --resources do. hosts is read when the runner asks.
+func (b *Bootstrap) nodeInputs(what string, hosts func() []inventory.Host) func() (any, error) {
+	return func() (any, error) {
+		fm, _ := b.o.Inventory.FirstMaster()
+		return map[string]any{
+			"phase":       what,
+			"hosts":       hosts(),
+			"firstMaster": fm.IP,
+			"cluster":     b.o.Cluster.ClusterConfiguration,
+			"init":        b.o.Cluster.InitConfiguration,
+			"static":      b.o.Cluster.StaticClusterConfiguration,
+			"kubernetes":  b.o.Cluster.KubernetesVersion,
+			"versionMap":  b.o.VersionMapDigest,
+		}, nil
+	}
+}
+
+func (b *Bootstrap) bootstrapFirstMaster(ctx context.Context) error {
+	fm, err := b.firstMaster()
+	if err != nil {
+		return err
+	}
+	c, err := b.client(ctx, fm.SSH)
+	if err != nil {
+		return err
+	}
+	res, err := b.nodes.FirstMaster(ctx, c, fm)
+	if err != nil {
+		return err
+	}
+	b.o.Log.Info("first master ready", "host", fm.SSH, "steps_run", len(res.Report.Ran()), "kubeconfig", b.KubeconfigPath())
+	return nil
+}
+
+func (b *Bootstrap) join(ctx context.Context, h inventory.Host) error {
+	c, err := b.client(ctx, h.SSH)
+	if err != nil {
+		return err
+	}
+	rep, err := b.nodes.Join(ctx, c, h)
+	if err != nil {
+		return err
+	}
+	b.o.Log.Info("node joined", "host", h.SSH, "role", h.Role, "steps_run", len(rep.Ran()))
+	return nil
+}
+
+// joinMasters joins control-plane nodes one at a time: etcd grows one member at a time, and a
+// second join during a member add would fail (or worse, lose quorum).
+func (b *Bootstrap) joinMasters(ctx context.Context) error {
+	for _, h := range b.otherMasters() {
+		if err := b.join(ctx, h); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// waitCluster waits, bounded, for every node of the run to be registered and Ready and for the
-// API server's /readyz.
-func (b *Bootstrap) waitCluster(ctx context.Context) error {
-	k, err := b.kubeClient(ctx)
+// joinWorkers joins workers in parallel: they share nothing but the API server.
+func (b *Bootstrap) joinWorkers(ctx context.Context) error {
+	workers := b.workers()
+	errs := make([]error, len(workers))
+	var wg sync.WaitGroup
+	for i, h := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.join(ctx, h)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (b *Bootstrap) postBootstrap(ctx context.Context) error {
+	fm, err := b.firstMaster()
 	if err != nil {
 		return err
 	}
-	want := len(b.o.Masters) + len(b.o.Workers)
-	ctx, cancel := context.WithTimeout(ctx, b.o.ClusterTimeout)
-	defer cancel()
-	var last string
-	lastLog := time.Time{}
-	for {
-		body, rerr := k.Typed().Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		nodes, nerr := k.Typed().CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		switch {
-		case rerr != nil:
-			last = fmt.Sprintf("API server /readyz: %v %s", rerr, strings.TrimSpace(string(body)))
-		case nerr != nil:
-			last = fmt.Sprintf("listing nodes: %v", nerr)
-		default:
-			ready, notReady := nodeReadiness(nodes.Items)
-			if len(ready) >= want && len(notReady) == 0 {
-				b.o.Log.Info("cluster ready", "nodes", len(ready))
-				return nil
-			}
-			last = fmt.Sprintf("%d of %d nodes Ready; not Ready: %s", len(ready), want, strings.Join(notReady, ", "))
-		}
-		if time.Since(lastLog) > 15*time.Second {
-			b.o.Log.Info("waiting for the cluster", "status", last)
-			lastLog = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("waited %v for %d nodes Ready and the API server's /readyz: %s", b.o.ClusterTimeout, want, last)
-			}
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
-}
-
-func nodeReadiness(nodes []corev1.Node) (ready, notReady []string) {
-	for _, n := range nodes {
-		ok, why := false, "no Ready condition yet"
-		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady {
-				ok = c.Status == corev1.ConditionTrue
-				why = c.Reason + ": " + c.Message
-			}
-		}
-		if ok {
-			ready = append(ready, n.Name)
-		} else {
-			notReady = append(notReady, n.Name+" ("+why+")")
-		}
-	}
-	return ready, notReady
-}
-
-// NodeInfo is one node of the summary.
-type NodeInfo struct {
-	Name, Roles, Ready, InternalIP, Version string
-}
-
-// Nodes lists the cluster's nodes for the summary.
-func (b *Bootstrap) Nodes(ctx context.Context) ([]NodeInfo, error) {
-	k, err := b.kubeClient(ctx)
+	c, err := b.client(ctx, fm.SSH)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	list, err := k.Typed().CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	name := filepath.Base(b.o.PostBootstrapScript)
+	res, err := c.RunScript(ctx, name, b.o.PostBootstrapScriptData, nil, true)
 	if err != nil {
-		return nil, fmt.Errorf("listing nodes: %w", err)
+		return fmt.Errorf("post-bootstrap script %s on %s: %w (fix the script and run the same command again: only this phase re-runs)", b.o.PostBootstrapScript, fm.SSH, err)
 	}
-	var out []NodeInfo
-	for _, n := range list.Items {
-		ni := NodeInfo{Name: n.Name, Ready: "NotReady", Version: n.Status.NodeInfo.KubeletVersion}
-		var roles []string
-		for l := range n.Labels {
-			if r, ok := strings.CutPrefix(l, "node-role.kubernetes.io/"); ok {
-				roles = append(roles, r)
-			}
-		}
-		sort.Strings(roles)
-		ni.Roles = strings.Join(roles, ",")
-		if ni.Roles == "" {
-			ni.Roles = "<none>"
-		}
-		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-				ni.Ready = "Ready"
-			}
-		}
-		for _, a := range n.Status.Addresses {
-			if a.Type == corev1.NodeInternalIP {
-				ni.InternalIP = a.Address
-			}
-		}
-		out = append(out, ni)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
-}
-
-// WriteSummary prints what the user needs after a bootstrap: the kubeconfig, the nodes and where
-// the time went.
-func WriteSummary(w io.Writer, kubeconfig string, nodes []NodeInfo, res phase.Result, total time.Duration) {
-	what := "Bootstrap finished"
-	for _, p := range res.Phases {
-		if p.Status == phase.StatusDryRun {
-			what = "Dry run finished (nothing was changed)"
-			break
-		}
-	}
-	fmt.Fprintf(w, "\n%s in %v\n", what, total.Round(100*time.Millisecond))
-	fmt.Fprintf(w, "Admin kubeconfig: %s\n  (kubectl --kubeconfig %s get nodes)\n", kubeconfig, kubeconfig)
-	if len(nodes) > 0 {
-		fmt.Fprintf(w, "\n%-24s %-9s %-16s %-16s %s\n", "NODE", "STATUS", "ROLES", "INTERNAL-IP", "VERSION")
-		for _, n := range nodes {
-			fmt.Fprintf(w, "%-24s %-9s %-16s %-16s %s\n", n.Name, n.Ready, n.Roles, n.InternalIP, n.Version)
-		}
-	}
-	fmt.Fprintf(w, "\n%-36s %-20s %s\n", "PHASE", "STATUS", "TOOK")
-	for _, p := range res.Phases {
-		took := ""
-		if p.Status == phase.StatusRan {
-			took = p.Duration.Round(10 * time.Millisecond).String()
-		}
-		fmt.Fprintf(w, "%-36s %-20s %s\n", p.Path, p.Status, took)
-	}
+	b.o.Log.Info("post-bootstrap script finished", "script", b.o.PostBootstrapScript, "took", res.Duration)
+	return nil
 }
 
 // canonical is the JSON of v (maps sorted), for comparing inputs.

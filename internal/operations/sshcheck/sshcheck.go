@@ -1,6 +1,7 @@
 // Package sshcheck is the operation behind `dhctl test ssh-connection`: it connects to every
 // host (through the bastion when one is given), verifies or pins its host key, and reports per
-// host the OS, kernel, how sudo works and whether the host key was newly pinned.
+// host the OS, kernel, how sudo works and whether the host key was newly pinned. The clients come
+// from the session, like every other command's.
 package sshcheck
 
 import (
@@ -8,65 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/dhctl-dev/dhctl/internal/ssh"
 )
-
-// Options are plain values from flags or configuration (no dependency on the config package).
-type Options struct {
-	// Hosts to check: "host" or "host:port" (IPv6 as "[addr]:port"). Required.
-	Hosts []string
-	// User is the login user on every host. Required.
-	User string
-	// Port is used for hosts given without a port (22 when 0).
-	Port int
-
-	// PrivateKeys are key files (OpenSSH or PEM) with their passphrases ("" for none).
-	PrivateKeys []ssh.KeyFile
-	// AgentSocket is an ssh-agent socket to use (callers usually pass $SSH_AUTH_SOCK; "" = none).
-	AgentSocket string
-	// Password enables password authentication.
-	Password string
-	// PassphrasePrompt, when set, asks for passphrases of encrypted keys given without one.
-	PassphrasePrompt func(keyPath string) ([]byte, error)
-
-	// Bastion (jump host); BastionPort defaults to 22 and BastionUser to User.
-	BastionHost string
-	BastionPort int
-	BastionUser string
-
-	// SudoPassword is fed to sudo when it asks (never logged).
-	SudoPassword string
-
-	// HostKeyChecking: "tofu" (default: trust on first use, pin, refuse changes), "strict"
-	// (only hosts already known) or "off" (accept anything, with a warning).
-	HostKeyChecking string
-	// StateDir is the cluster's state dir; pinned host keys live in StateDir/known_hosts.
-	// Required unless HostKeyChecking is "off".
-	StateDir string
-	// UserKnownHostsFile is honoured when it lists a host; "" means ~/.ssh/known_hosts,
-	// "none" disables it.
-	UserKnownHostsFile string
-
-	// Concurrency bounds how many hosts are checked at once (ssh.DefaultConcurrency when 0).
-	Concurrency int
-	// ConnectTimeout bounds each connection attempt (ssh.DefaultConnectTimeout when 0).
-	ConnectTimeout time.Duration
-	// HostTimeout bounds all the work on one host (2 minutes when 0).
-	HostTimeout time.Duration
-
-	// Logger receives progress and remote output; nil discards.
-	Logger *slog.Logger
-	// DialContext replaces the TCP dialer (tests dial inside a network namespace); nil = default.
-	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
-}
 
 // HostReport is what was learnt about one host.
 type HostReport struct {
@@ -79,28 +27,6 @@ type HostReport struct {
 	NewlyPinned bool
 }
 
-// Run checks every host and writes a table to out. It fails (after reporting every host) when
-// any host could not be checked; the error lists each failed host and why.
-func Run(ctx context.Context, opts Options, out io.Writer) error {
-	_, err := Check(ctx, opts, out)
-	return err
-}
-
-// Check is Run that also returns the per-host reports (in the order of opts.Hosts; zero for
-// failed hosts).
-func Check(ctx context.Context, opts Options, out io.Writer) ([]HostReport, error) {
-	clients, err := newClients(opts)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
-	return CheckClients(ctx, clients, FanoutOptions{Concurrency: opts.Concurrency, HostTimeout: opts.HostTimeout}, out)
-}
-
 // FanoutOptions bound the parallel work: Concurrency hosts at once (ssh.DefaultConcurrency when
 // 0), HostTimeout for all the work on one host (2 minutes when 0).
 type FanoutOptions struct {
@@ -108,8 +34,10 @@ type FanoutOptions struct {
 	HostTimeout time.Duration
 }
 
-// CheckClients is Check for clients the caller built (dhctl's session builds them from flags and
-// SSHConfig documents). It does not close them.
+// CheckClients connects every client (built by the session from flags and SSHConfig documents,
+// as for every other command), checks it and writes a table to out. It fails (after reporting
+// every host) when any host could not be checked; the error lists each failed host and why. It
+// does not close the clients.
 func CheckClients(ctx context.Context, clients []*ssh.Client, opts FanoutOptions, out io.Writer) ([]HostReport, error) {
 	if len(clients) == 0 {
 		return nil, errors.New("ssh connection check: no hosts given; pass at least one --ssh-host or an SSHHost document")
@@ -192,73 +120,4 @@ func checkHost(ctx context.Context, c *ssh.Client) (HostReport, error) {
 	rep.BastionKey = c.BastionHostKey()
 	rep.NewlyPinned = rep.HostKey.Source == ssh.HostKeyNewlyPinned
 	return rep, nil
-}
-
-func newClients(opts Options) ([]*ssh.Client, error) {
-	if len(opts.Hosts) == 0 {
-		return nil, errors.New("ssh connection check: no hosts given; pass at least one --ssh-host")
-	}
-	policy, err := hostKeyPolicy(opts)
-	if err != nil {
-		return nil, err
-	}
-	var clients []*ssh.Client
-	for _, h := range opts.Hosts {
-		host, port, err := ssh.SplitHostPort(h, opts.Port)
-		if err != nil {
-			return nil, err
-		}
-		c, err := ssh.New(ssh.Config{
-			Host: host,
-			Port: port,
-			User: opts.User,
-			Auth: ssh.Auth{
-				Keys:             opts.PrivateKeys,
-				AgentSocket:      opts.AgentSocket,
-				Password:         opts.Password,
-				PassphrasePrompt: opts.PassphrasePrompt,
-			},
-			Bastion:        ssh.Endpoint{Host: opts.BastionHost, Port: opts.BastionPort, User: opts.BastionUser},
-			HostKeys:       policy,
-			SudoPassword:   opts.SudoPassword,
-			Logger:         opts.Logger,
-			ConnectTimeout: opts.ConnectTimeout,
-			DialContext:    opts.DialContext,
-		})
-		if err != nil {
-			return nil, err
-		}
-		clients = append(clients, c)
-	}
-	return clients, nil
-}
-
-func hostKeyPolicy(opts Options) (ssh.HostKeyPolicy, error) {
-	p := ssh.HostKeyPolicy{StateDir: opts.StateDir}
-	switch opts.HostKeyChecking {
-	case "", "tofu":
-		p.Mode = ssh.HostKeysTrustOnFirstUse
-	case "strict":
-		p.Mode = ssh.HostKeysStrict
-	case "off":
-		p.Mode = ssh.HostKeysInsecureIgnore
-	default:
-		return p, fmt.Errorf("host key checking %q: want tofu, strict or off", opts.HostKeyChecking)
-	}
-	switch opts.UserKnownHostsFile {
-	case "none":
-	case "":
-		if home, err := os.UserHomeDir(); err == nil {
-			p.UserKnownHostsFile = filepath.Join(home, ".ssh", "known_hosts")
-		}
-	default:
-		p.UserKnownHostsFile = opts.UserKnownHostsFile
-	}
-	if p.StateDir != "" {
-		p.Pins = ssh.NewPinStore(p.StateDir) // one store for all hosts: first-contact pins are batched
-	}
-	if p.Mode != ssh.HostKeysInsecureIgnore && p.StateDir == "" {
-		return p, errors.New("ssh connection check: no state dir to pin host keys in; give the cluster's state dir or turn host key checking off")
-	}
-	return p, nil
 }

@@ -3,36 +3,52 @@ package sshcheck_test
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/logging"
 	"github.com/dhctl-dev/dhctl/internal/operations/sshcheck"
+	"github.com/dhctl-dev/dhctl/internal/session"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
 	"github.com/dhctl-dev/dhctl/internal/ssh/sshtest"
 )
 
-func TestRunReportsEveryHostThroughBastion(t *testing.T) {
+// The clients come from the session, built from flags and an SSHConfig document exactly as for
+// every other command.
+func TestCheckReportsEveryHostThroughBastion(t *testing.T) {
 	lab := sshtest.NewLab(t, 3, sshtest.Options{})
 	bastion, h1, h2 := lab.Hosts[0], lab.Hosts[1], lab.Hosts[2]
 	user := lab.AddUser(t, sshtest.SudoPassword)
-	state := filepath.Join(t.TempDir(), "cluster-state")
-	opts := sshcheck.Options{
-		Hosts:              []string{h1.Addr, h2.Addr + ":22"},
-		User:               user.Name,
-		PrivateKeys:        []ssh.KeyFile{{Path: user.Key}},
-		BastionHost:        bastion.Addr,
-		SudoPassword:       user.Password,
-		StateDir:           state,
-		UserKnownHostsFile: "none",
-		DialContext:        lab.DialContext,
+	root := t.TempDir()
+	open := func(hosts ...string) *session.Session {
+		s, err := session.Open(context.Background(), session.Options{
+			StateRoot: root, ClusterName: "c", Command: "test", LogFormat: logging.FormatText,
+			Config: &config.Cluster{SSHConfig: &config.SSHConfig{SudoPassword: user.Password}},
+			SSH: session.SSHOptions{Hosts: hosts, User: user.Name, KeyFiles: []string{user.Key}, BastionHost: bastion.Addr,
+				KnownHostsFile: "none", DialContext: lab.DialContext},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	check := func(s *session.Session, out *bytes.Buffer) ([]sshcheck.HostReport, error) {
+		clients, err := s.Clients(s.Hosts())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer session.CloseClients(clients)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return sshcheck.CheckClients(ctx, clients, sshcheck.FanoutOptions{}, out)
+	}
 
 	var out bytes.Buffer
-	reports, err := sshcheck.Check(ctx, opts, &out)
+	s := open(h1.Addr, h2.Addr+":22")
+	reports, err := check(s, &out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
@@ -50,11 +66,13 @@ func TestRunReportsEveryHostThroughBastion(t *testing.T) {
 	if strings.Contains(out.String(), user.Password) {
 		t.Fatal("sudo password printed")
 	}
+	s.Close()
 
-	// Second run: keys already pinned. A refusing host fails alone; the others are still reported.
+	// Second run: keys already pinned in the session's state dir. A refusing host fails alone;
+	// the others are still reported.
 	out.Reset()
-	opts.Hosts = append(opts.Hosts, h1.Addr+":2222")
-	reports, err = sshcheck.Check(ctx, opts, &out)
+	s = open(h1.Addr, h2.Addr+":22", h1.Addr+":2222")
+	reports, err = check(s, &out)
 	t.Logf("second run:\n%s", out.String())
 	if err == nil || !strings.Contains(err.Error(), "1 of 3 hosts") || !strings.Contains(err.Error(), h1.Addr+":2222") {
 		t.Fatalf("want a failure for the refusing host only, got %v", err)
@@ -64,21 +82,8 @@ func TestRunReportsEveryHostThroughBastion(t *testing.T) {
 	}
 }
 
-func TestOptionsErrors(t *testing.T) {
-	ctx := context.Background()
-	var out bytes.Buffer
-	for _, tc := range []struct {
-		opts sshcheck.Options
-		want string
-	}{
-		{sshcheck.Options{User: "root"}, "no hosts"},
-		{sshcheck.Options{Hosts: []string{"h"}, User: "root", Password: "x"}, "state dir"},
-		{sshcheck.Options{Hosts: []string{"h"}, User: "root", Password: "x", StateDir: "/tmp/x", HostKeyChecking: "maybe"}, "want tofu, strict or off"},
-		{sshcheck.Options{Hosts: []string{"h:99999"}, User: "root", Password: "x", StateDir: "/tmp/x"}, "1-65535"},
-		{sshcheck.Options{Hosts: []string{"h"}, User: "root", StateDir: "/tmp/x"}, "no authentication method"},
-	} {
-		if err := sshcheck.Run(ctx, tc.opts, &out); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: want error containing %q, got %v", tc.opts, tc.want, err)
-		}
+func TestNoClients(t *testing.T) {
+	if _, err := sshcheck.CheckClients(context.Background(), nil, sshcheck.FanoutOptions{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "no hosts") {
+		t.Errorf("no clients: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package nodebundle
 
 import (
 	"context"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"strings"
 	"testing"
 
@@ -21,7 +22,7 @@ const override = `kubernetes:
 
 func load(t *testing.T) (*config.Cluster, *config.VersionMap) {
 	t.Helper()
-	c, err := config.Load(context.Background(), config.LoadOptions{ConfigPaths: []string{"../../../examples/static-cluster.yml"}})
+	c, err := config.Load(context.Background(), config.LoadOptions{ConfigPaths: []string{"../../examples/static-cluster.yml"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func TestPlanRendersMasterAndWorker(t *testing.T) {
 	}
 	s, _ := kubeadm.NewSecrets()
 	host := node.Host{Family: node.Debian, Hostname: "m0", CgroupDriver: "systemd"}
-	b, d, err := p.Render(Target{IP: "192.168.199.10", Role: node.RoleMaster, Init: true, Host: host}, s, kubeadm.JoinInfo{})
+	b, d, err := p.Render(Target{IP: "192.168.199.10", Role: inventory.Master, Init: true, Host: host}, s, kubeadm.JoinInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestPlanRendersMasterAndWorker(t *testing.T) {
 		t.Errorf("master: init=%v steps=%d", d.Init, len(b.Steps))
 	}
 	join := kubeadm.JoinInfo{APIServerEndpoint: p.Kubeadm.ControlPlaneEndpoint, Token: s.Token, CACertHash: "sha256:" + strings.Repeat("ab", 32)}
-	_, d, err = p.Render(Target{IP: "192.168.199.11", Role: node.RoleWorker, Host: host}, kubeadm.Secrets{}, join)
+	_, d, err = p.Render(Target{IP: "192.168.199.11", Role: inventory.Worker, Host: host}, kubeadm.Secrets{}, join)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
-// Package nodebundle is the node bootstrap operation: the first control-plane node gets its
+// Package nodebundle is the node flow every operation that adds machines shares (bootstrap,
+// converge, `bootstrap-phase execute-bashible-bundle`): the first control-plane node gets its
 // bundle (packages, containerd, kubelet, kubeadm init), other nodes join. It wires the kubeadm
-// documents, the node bundle, the packages endpoint and SSH; the commands call it.
+// documents, the node bundle, the packages endpoint, SSH and the join data of the cluster's local
+// state (Nodes); Plan and Render are the pure part, for `config render` too.
 package nodebundle
 
 import (
@@ -9,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -45,10 +48,7 @@ func NewPlan(candi fs.FS, c *config.Cluster, vm *config.VersionMap, controlPlane
 		return nil, err
 	}
 	minor := c.KubernetesVersion
-	if minor == "" {
-		minor = vm.Default()
-	}
-	rel, _ := vm.Release(minor)
+	rel, _ := vm.Release(minor) // FromConfig checked it
 	pkgs, err := node.PackagesFor(rel, minor)
 	if err != nil {
 		return nil, err
@@ -71,7 +71,7 @@ func NewPlan(candi fs.FS, c *config.Cluster, vm *config.VersionMap, controlPlane
 // Target is one machine and what it becomes.
 type Target struct {
 	IP   string
-	Role node.Role
+	Role inventory.Role
 	Init bool // the first control-plane node
 	Host node.Host
 }
@@ -87,7 +87,7 @@ func (p *Plan) Render(t Target, secrets kubeadm.Secrets, join kubeadm.JoinInfo) 
 	if t.Init {
 		cfg, err = kubeadm.Init(kc, n, secrets)
 	} else {
-		cfg, err = kubeadm.Join(kc, n, join, t.Role == node.RoleMaster)
+		cfg, err = kubeadm.Join(kc, n, join, t.Role == inventory.Master)
 	}
 	if err != nil {
 		return nil, node.Data{}, fmt.Errorf("host %s: %w", t.IP, err)
@@ -169,7 +169,7 @@ func (p *Plan) BootstrapFirstMaster(ctx context.Context, c *ssh.Client, ip strin
 	if err != nil {
 		return Result{}, err
 	}
-	b, _, err := p.Render(Target{IP: ip, Role: node.RoleMaster, Init: true, Host: host}, secrets, kubeadm.JoinInfo{})
+	b, _, err := p.Render(Target{IP: ip, Role: inventory.Master, Init: true, Host: host}, secrets, kubeadm.JoinInfo{})
 	if err != nil {
 		return Result{}, err
 	}
@@ -198,7 +198,7 @@ func (p *Plan) BootstrapFirstMaster(ctx context.Context, c *ssh.Client, ip strin
 }
 
 // Join runs a joining node's bundle.
-func (p *Plan) Join(ctx context.Context, c *ssh.Client, ip string, role node.Role, join kubeadm.JoinInfo, o node.ExecOptions) (node.Report, error) {
+func (p *Plan) Join(ctx context.Context, c *ssh.Client, ip string, role inventory.Role, join kubeadm.JoinInfo, o node.ExecOptions) (node.Report, error) {
 	host, err := node.DetectHost(ctx, c)
 	if err != nil {
 		return node.Report{}, err

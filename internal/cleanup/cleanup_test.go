@@ -1,4 +1,4 @@
-package abort
+package cleanup
 
 import (
 	"bytes"
