@@ -119,8 +119,8 @@ func newValues(c *config.Cluster, vm *config.VersionMap, cni, platformImage stri
 	}
 	cc := c.ClusterConfiguration
 	return &Values{
-		ImagesRepo: repo,
-		Images:     map[string]string{"flannel": flannel, "platform": platform},
+		ImagesRepo:        repo,
+		Images:            map[string]string{"flannel": flannel, "platform": platform},
 		PodSubnetCIDR:     cc.PodSubnetCIDR,
 		ServiceSubnetCIDR: cc.ServiceSubnetCIDR,
 		ClusterDomain:     cc.ClusterDomain,

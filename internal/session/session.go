@@ -43,7 +43,7 @@ type Options struct {
 	Config *config.Cluster
 	// LookupEnv reads the environment (XDG_STATE_HOME, HOME); nil means an empty environment.
 	LookupEnv func(string) (string, bool)
-	SSH    SSHOptions
+	SSH       SSHOptions
 
 	// Now is the clock (tests pin it); nil means time.Now.
 	Now func() time.Time

@@ -67,7 +67,9 @@ func openState(t *testing.T) *clusterstate.Local {
 	return clusterstate.NewLocal(dir)
 }
 
-func host(ip string, r inventory.Role) inventory.Host { return inventory.Host{SSH: ip, IP: ip, Role: r} }
+func host(ip string, r inventory.Role) inventory.Host {
+	return inventory.Host{SSH: ip, IP: ip, Role: r}
+}
 
 func newForTest(t *testing.T, l *clusterstate.Local, c *config.Cluster, vm *config.VersionMap, hosts ...inventory.Host) (*Bootstrap, *inventory.Inventory, error) {
 	t.Helper()

@@ -150,4 +150,3 @@ func WriteSummary(w io.Writer, kubeconfig string, nodes []NodeInfo, res phase.Re
 		fmt.Fprintf(w, "%-36s %-20s %s\n", p.Path, p.Status, took)
 	}
 }
-
