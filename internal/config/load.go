@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"regexp"
 	"sort"
@@ -126,6 +125,7 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 		paths []string
 		src   source
 	}{{opts.ConfigPaths, fromConfig}, {opts.ResourcePaths, fromResources}, {opts.ConnectionConfigPaths, fromConnection}}
+	var read []inputFile
 	for _, in := range inputs {
 		for _, p := range in.paths {
 			if err := ctx.Err(); err != nil {
@@ -134,13 +134,15 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 			if _, seen := fileOrder[p]; !seen {
 				fileOrder[p] = len(fileOrder)
 			}
-			data, prob := readConfigFile(p, in.src)
-			if prob != nil {
-				l.problems = append(l.problems, *prob)
-				l.unsure(in.src)
+			f, err := l.openFile(ctx, p, in.src, read)
+			if err != nil {
+				return nil, err
+			}
+			if f == nil {
 				continue
 			}
-			l.loadFile(p, data, in.src, opts.LookupEnv)
+			read = append(read, *f)
+			l.loadFile(p, f.data, in.src, opts.LookupEnv)
 		}
 	}
 	c := l.assemble(len(opts.ConfigPaths) > 0)
@@ -151,28 +153,46 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 	return c, nil
 }
 
-func readConfigFile(path string, src source) ([]byte, *Problem) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, &Problem{File: path, Message: "cannot read the file: " + pathErrorText(err), Hint: "check the path given to " + src.flag()}
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, &Problem{File: path, Message: "cannot read the file: " + pathErrorText(err), Hint: "check the path given to " + src.flag()}
-	}
-	if len(data) > maxFileSize {
-		return nil, &Problem{File: path, Message: fmt.Sprintf("file is larger than %d MiB", maxFileSize>>20), Hint: "is this the right file?"}
-	}
-	return data, nil
+// inputFile is a file read for this Load: its path, the flag it came from, what it is on disk.
+type inputFile struct {
+	path string
+	src  source
+	openedFile
 }
 
-func pathErrorText(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
+// openFile reads one file named on the command line. A file that cannot be read, or that was
+// read already under another (or the same) name, is a problem and gives nil; only a done context
+// is an error.
+func (l *loader) openFile(ctx context.Context, path string, src source, earlier []inputFile) (*inputFile, error) {
+	if path == "" {
+		l.problems = append(l.problems, Problem{Message: src.flag() + " was given an empty path", Hint: "pass a file name (is the variable meant to hold it empty?)"})
+		l.unsure(src)
+		return nil, nil
 	}
-	return err.Error()
+	f, ie := readInput(ctx, path, maxFileSize)
+	if ie != nil {
+		if ie.err != nil {
+			return nil, ie.err
+		}
+		msg, hint := ie.msg, ie.hint
+		if hint == "" { // an error of the system call, not a refusal of ours
+			msg, hint = "cannot read the file: "+msg, "check the path given to "+src.flag()
+		}
+		l.problems = append(l.problems, Problem{File: path, Message: msg, Hint: hint})
+		l.unsure(src)
+		return nil, nil
+	}
+	for _, e := range earlier {
+		// The same file under two names would otherwise show up as a duplicate document
+		// pointing at itself.
+		if os.SameFile(e.info, f.info) {
+			l.problems = append(l.problems, Problem{File: path,
+				Message: fmt.Sprintf("the file is given twice (%s %s and %s %s)", e.src.flag(), e.path, src.flag(), path),
+				Hint:    "pass each file once"})
+			return nil, nil
+		}
+	}
+	return &inputFile{path: path, src: src, openedFile: *f}, nil
 }
 
 // yamlErrorLine extracts the line from yaml.v3's "yaml: line N: ..." errors.
