@@ -10,6 +10,9 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/dhctl-dev/dhctl/internal/operations/bootstrap"
+	"github.com/dhctl-dev/dhctl/internal/phase"
 )
 
 // runCLI runs one command line in-process with the given environment.
@@ -165,5 +168,48 @@ func TestJSONLogFormatReportsTheErrorAsJSON(t *testing.T) {
 	}
 	if code != 2 || event.ExitCode != 2 || event.Level != "ERROR" || !strings.Contains(event.Error, "overlaps serviceSubnetCIDR") {
 		t.Fatalf("code %d, event %+v", code, event)
+	}
+}
+
+// Help, completion and the bootstrap-phase commands come from the bootstrap's phase tree, so a
+// phase added to the tree shows in all of them.
+func TestPhaseListsAndCompletionComeFromTheTree(t *testing.T) {
+	infos, err := phase.List(bootstrap.Tree())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, help, _ := runCLI(t, nil, "bootstrap", "--help")
+	if code != 0 {
+		t.Fatalf("bootstrap --help: exit %d", code)
+	}
+	_, completion, _ := runCLI(t, nil, "__complete", "bootstrap", "--skip-phase", "")
+	for _, in := range infos {
+		if !strings.Contains(help, in.Path) || !strings.Contains(help, in.Title) {
+			t.Errorf("bootstrap --help does not list %s (%s)", in.Path, in.Title)
+		}
+		if !strings.Contains(completion, in.Name+"\t") {
+			t.Errorf("--skip-phase does not complete %s:\n%s", in.Name, completion)
+		}
+	}
+	// A bootstrap-phase command lists (and completes) its own part of the tree only.
+	_, help, _ = runCLI(t, nil, "bootstrap-phase", "install-deckhouse", "--help")
+	_, completion, _ = runCLI(t, nil, "__complete", "bootstrap-phase", "install-deckhouse", "--only-phase", "")
+	for _, want := range []string{"install/cni", "install/wait-platform"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("install-deckhouse --help lacks %s:\n%s", want, help)
+		}
+	}
+	if !strings.Contains(completion, "wait-platform\t") || strings.Contains(completion, "first-master") {
+		t.Errorf("install-deckhouse --only-phase completes:\n%s", completion)
+	}
+	for _, c := range bootstrap.Commands() {
+		code, _, _ := runCLI(t, nil, "bootstrap-phase", c.Use, "--help")
+		if code != 0 {
+			t.Errorf("bootstrap-phase %s --help: exit %d", c.Use, code)
+		}
+	}
+	code, _, errOut := runCLI(t, nil, "bootstrap-phase", "install-deckhouse", "--only-phase", "first-master", "--config", "../../examples/static-cluster.yml")
+	if code != 2 || !strings.Contains(errOut, "not a phase of bootstrap-phase install-deckhouse") {
+		t.Errorf("--only-phase outside the command's phases: exit %d, %s", code, errOut)
 	}
 }
