@@ -6,11 +6,14 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/dhctl-dev/dhctl/candi"
 )
 
 // writeFile writes content into a temp dir of t and returns its path.
@@ -60,3 +63,6 @@ func newSSHKey(t testing.TB, passphrase string) string {
 	}
 	return string(pem.EncodeToMemory(block))
 }
+
+// candiFS is the built-in candi tree.
+func candiFS() fs.FS { return candi.FS }

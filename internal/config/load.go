@@ -92,6 +92,7 @@ type loadedDoc struct {
 type loader struct {
 	reg      *Registry
 	vm       *VersionMap
+	budget   *budget
 	problems Problems
 	docs     []*loadedDoc // schema-known, valid documents, in input order
 	res      []*loadedDoc // resources
@@ -119,7 +120,7 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 			return nil, fmt.Errorf("built-in version map: %w", err)
 		}
 	}
-	l := &loader{reg: reg, vm: vm}
+	l := &loader{reg: reg, vm: vm, budget: newBudget()}
 	fileOrder := map[string]int{}
 	inputs := []struct {
 		paths []string
@@ -128,6 +129,9 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 	var read []inputFile
 	for _, in := range inputs {
 		for _, p := range in.paths {
+			if l.stop() {
+				break
+			}
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -145,9 +149,15 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 			l.loadFile(p, f.data, in.src, opts.LookupEnv)
 		}
 	}
-	c := l.assemble(len(opts.ConfigPaths) > 0)
+	var c *Cluster
+	if !l.stop() {
+		c = l.assemble(len(opts.ConfigPaths) > 0)
+	}
 	if len(l.problems) > 0 {
 		sortProblems(l.problems, fileOrder)
+		if len(l.problems) >= maxProblems {
+			l.problems = append(l.problems, Problem{Message: fmt.Sprintf("stopped after %d problems", maxProblems), Hint: "fix these and run again"})
+		}
 		return nil, l.problems
 	}
 	return c, nil
@@ -165,7 +175,7 @@ type inputFile struct {
 // is an error.
 func (l *loader) openFile(ctx context.Context, path string, src source, earlier []inputFile) (*inputFile, error) {
 	if path == "" {
-		l.problems = append(l.problems, Problem{Message: src.flag() + " was given an empty path", Hint: "pass a file name (is the variable meant to hold it empty?)"})
+		l.add(Problem{Message: src.flag() + " was given an empty path", Hint: "pass a file name (is the variable meant to hold it empty?)"})
 		l.unsure(src)
 		return nil, nil
 	}
@@ -178,7 +188,7 @@ func (l *loader) openFile(ctx context.Context, path string, src source, earlier 
 		if hint == "" { // an error of the system call, not a refusal of ours
 			msg, hint = "cannot read the file: "+msg, "check the path given to "+src.flag()
 		}
-		l.problems = append(l.problems, Problem{File: path, Message: msg, Hint: hint})
+		l.add(Problem{File: path, Message: msg, Hint: hint})
 		l.unsure(src)
 		return nil, nil
 	}
@@ -186,7 +196,7 @@ func (l *loader) openFile(ctx context.Context, path string, src source, earlier 
 		// The same file under two names would otherwise show up as a duplicate document
 		// pointing at itself.
 		if os.SameFile(e.info, f.info) {
-			l.problems = append(l.problems, Problem{File: path,
+			l.add(Problem{File: path,
 				Message: fmt.Sprintf("the file is given twice (%s %s and %s %s)", e.src.flag(), e.path, src.flag(), path),
 				Hint:    "pass each file once"})
 			return nil, nil
@@ -201,12 +211,17 @@ var yamlErrorLine = regexp.MustCompile(`^yaml: line (\d+): `)
 func (l *loader) loadFile(file string, data []byte, src source, lookupEnv func(string) (string, bool)) {
 	rendered, prob := renderTemplate(file, data, lookupEnv)
 	if prob != nil {
-		l.problems = append(l.problems, *prob)
+		l.add(*prob)
+		l.unsure(src)
+		return
+	}
+	if p := l.checkYAMLSize(file, rendered); p != nil {
+		l.add(*p)
 		l.unsure(src)
 		return
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(rendered))
-	for index := 1; ; index++ {
+	for index := 1; !l.stop(); index++ {
 		var node yaml.Node
 		err := decodeSafely(dec, &node)
 		if errors.Is(err, io.EOF) {
@@ -221,7 +236,7 @@ func (l *loader) loadFile(file string, data []byte, src source, lookupEnv func(s
 				p.Message = strings.TrimPrefix(p.Message, "yaml: ")
 			}
 			p.Message = "YAML syntax: " + p.Message
-			l.problems = append(l.problems, p)
+			l.add(p)
 			l.unsure(src)
 			return // the decoder cannot resynchronise after a syntax error
 		}
@@ -240,21 +255,22 @@ func decodeSafely(dec *yaml.Decoder, node *yaml.Node) (err error) {
 }
 
 func (l *loader) loadDocument(file string, index int, root *yaml.Node, src source) {
+	var value any
 	at := func(path []string, keyLine bool, kind, msg, hint string) Problem {
-		return problemAt(file, index, kind, root, nil, path, keyLine, msg, hint)
+		return problemAt(file, index, kind, root, value, path, keyLine, msg, hint)
 	}
-	value, err := newValueConverter().convert(root, nil)
+	value, err := newValueConverter(l.budget).convert(root)
 	if err != nil {
 		l.unsure(src)
 		var ne *nodeError
 		if errors.As(err, &ne) {
-			p := Problem{File: file, Document: index, Kind: kindOf(root), Path: formatPath(nil, ne.path), Message: ne.msg, Hint: ne.hint}
+			p := Problem{File: file, Document: index, Kind: kindOf(root), Path: formatPath(nil, root, ne.path), Message: ne.msg, Hint: ne.hint}
 			if ne.node != nil {
 				p.Line, p.Column = ne.node.Line, ne.node.Column
 			}
-			l.problems = append(l.problems, p)
+			l.add(p)
 		} else {
-			l.problems = append(l.problems, Problem{File: file, Document: index, Message: err.Error()})
+			l.add(Problem{File: file, Document: index, Message: err.Error()})
 		}
 		return
 	}
@@ -264,7 +280,7 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 	obj, ok := value.(map[string]any)
 	if !ok {
 		l.unsure(src)
-		l.problems = append(l.problems, at(nil, false, "", fmt.Sprintf("a document must be a mapping with apiVersion and kind, not %s", describeKind(value)), "start the document with apiVersion: and kind: lines"))
+		l.add(at(nil, false, "", fmt.Sprintf("a document must be a mapping with apiVersion and kind, not %s", describeKind(value)), "start the document with apiVersion: and kind: lines"))
 		return
 	}
 	apiVersion, kind, ok := l.typeMeta(obj, at)
@@ -281,38 +297,72 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 
 	schema, known := l.reg.lookup(kind, apiVersion)
 	if !known && l.reg.Has(kind) {
-		l.problems = append(l.problems, at([]string{"apiVersion"}, false, kind,
+		l.add(at([]string{"apiVersion"}, false, kind,
 			fmt.Sprintf("%q is not supported for kind %s", apiVersion, kind),
 			"use "+strings.Join(l.reg.APIVersions(kind), " or ")))
 		return
 	}
 	if !known {
 		if p, bad := l.unknownKindProblem(doc, at); bad {
-			l.problems = append(l.problems, p)
+			l.add(p)
 			return
 		}
-		l.res = append(l.res, doc)
+		l.addResource(doc)
 		return
 	}
 	if p, bad := l.misplacedKindProblem(doc, at); bad {
-		l.problems = append(l.problems, p)
+		l.add(p)
 		return
 	}
-	issues := validateValue(schema, obj, root)
+	issues, onlyUnknown := validateValue(schema, obj, root, max(maxProblems-len(l.problems), 0))
 	for _, is := range issues {
-		l.problems = append(l.problems, problemAt(file, index, kind, root, obj, is.path, is.keyLine, is.msg, is.hint))
+		l.add(problemAt(file, index, kind, root, obj, is.path, is.keyLine, is.msg, is.hint))
 	}
-	if len(issues) > 0 && !onlyUnknownFields(issues) {
+	if len(issues) > 0 && !onlyUnknown {
 		return
 	}
 	// A document whose only faults are unknown fields still decodes sensibly, so it goes on to
 	// the cross-field rules: the user then sees all problems in one run. Load fails anyway.
 	if src == fromResources {
-		l.res = append(l.res, doc) // created as written: the cluster applies its own defaults
+		l.addResource(doc) // created as written: the cluster applies its own defaults
 		return
 	}
 	applyDefaults(schema, obj)
 	l.docs = append(l.docs, doc)
+}
+
+// addResource keeps a document to create after the install. Nothing points back into its YAML
+// any more, so the tree (~170 bytes a node) is let go.
+func (l *loader) addResource(d *loadedDoc) {
+	d.root = nil
+	l.res = append(l.res, d)
+}
+
+// add records a problem, up to maxProblems.
+func (l *loader) add(p Problem) {
+	if len(l.problems) >= maxProblems {
+		return
+	}
+	l.problems = append(l.problems, p)
+}
+
+// stop says that Load goes no further: no more problems are kept, or the run's budget of values
+// is spent (which is one problem, not one for every document after it). Loops that find problems
+// stop, and so does Load.
+func (l *loader) stop() bool { return len(l.problems) >= maxProblems || l.budget.values < 0 }
+
+// checkYAMLSize refuses a file that could hold more YAML values than the run has left, before
+// yaml.v3 parses it: it builds a document's whole tree (~250 bytes a node) before anything can
+// count the values in it.
+func (l *loader) checkYAMLSize(file string, data []byte) *Problem {
+	if n := yamlNodeBound(data); n > l.budget.values {
+		msg := fmt.Sprintf("holds too much YAML: a quick count finds room for up to %d values, and one run may load at most %d (all files, aliases expanded)", n, maxRunValues)
+		if l.budget.values < maxRunValues {
+			msg = fmt.Sprintf("holds too much YAML: a quick count finds room for up to %d values, and only %d are left of the %d one run may load (all files, aliases expanded)", n, l.budget.values, maxRunValues)
+		}
+		return &Problem{File: file, Message: msg, Hint: "is this the right file? dhctl's documents hold a few hundred values"}
+	}
+	return nil
 }
 
 func (l *loader) unsure(src source) {
@@ -331,15 +381,6 @@ func kindOf(root *yaml.Node) string {
 	return val.Value
 }
 
-func onlyUnknownFields(issues []fieldIssue) bool {
-	for _, is := range issues {
-		if !is.keyLine {
-			return false
-		}
-	}
-	return true
-}
-
 // typeMeta checks the two fields every document needs before it can be matched to a schema.
 func (l *loader) typeMeta(obj map[string]any, at func([]string, bool, string, string, string) Problem) (apiVersion, kind string, ok bool) {
 	apiVersion, okA := obj["apiVersion"].(string)
@@ -356,10 +397,10 @@ func (l *loader) typeMeta(obj map[string]any, at func([]string, bool, string, st
 	}{{"apiVersion", apiVersion, okA, "deckhouse.io/v1"}, {"kind", kind, okK, "ClusterConfiguration"}} {
 		switch raw, present := obj[f.name]; {
 		case !present || raw == nil:
-			l.problems = append(l.problems, at([]string{f.name}, false, kindForMsg, "required field is missing", fmt.Sprintf("every document needs apiVersion and kind, e.g. %s: %s", f.name, f.example)))
+			l.add(at([]string{f.name}, false, kindForMsg, "required field is missing", fmt.Sprintf("every document needs apiVersion and kind, e.g. %s: %s", f.name, f.example)))
 			ok = false
 		case !f.isStr || f.val == "":
-			l.problems = append(l.problems, at([]string{f.name}, false, kindForMsg, "must be a non-empty string", fmt.Sprintf("e.g. %s: %s", f.name, f.example)))
+			l.add(at([]string{f.name}, false, kindForMsg, "must be a non-empty string", fmt.Sprintf("e.g. %s: %s", f.name, f.example)))
 			ok = false
 		}
 	}
@@ -422,12 +463,9 @@ func (l *loader) misplacedKindProblem(d *loadedDoc, at func([]string, bool, stri
 }
 
 // problemAt builds a problem for a field path of a document, finding its line in the YAML.
-// value (may be nil) helps render list indexes as [i].
+// value (may be nil) and root help render list indexes as [i].
 func problemAt(file string, index int, kind string, root *yaml.Node, value any, path []string, keyLine bool, msg, hint string) Problem {
-	if value == nil && root != nil {
-		value, _ = newValueConverter().convert(root, nil)
-	}
-	p := Problem{File: file, Document: index, Kind: kind, Path: formatPath(value, path), Message: msg, Hint: hint}
+	p := Problem{File: file, Document: index, Kind: kind, Path: formatPath(value, root, path), Message: msg, Hint: hint}
 	key, val := locate(root, path)
 	n := val
 	if key != nil && (keyLine || val == nil || val.Kind != yaml.ScalarNode) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -24,6 +25,9 @@ func (l *loader) assemble(needClusterConfiguration bool) *Cluster {
 	var ngDocs, mcDocs, hostDocs []*loadedDoc
 
 	for _, d := range l.docs {
+		if l.stop() {
+			break
+		}
 		c.Documents = append(c.Documents, d.Document)
 		singleton := d.Kind == KindClusterConfiguration || d.Kind == KindInitConfiguration ||
 			d.Kind == KindStaticClusterConfiguration || d.Kind == KindSSHConfig || isProviderKind(d.Kind)
@@ -33,7 +37,7 @@ func (l *loader) assemble(needClusterConfiguration bool) *Cluster {
 				key = "provider"
 			}
 			if first, dup := firstOf[key]; dup {
-				l.problems = append(l.problems, d.problem(nil,
+				l.add(d.problem(nil,
 					fmt.Sprintf("a second %s document (the first is %s)", d.Kind, first.where()), "keep only one"))
 				continue
 			}
@@ -75,7 +79,7 @@ func (l *loader) assemble(needClusterConfiguration bool) *Cluster {
 			}
 		}
 		if p != nil {
-			l.problems = append(l.problems, *p)
+			l.add(*p)
 		}
 	}
 	for _, d := range l.res {
@@ -84,7 +88,7 @@ func (l *loader) assemble(needClusterConfiguration bool) *Cluster {
 
 	if ccDoc == nil {
 		if needClusterConfiguration && !l.mayHaveClusterConfiguration {
-			l.problems = append(l.problems, Problem{
+			l.add(Problem{
 				Message: "no ClusterConfiguration document in the --config files",
 				Hint:    "add one with apiVersion: deckhouse.io/v1, kind: ClusterConfiguration"})
 		}
@@ -104,8 +108,11 @@ func (l *loader) assemble(needClusterConfiguration bool) *Cluster {
 	}
 	seenHost := map[string]*loadedDoc{}
 	for i, h := range c.SSHHosts {
+		if l.stop() {
+			break
+		}
 		if first, dup := seenHost[h.Host]; dup {
-			l.problems = append(l.problems, hostDocs[i].problem([]string{"host"},
+			l.add(hostDocs[i].problem([]string{"host"},
 				fmt.Sprintf("host %s is listed twice (also %s)", h.Host, first.where()), "remove one of the SSHHost documents"))
 			continue
 		}
@@ -135,17 +142,17 @@ func (l *loader) checkClusterType(cc *ClusterConfiguration, ccDoc, providerDoc *
 	switch cc.ClusterType {
 	case ClusterTypeStatic:
 		if cc.Cloud != nil {
-			l.problems = append(l.problems, ccDoc.problem([]string{"cloud"},
+			l.add(ccDoc.problem([]string{"cloud"},
 				"is only for clusterType: Cloud", "remove the cloud section or set clusterType: Cloud"))
 		}
 		if providerDoc != nil {
-			l.problems = append(l.problems, providerDoc.problem(nil,
+			l.add(providerDoc.problem(nil,
 				fmt.Sprintf("this document needs clusterType: Cloud, but ClusterConfiguration (%s) says Static", ccDoc.where()),
 				"remove this document or set clusterType: Cloud with cloud.provider"))
 		}
 	case ClusterTypeCloud:
 		if cc.Cloud == nil {
-			l.problems = append(l.problems, ccDoc.problem([]string{"cloud"},
+			l.add(ccDoc.problem([]string{"cloud"},
 				"required field is missing for clusterType: Cloud", "add cloud.provider (and cloud.prefix)"))
 			return
 		}
@@ -156,10 +163,10 @@ func (l *loader) checkClusterType(cc *ClusterConfiguration, ccDoc, providerDoc *
 			if !l.reg.Has(want) {
 				hint = fmt.Sprintf("this dhctl has no %s provider; use a build with it, or clusterType: Static", cc.Cloud.Provider)
 			}
-			l.problems = append(l.problems, ccDoc.problem([]string{"cloud", "provider"},
+			l.add(ccDoc.problem([]string{"cloud", "provider"},
 				fmt.Sprintf("clusterType Cloud with provider %s needs a document of kind %s, and there is none", cc.Cloud.Provider, want), hint))
 		case !strings.EqualFold(providerDoc.Kind, want):
-			l.problems = append(l.problems, providerDoc.problem([]string{"kind"},
+			l.add(providerDoc.problem([]string{"kind"},
 				fmt.Sprintf("%s does not match cloud.provider %s in ClusterConfiguration (%s)", providerDoc.Kind, cc.Cloud.Provider, ccDoc.where()),
 				fmt.Sprintf("use kind %s, or change cloud.provider", want)))
 		}
@@ -179,11 +186,11 @@ type namedCIDR struct {
 func (l *loader) parseNetwork(d *loadedDoc, path []string, field, text string) *namedCIDR {
 	p, err := netip.ParsePrefix(text)
 	if err != nil || !p.Addr().Is4() {
-		l.problems = append(l.problems, d.problem(path, fmt.Sprintf("%q is not a valid IPv4 CIDR", text), "write it as a.b.c.d/n with each number 0-255 and n 0-32, e.g. 10.111.0.0/16"))
+		l.add(d.problem(path, fmt.Sprintf("%q is not a valid IPv4 CIDR", text), "write it as a.b.c.d/n with each number 0-255 and n 0-32, e.g. 10.111.0.0/16"))
 		return nil
 	}
 	if p.Masked() != p {
-		l.problems = append(l.problems, d.problem(path, fmt.Sprintf("%q has host bits set", text), fmt.Sprintf("use the network address %s", p.Masked())))
+		l.add(d.problem(path, fmt.Sprintf("%q has host bits set", text), fmt.Sprintf("use the network address %s", p.Masked())))
 		return nil
 	}
 	return &namedCIDR{prefix: p, text: text, field: field, doc: d, path: path}
@@ -197,15 +204,14 @@ func (l *loader) checkNetworks(cc *ClusterConfiguration, ccDoc *loadedDoc, scc *
 	nets := []*namedCIDR{pod, svc}
 	if scc != nil {
 		for i, text := range scc.InternalNetworkCIDRs {
+			if l.stop() {
+				return
+			}
 			nets = append(nets, l.parseNetwork(sccDoc, []string{"internalNetworkCIDRs", strconv.Itoa(i)}, fmt.Sprintf("internalNetworkCIDRs[%d]", i), text))
 		}
 	}
-	for i := 0; i < len(nets); i++ {
-		for j := 0; j < i; j++ {
-			a, b := nets[j], nets[i]
-			if a == nil || b == nil || !a.prefix.Overlaps(b.prefix) {
-				continue
-			}
+	overlappingPairs(nets, func(a, b *namedCIDR) bool {
+		{
 			// Report on the later field, naming the earlier one (and its document if another).
 			other := fmt.Sprintf("%s %q", a.field, a.text)
 			if a.doc != b.doc {
@@ -214,28 +220,85 @@ func (l *loader) checkNetworks(cc *ClusterConfiguration, ccDoc *loadedDoc, scc *
 			hint := "choose non-overlapping ranges"
 			if a.field == "podSubnetCIDR" && b.field == "serviceSubnetCIDR" {
 				// The example of the brief reads from the pod side; keep the pod first.
-				l.problems = append(l.problems, ccDoc.problem([]string{"podSubnetCIDR"},
+				l.add(ccDoc.problem([]string{"podSubnetCIDR"},
 					fmt.Sprintf("%q overlaps serviceSubnetCIDR %q", a.text, b.text), hint))
-				continue
+				return !l.stop()
 			}
-			l.problems = append(l.problems, b.doc.problem(b.path, fmt.Sprintf("%q overlaps %s", b.text, other), hint))
+			l.add(b.doc.problem(b.path, fmt.Sprintf("%q overlaps %s", b.text, other), hint))
 		}
-	}
+		return !l.stop()
+	})
 	if pod != nil {
 		path := []string{"podSubnetNodeCIDRPrefix"}
 		n, err := strconv.Atoi(cc.PodSubnetNodeCIDRPrefix)
 		podBits := pod.prefix.Bits()
 		switch {
 		case err != nil || n > 30:
-			l.problems = append(l.problems, ccDoc.problem(path, fmt.Sprintf("%q is not a prefix length from 1 to 30", cc.PodSubnetNodeCIDRPrefix), `use e.g. "24"`))
+			l.add(ccDoc.problem(path, fmt.Sprintf("%q is not a prefix length from 1 to 30", cc.PodSubnetNodeCIDRPrefix), `use e.g. "24"`))
 		case n <= podBits:
-			l.problems = append(l.problems, ccDoc.problem(path,
+			l.add(ccDoc.problem(path,
 				fmt.Sprintf("/%d per node does not fit into podSubnetCIDR %s", n, pod.text),
 				fmt.Sprintf("use a longer prefix than /%d (e.g. \"%d\") or a wider podSubnetCIDR", podBits, min(podBits+8, 30))))
 		case n-podBits > 16:
-			l.problems = append(l.problems, ccDoc.problem(path,
+			l.add(ccDoc.problem(path,
 				fmt.Sprintf("/%d per node splits podSubnetCIDR %s into more than 65536 node ranges, which kube-controller-manager refuses", n, pod.text),
 				fmt.Sprintf("use a prefix of at most /%d or a narrower podSubnetCIDR", podBits+16)))
+		}
+	}
+}
+
+// overlappingPairs calls f(earlier, later) for every pair of overlapping networks, later and
+// earlier in the order of nets (nil entries skipped), until f returns false. Two prefixes overlap
+// only when one contains the other, so after sorting by first address a sweep with a stack of the
+// prefixes still open finds them in O(n log n + pairs), not O(n²): a list of thousands of
+// internalNetworkCIDRs is checked as fast as the usual two or three.
+func overlappingPairs(nets []*namedCIDR, f func(a, b *namedCIDR) bool) {
+	type item struct {
+		n     *namedCIDR
+		order int
+	}
+	var items []item
+	for i, n := range nets {
+		if n != nil {
+			items = append(items, item{n, i})
+		}
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		a, b := items[i].n.prefix, items[j].n.prefix
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c < 0
+		}
+		return a.Bits() < b.Bits() // the wider one first: it contains the other
+	})
+	var open []item
+	var pairs [][2]item
+	for _, it := range items {
+		for len(open) > 0 && !open[len(open)-1].n.prefix.Contains(it.n.prefix.Addr()) {
+			open = open[:len(open)-1]
+		}
+		for _, o := range open {
+			pairs = append(pairs, [2]item{o, it})
+		}
+		open = append(open, it)
+		if len(pairs) >= maxProblems {
+			break // more than can be reported
+		}
+	}
+	// Report in input order, as a reader walks the files.
+	for i := range pairs {
+		if pairs[i][0].order > pairs[i][1].order {
+			pairs[i][0], pairs[i][1] = pairs[i][1], pairs[i][0]
+		}
+	}
+	sort.SliceStable(pairs, func(i, j int) bool {
+		if pairs[i][1].order != pairs[j][1].order {
+			return pairs[i][1].order < pairs[j][1].order
+		}
+		return pairs[i][0].order < pairs[j][0].order
+	})
+	for _, p := range pairs {
+		if !f(p[0].n, p[1].n) {
+			return
 		}
 	}
 }
@@ -247,7 +310,7 @@ func (l *loader) checkKubernetesVersion(cc *ClusterConfiguration, d *loadedDoc) 
 	if _, ok := l.vm.Release(cc.KubernetesVersion); ok {
 		return cc.KubernetesVersion
 	}
-	l.problems = append(l.problems, d.problem([]string{"kubernetesVersion"},
+	l.add(d.problem([]string{"kubernetesVersion"},
 		fmt.Sprintf("Kubernetes %s is not supported by this dhctl", cc.KubernetesVersion),
 		fmt.Sprintf("use one of: %s, or Automatic (= %s)", strings.Join(l.vm.Supported(), ", "), l.vm.Default())))
 	return ""
@@ -272,9 +335,12 @@ func validLabelKey(k string) bool {
 func (l *loader) checkNodeGroups(cc *ClusterConfiguration, ngs []NodeGroup, docs []*loadedDoc) {
 	seen := map[string]*loadedDoc{}
 	for i, ng := range ngs {
+		if l.stop() {
+			return
+		}
 		d := docs[i]
 		if first, dup := seen[ng.Metadata.Name]; dup {
-			l.problems = append(l.problems, d.problem([]string{"metadata", "name"},
+			l.add(d.problem([]string{"metadata", "name"},
 				fmt.Sprintf("NodeGroup %s is defined twice (also %s)", ng.Metadata.Name, first.where()), "rename or remove one"))
 		} else {
 			seen[ng.Metadata.Name] = d
@@ -282,38 +348,44 @@ func (l *loader) checkNodeGroups(cc *ClusterConfiguration, ngs []NodeGroup, docs
 		spec := ng.Spec
 		isCloudType := spec.NodeType == NodeTypeCloudEphemeral || spec.NodeType == NodeTypeCloudPermanent
 		if isCloudType && cc.ClusterType == ClusterTypeStatic {
-			l.problems = append(l.problems, d.problem([]string{"spec", "nodeType"},
+			l.add(d.problem([]string{"spec", "nodeType"},
 				fmt.Sprintf("nodeType %s needs clusterType: Cloud, but the cluster is Static", spec.NodeType), "use nodeType: Static"))
 		}
 		switch {
 		case spec.NodeType == NodeTypeCloudEphemeral && spec.CloudInstances == nil:
-			l.problems = append(l.problems, d.problem([]string{"spec", "cloudInstances"},
+			l.add(d.problem([]string{"spec", "cloudInstances"},
 				"required field is missing for nodeType CloudEphemeral", "add cloudInstances with classReference, minPerZone and maxPerZone"))
 		case spec.NodeType != NodeTypeCloudEphemeral && spec.CloudInstances != nil:
-			l.problems = append(l.problems, d.problem([]string{"spec", "cloudInstances"},
+			l.add(d.problem([]string{"spec", "cloudInstances"},
 				fmt.Sprintf("is only for nodeType CloudEphemeral, not %s", spec.NodeType), "remove it or change nodeType"))
 		}
 		if spec.StaticInstances != nil && spec.NodeType != NodeTypeStatic {
-			l.problems = append(l.problems, d.problem([]string{"spec", "staticInstances"},
+			l.add(d.problem([]string{"spec", "staticInstances"},
 				fmt.Sprintf("is only for nodeType Static, not %s", spec.NodeType), "remove it or change nodeType"))
 		}
 		if ci := spec.CloudInstances; ci != nil && ci.MinPerZone != nil && ci.MaxPerZone != nil && *ci.MinPerZone > *ci.MaxPerZone {
-			l.problems = append(l.problems, d.problem([]string{"spec", "cloudInstances", "minPerZone"},
+			l.add(d.problem([]string{"spec", "cloudInstances", "minPerZone"},
 				fmt.Sprintf("minPerZone %d is greater than maxPerZone %d", *ci.MinPerZone, *ci.MaxPerZone), "make minPerZone <= maxPerZone"))
 		}
 		if t := spec.NodeTemplate; t != nil {
 			for k, v := range t.Labels {
+				if l.stop() {
+					return
+				}
 				path := []string{"spec", "nodeTemplate", "labels", k}
 				if !validLabelKey(k) {
-					l.problems = append(l.problems, d.problemKey(path, fmt.Sprintf("%q is not a valid label key", k), "use [prefix/]name: name up to 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit"))
+					l.add(d.problemKey(path, fmt.Sprintf("%q is not a valid label key", k), "use [prefix/]name: name up to 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit"))
 				}
 				if !labelValue.MatchString(v) {
-					l.problems = append(l.problems, d.problem(path, fmt.Sprintf("%q is not a valid label value", v), "use up to 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit"))
+					l.add(d.problem(path, fmt.Sprintf("%q is not a valid label value", v), "use up to 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit"))
 				}
 			}
 			for j, taint := range t.Taints {
+				if l.stop() {
+					return
+				}
 				if !validLabelKey(taint.Key) {
-					l.problems = append(l.problems, d.problem([]string{"spec", "nodeTemplate", "taints", strconv.Itoa(j), "key"},
+					l.add(d.problem([]string{"spec", "nodeTemplate", "taints", strconv.Itoa(j), "key"},
 						fmt.Sprintf("%q is not a valid taint key", taint.Key), "use [prefix/]name, e.g. dedicated.example.com/role"))
 				}
 			}
@@ -329,15 +401,18 @@ func (d *loadedDoc) problemKey(path []string, msg, hint string) Problem {
 func (l *loader) checkModuleConfigs(mcs []ModuleConfig, docs []*loadedDoc) {
 	seen := map[string]*loadedDoc{}
 	for i, mc := range mcs {
+		if l.stop() {
+			return
+		}
 		d := docs[i]
 		if first, dup := seen[mc.Metadata.Name]; dup {
-			l.problems = append(l.problems, d.problem([]string{"metadata", "name"},
+			l.add(d.problem([]string{"metadata", "name"},
 				fmt.Sprintf("ModuleConfig %s is defined twice (also %s)", mc.Metadata.Name, first.where()), "merge them into one"))
 		} else {
 			seen[mc.Metadata.Name] = d
 		}
 		if len(mc.Spec.Settings) > 0 && mc.Spec.Version == 0 {
-			l.problems = append(l.problems, d.problem([]string{"spec", "version"},
+			l.add(d.problem([]string{"spec", "version"},
 				"required field is missing when spec.settings is set", "add spec.version, the version of the module's settings schema (e.g. 1)"))
 		}
 	}
@@ -350,17 +425,17 @@ func (l *loader) checkRegistry(dh *DeckhouseInit, d *loadedDoc) {
 	if dh.RegistryCA != "" {
 		path := child(base, "registryCA")
 		if msg := checkPEMCertificates(dh.RegistryCA); msg != "" {
-			l.problems = append(l.problems, d.problem(path, msg,
+			l.add(d.problem(path, msg,
 				"paste the CA certificate including the -----BEGIN CERTIFICATE----- and -----END CERTIFICATE----- lines (use a | block)"))
 		} else if dh.RegistryScheme == "HTTP" {
-			l.problems = append(l.problems, d.problem(path, "is set, but registryScheme is HTTP, which uses no TLS", "set registryScheme: HTTPS, or remove registryCA"))
+			l.add(d.problem(path, "is set, but registryScheme is HTTP, which uses no TLS", "set registryScheme: HTTPS, or remove registryCA"))
 		}
 	}
 	if dh.RegistryDockerCfg != "" {
 		path := child(base, "registryDockerCfg")
 		host, _, _ := strings.Cut(dh.ImagesRepo, "/")
 		if msg, hint := checkDockerCfg(dh.RegistryDockerCfg, host); msg != "" {
-			l.problems = append(l.problems, d.problem(path, msg, hint))
+			l.add(d.problem(path, msg, hint))
 		}
 	}
 }
@@ -441,11 +516,14 @@ func (l *loader) checkSSH(sc *SSHConfig, d *loadedDoc) {
 			set  bool
 		}{{"sshBastionPort", sc.SSHBastionPort != 0}, {"sshBastionUser", sc.SSHBastionUser != ""}} {
 			if f.set {
-				l.problems = append(l.problems, d.problem([]string{f.name}, "is set, but sshBastionHost is not", "add sshBastionHost, or remove "+f.name))
+				l.add(d.problem([]string{f.name}, "is set, but sshBastionHost is not", "add sshBastionHost, or remove "+f.name))
 			}
 		}
 	}
 	for i, k := range sc.SSHAgentPrivateKeys {
+		if l.stop() {
+			return
+		}
 		path := []string{"sshAgentPrivateKeys", strconv.Itoa(i), "key"}
 		_, err := ssh.ParseRawPrivateKey([]byte(k.Key))
 		var missing *ssh.PassphraseMissingError
@@ -454,11 +532,11 @@ func (l *loader) checkSSH(sc *SSHConfig, d *loadedDoc) {
 		case errors.As(err, &missing):
 			if k.Passphrase != "" {
 				if _, err := ssh.ParseRawPrivateKeyWithPassphrase([]byte(k.Key), []byte(k.Passphrase)); err != nil {
-					l.problems = append(l.problems, d.problem(child(path[:2], "passphrase"), "does not decrypt the key", "check the passphrase"))
+					l.add(d.problem(child(path[:2], "passphrase"), "does not decrypt the key", "check the passphrase"))
 				}
 			}
 		default:
-			l.problems = append(l.problems, d.problem(path, "is not a private key in PEM or OpenSSH format",
+			l.add(d.problem(path, "is not a private key in PEM or OpenSSH format",
 				"paste the whole private key file, including the -----BEGIN ... PRIVATE KEY----- line, as a | block"))
 		}
 	}

@@ -24,23 +24,35 @@ type fieldIssue struct {
 	hint    string
 }
 
-// validateValue checks value against schema and returns every violation, each phrased for a
-// human with a fix. Values of fields marked x-dhctl-secret never appear in the text.
-func validateValue(schema *openapi3.Schema, value any, root *yaml.Node) []fieldIssue {
+// validateValue checks value against schema and returns the first limit violations, each phrased
+// for a human with a fix, and whether every violation (counted or not) is an unknown field. Values
+// of fields marked x-dhctl-secret never appear in the text. Phrasing costs (a "did you mean" is an
+// edit distance to every field name), so no more are phrased than can be reported.
+func validateValue(schema *openapi3.Schema, value any, root *yaml.Node, limit int) (issues []fieldIssue, onlyUnknown bool) {
 	err := schema.VisitJSON(value, openapi3.MultiErrors())
 	if err == nil {
-		return nil
+		return nil, false
 	}
-	var issues []fieldIssue
+	onlyUnknown = true
 	for _, e := range flattenErrors(err) {
 		var se *openapi3.SchemaError
-		if !errors.As(e, &se) {
+		isSchemaError := errors.As(e, &se)
+		if !isSchemaError || se.SchemaField != "properties" || !unsupportedProperty.MatchString(se.Reason) {
+			onlyUnknown = false
+		}
+		if len(issues) >= limit {
+			if !onlyUnknown {
+				break
+			}
+			continue
+		}
+		if !isSchemaError {
 			issues = append(issues, fieldIssue{msg: e.Error()})
 			continue
 		}
 		issues = append(issues, describeSchemaError(se, root))
 	}
-	return issues
+	return issues, onlyUnknown
 }
 
 func flattenErrors(err error) []error {

@@ -9,10 +9,6 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// maxValueNodes bounds how many values one document may expand to, aliases included, so that an
-// "alias bomb" (a few lines that expand to billions of values) is an error, not an OOM.
-const maxValueNodes = 100_000
-
 // nodeError is a structural problem found while turning YAML nodes into values.
 type nodeError struct {
 	node *yaml.Node
@@ -25,46 +21,88 @@ func (e *nodeError) Error() string { return e.msg }
 
 // valueConverter turns a yaml.v3 node tree into JSON-compatible values (map[string]any, []any,
 // string, int64, float64, bool, nil), which is what the schema validator and encoding/json expect.
+// Every value, aliases expanded and mapping keys included, is charged to the run's budget, so
+// that an "alias bomb" (a few lines that expand to billions of values), or many documents each
+// under any per-document limit, is an error, not an OOM.
 type valueConverter struct {
-	budget int
+	budget *budget
+	// path is the field path of the node being converted. It is one stack, pushed and popped,
+	// and copied only into an error: copying it at every level costs O(depth²).
+	path []string
+	// via is the outermost alias being expanded, where an expansion that runs out of budget is
+	// reported: the anchor's own line says nothing about where it was used.
+	via *yaml.Node
 }
 
-func newValueConverter() *valueConverter { return &valueConverter{budget: maxValueNodes} }
+func newValueConverter(b *budget) *valueConverter { return &valueConverter{budget: b} }
 
-func (c *valueConverter) convert(n *yaml.Node, path []string) (any, error) {
-	c.budget--
-	if c.budget < 0 {
-		return nil, &nodeError{node: n, msg: fmt.Sprintf("document expands to more than %d values (YAML aliases?)", maxValueNodes), hint: "write the document out without anchors and aliases"}
+// errorPath is a copy of the current path for an error, which outlives the stack.
+func (c *valueConverter) errorPath(seg ...string) []string {
+	return append(append(make([]string, 0, len(c.path)+len(seg)), c.path...), seg...)
+}
+
+func (c *valueConverter) charge(n *yaml.Node) error {
+	c.budget.values--
+	if c.budget.values < 0 {
+		if c.via != nil {
+			n = c.via
+		}
+		return &nodeError{node: n, msg: fmt.Sprintf("the documents expand to more than %d values, the limit of one run (all files, YAML aliases expanded)", maxRunValues),
+			hint: "write anchors and aliases out; is this the right file?"}
+	}
+	return nil
+}
+
+func (c *valueConverter) convert(n *yaml.Node) (any, error) {
+	if err := c.charge(n); err != nil {
+		return nil, err
 	}
 	switch n.Kind {
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
 			return nil, nil
 		}
-		return c.convert(n.Content[0], path)
+		return c.convert(n.Content[0])
 	case yaml.AliasNode:
 		if n.Alias == nil {
-			return nil, &nodeError{node: n, path: path, msg: "alias to an unknown anchor"}
+			return nil, &nodeError{node: n, path: c.errorPath(), msg: "alias to an unknown anchor"}
 		}
-		return c.convert(n.Alias, path)
+		if c.via != nil {
+			return c.convert(n.Alias)
+		}
+		c.via = n
+		v, err := c.convert(n.Alias)
+		c.via = nil
+		return v, err
+	case yaml.MappingNode, yaml.SequenceNode:
+		if len(c.path) >= maxDepth {
+			return nil, &nodeError{node: n, msg: fmt.Sprintf("values nest more than %d levels deep", maxDepth), hint: "is this the right file? documents nest a few levels"}
+		}
+	}
+	switch n.Kind {
 	case yaml.MappingNode:
 		m := make(map[string]any, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
+			if err := c.charge(k); err != nil {
+				return nil, err
+			}
 			if k.Kind == yaml.AliasNode && k.Alias != nil {
 				k = k.Alias
 			}
 			if k.Kind != yaml.ScalarNode {
-				return nil, &nodeError{node: k, path: path, msg: "a mapping key must be a plain string", hint: "write the key as text"}
+				return nil, &nodeError{node: k, path: c.errorPath(), msg: "a mapping key must be a plain string", hint: "write the key as text"}
 			}
 			if k.ShortTag() == "!!merge" {
-				return nil, &nodeError{node: k, path: path, msg: "YAML merge keys (<<) are not supported", hint: "write the merged fields out"}
+				return nil, &nodeError{node: k, path: c.errorPath(), msg: "YAML merge keys (<<) are not supported", hint: "write the merged fields out"}
 			}
 			key := k.Value
 			if _, dup := m[key]; dup {
-				return nil, &nodeError{node: k, path: child(path, key), msg: "duplicate field", hint: "keep one of the two"}
+				return nil, &nodeError{node: k, path: c.errorPath(key), msg: "duplicate field", hint: "keep one of the two"}
 			}
-			val, err := c.convert(v, child(path, key))
+			c.path = append(c.path, key)
+			val, err := c.convert(v)
+			c.path = c.path[:len(c.path)-1]
 			if err != nil {
 				return nil, err
 			}
@@ -74,7 +112,9 @@ func (c *valueConverter) convert(n *yaml.Node, path []string) (any, error) {
 	case yaml.SequenceNode:
 		s := make([]any, 0, len(n.Content))
 		for i, item := range n.Content {
-			val, err := c.convert(item, child(path, strconv.Itoa(i)))
+			c.path = append(c.path, strconv.Itoa(i))
+			val, err := c.convert(item)
+			c.path = c.path[:len(c.path)-1]
 			if err != nil {
 				return nil, err
 			}
@@ -82,19 +122,24 @@ func (c *valueConverter) convert(n *yaml.Node, path []string) (any, error) {
 		}
 		return s, nil
 	case yaml.ScalarNode:
-		return scalarValue(n, path)
+		v, err := scalarValue(n)
+		if err != nil {
+			err.path = c.errorPath()
+			return nil, err
+		}
+		return v, nil
 	}
-	return nil, &nodeError{node: n, path: path, msg: "unsupported YAML node"}
+	return nil, &nodeError{node: n, path: c.errorPath(), msg: "unsupported YAML node"}
 }
 
-func scalarValue(n *yaml.Node, path []string) (any, error) {
+func scalarValue(n *yaml.Node) (any, *nodeError) {
 	switch n.ShortTag() {
 	case "!!null":
 		return nil, nil
 	case "!!bool":
 		var b bool
 		if err := n.Decode(&b); err != nil {
-			return nil, &nodeError{node: n, path: path, msg: "not a valid boolean", hint: "write true or false"}
+			return nil, &nodeError{node: n, msg: "not a valid boolean", hint: "write true or false"}
 		}
 		return b, nil
 	case "!!int":
@@ -106,14 +151,14 @@ func scalarValue(n *yaml.Node, path []string) (any, error) {
 		if err := n.Decode(&u); err == nil {
 			return float64(u), nil
 		}
-		return nil, &nodeError{node: n, path: path, msg: "integer out of range"}
+		return nil, &nodeError{node: n, msg: "integer out of range"}
 	case "!!float":
 		var f float64
 		if err := n.Decode(&f); err != nil {
-			return nil, &nodeError{node: n, path: path, msg: "not a valid number"}
+			return nil, &nodeError{node: n, msg: "not a valid number"}
 		}
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, &nodeError{node: n, path: path, msg: "NaN and infinite numbers are not allowed", hint: "write a finite number or quote the text"}
+			return nil, &nodeError{node: n, msg: "NaN and infinite numbers are not allowed", hint: "write a finite number or quote the text"}
 		}
 		return f, nil
 	case "!!str", "!!timestamp", "!!binary":
@@ -168,24 +213,38 @@ func locate(root *yaml.Node, path []string) (key, val *yaml.Node) {
 }
 
 // formatPath renders a field path for humans: spec.nodeTemplate.labels["node-role.kubernetes.io/x"],
-// sshAgentPrivateKeys[0].key. Segments that index a list in value are shown as [i].
-func formatPath(value any, path []string) string {
+// sshAgentPrivateKeys[0].key. Segments that index a list are shown as [i]: a list in value, or,
+// where value has nothing (nil, or the path goes beyond it), in the YAML under root.
+func formatPath(value any, root *yaml.Node, path []string) string {
 	var b strings.Builder
 	cur := value
+	n := root
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
 	for _, seg := range path {
+		for n != nil && n.Kind == yaml.AliasNode {
+			n = n.Alias
+		}
+		isList := false
 		switch v := cur.(type) {
 		case []any:
-			b.WriteString("[" + seg + "]")
+			isList = true
 			if i, err := strconv.Atoi(seg); err == nil && i >= 0 && i < len(v) {
 				cur = v[i]
 			} else {
 				cur = nil
 			}
-			continue
 		case map[string]any:
 			cur = v[seg]
 		default:
+			isList = cur == nil && n != nil && n.Kind == yaml.SequenceNode
 			cur = nil
+		}
+		n = childNode(n, seg)
+		if isList {
+			b.WriteString("[" + seg + "]")
+			continue
 		}
 		if isPlainFieldName(seg) {
 			if b.Len() > 0 {
@@ -197,6 +256,26 @@ func formatPath(value any, path []string) string {
 		}
 	}
 	return b.String()
+}
+
+// childNode is the value node of seg in a mapping or sequence node, or nil.
+func childNode(n *yaml.Node, seg string) *yaml.Node {
+	if n == nil {
+		return nil
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == seg {
+				return n.Content[i+1]
+			}
+		}
+	case yaml.SequenceNode:
+		if i, err := strconv.Atoi(seg); err == nil && i >= 0 && i < len(n.Content) {
+			return n.Content[i]
+		}
+	}
+	return nil
 }
 
 func isPlainFieldName(s string) bool {
