@@ -19,10 +19,15 @@ const (
 
 // budget is what is left of the limits of one Load call.
 type budget struct {
-	values int
+	values       int
+	rendered     int // bytes the templates may still render to
+	templateWork int // bytes template functions may still take and make
+	actionBytes  int // bytes of {{ }} actions the templates may still have
 }
 
-func newBudget() *budget { return &budget{values: maxRunValues} }
+func newBudget() *budget {
+	return &budget{values: maxRunValues, rendered: maxRenderedSize, templateWork: maxTemplateWork, actionBytes: maxActionBytes}
+}
 
 // yamlNodeBound is an upper bound on the nodes yaml.v3 builds from data (aliases not expanded),
 // found in one pass without parsing, so that a dense file is refused before yaml.v3 spends

@@ -209,7 +209,7 @@ func (l *loader) openFile(ctx context.Context, path string, src source, earlier 
 var yamlErrorLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
 func (l *loader) loadFile(file string, data []byte, src source, lookupEnv func(string) (string, bool)) {
-	rendered, prob := renderTemplate(file, data, lookupEnv)
+	rendered, prob := renderTemplate(file, data, lookupEnv, l.budget)
 	if prob != nil {
 		l.add(*prob)
 		l.unsure(src)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Problem is one thing wrong with the configuration: where it is (file, document, field, line)
@@ -94,4 +95,18 @@ func sortProblems(ps Problems, fileOrder map[string]int) {
 		}
 		return a.Path < b.Path
 	})
+}
+
+// shortText shortens user text for a message, at a character boundary, so that a pasted blob (or
+// a hostile 8 MiB key) leaves the message readable.
+func shortText(s string) string {
+	const max = 60
+	if len(s) <= max {
+		return s
+	}
+	cut := max - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
