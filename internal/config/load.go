@@ -87,6 +87,7 @@ type loadedDoc struct {
 	Document
 	root *yaml.Node
 	src  source
+	env  *fileEnv // nil when nothing in the file came from the environment
 }
 
 type loader struct {
@@ -94,8 +95,11 @@ type loader struct {
 	vm       *VersionMap
 	budget   *budget
 	problems Problems
-	docs     []*loadedDoc // schema-known, valid documents, in input order
-	res      []*loadedDoc // resources
+	// envValues are the environment variables templates read, name -> value, so that no
+	// problem prints one.
+	envValues map[string]string
+	docs      []*loadedDoc // schema-known, valid documents, in input order
+	res       []*loadedDoc // resources
 	// mayHaveClusterConfiguration is set when a --config document was a ClusterConfiguration
 	// but invalid, or could not be read far enough to know its kind: then "there is no
 	// ClusterConfiguration" would be a misleading follow-on problem.
@@ -120,7 +124,7 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 			return nil, fmt.Errorf("built-in version map: %w", err)
 		}
 	}
-	l := &loader{reg: reg, vm: vm, budget: newBudget()}
+	l := &loader{reg: reg, vm: vm, budget: newBudget(), envValues: map[string]string{}}
 	fileOrder := map[string]int{}
 	inputs := []struct {
 		paths []string
@@ -155,6 +159,7 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 	}
 	if len(l.problems) > 0 {
 		sortProblems(l.problems, fileOrder)
+		scrubEnvValues(l.problems, l.envValues)
 		if len(l.problems) >= maxProblems {
 			l.problems = append(l.problems, Problem{Message: fmt.Sprintf("stopped after %d problems", maxProblems), Hint: "fix these and run again"})
 		}
@@ -209,7 +214,12 @@ func (l *loader) openFile(ctx context.Context, path string, src source, earlier 
 var yamlErrorLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
 func (l *loader) loadFile(file string, data []byte, src source, lookupEnv func(string) (string, bool)) {
-	rendered, prob := renderTemplate(file, data, lookupEnv, l.budget)
+	rendered, use, prob := renderTemplate(file, data, lookupEnv, l.budget)
+	if use != nil {
+		for name, v := range use.values {
+			l.envValues[name] = v
+		}
+	}
 	if prob != nil {
 		l.add(*prob)
 		l.unsure(src)
@@ -220,6 +230,16 @@ func (l *loader) loadFile(file string, data []byte, src source, lookupEnv func(s
 		l.unsure(src)
 		return
 	}
+	env := newFileEnv(rendered, use)
+	// Where values from the environment went is known by node positions in the whole file, so
+	// such a file is parsed whole before its documents are looked at; others are looked at one
+	// document at a time, so that a resource's tree can go once it is checked.
+	var pending []*yaml.Node
+	defer func() {
+		for i, root := range pending {
+			l.loadDocument(file, i+1, root, src, env)
+		}
+	}()
 	dec := yaml.NewDecoder(bytes.NewReader(rendered))
 	for index := 1; !l.stop(); index++ {
 		var node yaml.Node
@@ -240,7 +260,12 @@ func (l *loader) loadFile(file string, data []byte, src source, lookupEnv func(s
 			l.unsure(src)
 			return // the decoder cannot resynchronise after a syntax error
 		}
-		l.loadDocument(file, index, &node, src)
+		if env != nil {
+			env.addNodes(&node)
+			pending = append(pending, &node)
+			continue
+		}
+		l.loadDocument(file, index, &node, src, nil)
 	}
 }
 
@@ -254,10 +279,13 @@ func decodeSafely(dec *yaml.Decoder, node *yaml.Node) (err error) {
 	return dec.Decode(node)
 }
 
-func (l *loader) loadDocument(file string, index int, root *yaml.Node, src source) {
+func (l *loader) loadDocument(file string, index int, root *yaml.Node, src source, env *fileEnv) {
+	if l.stop() {
+		return
+	}
 	var value any
 	at := func(path []string, keyLine bool, kind, msg, hint string) Problem {
-		return problemAt(file, index, kind, root, value, path, keyLine, msg, hint)
+		return problemAt(file, index, kind, root, value, env, path, keyLine, msg, hint)
 	}
 	value, err := newValueConverter(l.budget).convert(root)
 	if err != nil {
@@ -290,7 +318,7 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 	if !ok {
 		return
 	}
-	doc := &loadedDoc{Document: Document{File: file, Index: index, APIVersion: apiVersion, Kind: kind, Object: obj}, root: root, src: src}
+	doc := &loadedDoc{Document: Document{File: file, Index: index, APIVersion: apiVersion, Kind: kind, Object: obj}, root: root, src: src, env: env}
 	if md, ok := obj["metadata"].(map[string]any); ok {
 		doc.Name, _ = md["name"].(string)
 	}
@@ -298,7 +326,7 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 	schema, known := l.reg.lookup(kind, apiVersion)
 	if !known && l.reg.Has(kind) {
 		l.add(at([]string{"apiVersion"}, false, kind,
-			fmt.Sprintf("%q is not supported for kind %s", apiVersion, kind),
+			fmt.Sprintf("%s is not supported for kind %s", doc.show([]string{"apiVersion"}, apiVersion), kind),
 			"use "+strings.Join(l.reg.APIVersions(kind), " or ")))
 		return
 	}
@@ -314,9 +342,10 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 		l.add(p)
 		return
 	}
-	issues, onlyUnknown := validateValue(schema, obj, root, max(maxProblems-len(l.problems), 0))
+	hidden := func(path []string) bool { return doc.fromEnv(path) != nil || doc.keyFromEnv(path) }
+	issues, onlyUnknown := validateValue(schema, obj, root, max(maxProblems-len(l.problems), 0), hidden)
 	for _, is := range issues {
-		l.add(problemAt(file, index, kind, root, obj, is.path, is.keyLine, is.msg, is.hint))
+		l.add(problemAt(file, index, kind, root, obj, env, is.path, is.keyLine, is.msg, is.hint))
 	}
 	if len(issues) > 0 && !onlyUnknown {
 		return
@@ -429,7 +458,7 @@ func (l *loader) unknownKindProblem(d *loadedDoc, at func([]string, bool, string
 		return Problem{}, false
 	}
 	if c, ok := closest(d.Kind, l.reg.Kinds()); ok {
-		return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("unknown kind %q", d.Kind), fmt.Sprintf("did you mean %q?", c)), true
+		return at([]string{"kind"}, false, d.Kind, "unknown kind "+d.show([]string{"kind"}, d.Kind), fmt.Sprintf("did you mean %q?", c)), true
 	}
 	if d.src == fromConfig && isProviderKind(d.Kind) {
 		var have []string
@@ -464,8 +493,21 @@ func (l *loader) misplacedKindProblem(d *loadedDoc, at func([]string, bool, stri
 
 // problemAt builds a problem for a field path of a document, finding its line in the YAML.
 // value (may be nil) and root help render list indexes as [i].
-func problemAt(file string, index int, kind string, root *yaml.Node, value any, path []string, keyLine bool, msg, hint string) Problem {
-	p := Problem{File: file, Document: index, Kind: kind, Path: formatPath(value, root, path), Message: msg, Hint: hint}
+//
+// With env, keys of the path that came from the environment are not shown, nor a kind that did,
+// and a message about a value from the environment says so.
+func problemAt(file string, index int, kind string, root *yaml.Node, value any, env *fileEnv, path []string, keyLine bool, msg, hint string) Problem {
+	var hide []bool
+	if env != nil {
+		hide = make([]bool, len(path))
+		for i, k := range keyNodes(root, path) {
+			hide[i] = env.namesOf(k) != nil
+		}
+		if _, k := locate(root, []string{"kind"}); env.namesOf(k) != nil {
+			kind = ""
+		}
+	}
+	p := Problem{File: file, Document: index, Kind: shortText(kind), Path: formatPath(value, root, path, hide...), Message: msg, Hint: hint}
 	key, val := locate(root, path)
 	n := val
 	if key != nil && (keyLine || val == nil || val.Kind != yaml.ScalarNode) {
@@ -474,12 +516,21 @@ func problemAt(file string, index int, kind string, root *yaml.Node, value any, 
 	if n != nil {
 		p.Line, p.Column = n.Line, n.Column
 	}
+	if env != nil && pathExists(root, path) {
+		what, names := "value", env.namesOf(val)
+		if keyLine {
+			what, names = "key", env.namesOf(key)
+		}
+		if names != nil && !strings.Contains(p.Message, "environment variable") {
+			p.Message += fmt.Sprintf(" (the %s comes from %s)", what, envVars(names))
+		}
+	}
 	return p
 }
 
 // problem is problemAt for a loaded document.
 func (d *loadedDoc) problem(path []string, msg, hint string) Problem {
-	return problemAt(d.File, d.Index, d.Kind, d.root, d.Object, path, false, msg, hint)
+	return problemAt(d.File, d.Index, d.Kind, d.root, d.Object, d.env, path, false, msg, hint)
 }
 
 // where names a document for messages that refer to another one.

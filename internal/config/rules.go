@@ -113,7 +113,7 @@ func (l *loader) assemble(needClusterConfiguration bool) *Cluster {
 		}
 		if first, dup := seenHost[h.Host]; dup {
 			l.add(hostDocs[i].problem([]string{"host"},
-				fmt.Sprintf("host %s is listed twice (also %s)", h.Host, first.where()), "remove one of the SSHHost documents"))
+				fmt.Sprintf("host %s is listed twice (also %s)", hostDocs[i].showName([]string{"host"}, h.Host), first.where()), "remove one of the SSHHost documents"))
 			continue
 		}
 		seenHost[h.Host] = hostDocs[i]
@@ -186,11 +186,15 @@ type namedCIDR struct {
 func (l *loader) parseNetwork(d *loadedDoc, path []string, field, text string) *namedCIDR {
 	p, err := netip.ParsePrefix(text)
 	if err != nil || !p.Addr().Is4() {
-		l.add(d.problem(path, fmt.Sprintf("%q is not a valid IPv4 CIDR", text), "write it as a.b.c.d/n with each number 0-255 and n 0-32, e.g. 10.111.0.0/16"))
+		l.add(d.problem(path, fmt.Sprintf("%s is not a valid IPv4 CIDR", d.show(path, text)), "write it as a.b.c.d/n with each number 0-255 and n 0-32, e.g. 10.111.0.0/16"))
 		return nil
 	}
 	if p.Masked() != p {
-		l.add(d.problem(path, fmt.Sprintf("%q has host bits set", text), fmt.Sprintf("use the network address %s", p.Masked())))
+		hint := fmt.Sprintf("use the network address %s", p.Masked())
+		if d.fromEnv(path) != nil {
+			hint = "use the network address (the value with its host bits zeroed)"
+		}
+		l.add(d.problem(path, fmt.Sprintf("%s has host bits set", d.show(path, text)), hint))
 		return nil
 	}
 	return &namedCIDR{prefix: p, text: text, field: field, doc: d, path: path}
@@ -213,18 +217,25 @@ func (l *loader) checkNetworks(cc *ClusterConfiguration, ccDoc *loadedDoc, scc *
 	overlappingPairs(nets, func(a, b *namedCIDR) bool {
 		{
 			// Report on the later field, naming the earlier one (and its document if another).
-			other := fmt.Sprintf("%s %q", a.field, a.text)
+			other := a.field + " " + a.doc.show(a.path, a.text)
+			if a.doc.fromEnv(a.path) != nil {
+				other = a.field + ", " + a.doc.show(a.path, a.text) + ","
+			}
 			if a.doc != b.doc {
 				other += fmt.Sprintf(" (%s in %s)", a.doc.Kind, a.doc.where())
 			}
 			hint := "choose non-overlapping ranges"
 			if a.field == "podSubnetCIDR" && b.field == "serviceSubnetCIDR" {
 				// The example of the brief reads from the pod side; keep the pod first.
+				svc := " " + b.doc.show(b.path, b.text)
+				if b.doc.fromEnv(b.path) != nil {
+					svc = ", " + b.doc.show(b.path, b.text)
+				}
 				l.add(ccDoc.problem([]string{"podSubnetCIDR"},
-					fmt.Sprintf("%q overlaps serviceSubnetCIDR %q", a.text, b.text), hint))
+					fmt.Sprintf("%s overlaps serviceSubnetCIDR%s", a.doc.show(a.path, a.text), svc), hint))
 				return !l.stop()
 			}
-			l.add(b.doc.problem(b.path, fmt.Sprintf("%q overlaps %s", b.text, other), hint))
+			l.add(b.doc.problem(b.path, fmt.Sprintf("%s overlaps %s", b.doc.show(b.path, b.text), strings.TrimSuffix(other, ",")), hint))
 		}
 		return !l.stop()
 	})
@@ -232,17 +243,32 @@ func (l *loader) checkNetworks(cc *ClusterConfiguration, ccDoc *loadedDoc, scc *
 		path := []string{"podSubnetNodeCIDRPrefix"}
 		n, err := strconv.Atoi(cc.PodSubnetNodeCIDRPrefix)
 		podBits := pod.prefix.Bits()
+		// What is printed of the two values, unless they came from the environment: then the
+		// hints, which are computed from them, say what to do without numbers.
+		perNode := fmt.Sprintf("/%d per node", n)
+		if ccDoc.fromEnv(path) != nil {
+			perNode = "the prefix per node, " + ccDoc.show(path, "") + ","
+		}
+		podText, podHidden := pod.text, ccDoc.fromEnv(pod.path) != nil
+		if podHidden {
+			podText = "(" + ccDoc.show(pod.path, "") + ")"
+		}
 		switch {
 		case err != nil || n > 30:
-			l.add(ccDoc.problem(path, fmt.Sprintf("%q is not a prefix length from 1 to 30", cc.PodSubnetNodeCIDRPrefix), `use e.g. "24"`))
+			l.add(ccDoc.problem(path, fmt.Sprintf("%s is not a prefix length from 1 to 30", ccDoc.show(path, cc.PodSubnetNodeCIDRPrefix)), `use e.g. "24"`))
 		case n <= podBits:
-			l.add(ccDoc.problem(path,
-				fmt.Sprintf("/%d per node does not fit into podSubnetCIDR %s", n, pod.text),
-				fmt.Sprintf("use a longer prefix than /%d (e.g. \"%d\") or a wider podSubnetCIDR", podBits, min(podBits+8, 30))))
+			hint := fmt.Sprintf("use a longer prefix than /%d (e.g. \"%d\") or a wider podSubnetCIDR", podBits, min(podBits+8, 30))
+			if podHidden || ccDoc.fromEnv(path) != nil {
+				hint = "use a longer prefix than podSubnetCIDR's, or a wider podSubnetCIDR"
+			}
+			l.add(ccDoc.problem(path, fmt.Sprintf("%s does not fit into podSubnetCIDR %s", perNode, podText), hint))
 		case n-podBits > 16:
+			hint := fmt.Sprintf("use a prefix of at most /%d or a narrower podSubnetCIDR", podBits+16)
+			if podHidden || ccDoc.fromEnv(path) != nil {
+				hint = "use a prefix at most 16 longer than podSubnetCIDR's, or a narrower podSubnetCIDR"
+			}
 			l.add(ccDoc.problem(path,
-				fmt.Sprintf("/%d per node splits podSubnetCIDR %s into more than 65536 node ranges, which kube-controller-manager refuses", n, pod.text),
-				fmt.Sprintf("use a prefix of at most /%d or a narrower podSubnetCIDR", podBits+16)))
+				fmt.Sprintf("%s splits podSubnetCIDR %s into more than 65536 node ranges, which kube-controller-manager refuses", perNode, podText), hint))
 		}
 	}
 }
@@ -311,7 +337,7 @@ func (l *loader) checkKubernetesVersion(cc *ClusterConfiguration, d *loadedDoc) 
 		return cc.KubernetesVersion
 	}
 	l.add(d.problem([]string{"kubernetesVersion"},
-		fmt.Sprintf("Kubernetes %s is not supported by this dhctl", cc.KubernetesVersion),
+		kubernetesVersionMessage(d, cc.KubernetesVersion),
 		fmt.Sprintf("use one of: %s, or Automatic (= %s)", strings.Join(l.vm.Supported(), ", "), l.vm.Default())))
 	return ""
 }
@@ -341,7 +367,7 @@ func (l *loader) checkNodeGroups(cc *ClusterConfiguration, ngs []NodeGroup, docs
 		d := docs[i]
 		if first, dup := seen[ng.Metadata.Name]; dup {
 			l.add(d.problem([]string{"metadata", "name"},
-				fmt.Sprintf("NodeGroup %s is defined twice (also %s)", ng.Metadata.Name, first.where()), "rename or remove one"))
+				fmt.Sprintf("NodeGroup %s is defined twice (also %s)", d.showName([]string{"metadata", "name"}, ng.Metadata.Name), first.where()), "rename or remove one"))
 		} else {
 			seen[ng.Metadata.Name] = d
 		}
@@ -374,10 +400,10 @@ func (l *loader) checkNodeGroups(cc *ClusterConfiguration, ngs []NodeGroup, docs
 				}
 				path := []string{"spec", "nodeTemplate", "labels", k}
 				if !validLabelKey(k) {
-					l.add(d.problemKey(path, fmt.Sprintf("%q is not a valid label key", k), "use [prefix/]name: name up to 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit"))
+					l.add(d.problemKey(path, fmt.Sprintf("%s is not a valid label key", d.showKey(path, k)), "use [prefix/]name: name up to 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit"))
 				}
 				if !labelValue.MatchString(v) {
-					l.add(d.problem(path, fmt.Sprintf("%q is not a valid label value", v), "use up to 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit"))
+					l.add(d.problem(path, fmt.Sprintf("%s is not a valid label value", d.show(path, v)), "use up to 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit"))
 				}
 			}
 			for j, taint := range t.Taints {
@@ -386,16 +412,42 @@ func (l *loader) checkNodeGroups(cc *ClusterConfiguration, ngs []NodeGroup, docs
 				}
 				if !validLabelKey(taint.Key) {
 					l.add(d.problem([]string{"spec", "nodeTemplate", "taints", strconv.Itoa(j), "key"},
-						fmt.Sprintf("%q is not a valid taint key", taint.Key), "use [prefix/]name, e.g. dedicated.example.com/role"))
+						fmt.Sprintf("%s is not a valid taint key", d.show([]string{"spec", "nodeTemplate", "taints", strconv.Itoa(j), "key"}, taint.Key)), "use [prefix/]name, e.g. dedicated.example.com/role"))
 				}
 			}
 		}
 	}
 }
 
+// kubernetesVersionMessage says that version (the field of d) is not one this dhctl has.
+func kubernetesVersionMessage(d *loadedDoc, version string) string {
+	if d.fromEnv([]string{"kubernetesVersion"}) != nil {
+		return fmt.Sprintf("Kubernetes version %s is not supported by this dhctl", d.show([]string{"kubernetesVersion"}, version))
+	}
+	return fmt.Sprintf("Kubernetes %s is not supported by this dhctl", shortText(version))
+}
+
+// showName is a name (of a node group, a host) at path for a message, as written or, when it
+// came from the environment, as "(the value of environment variable X)".
+func (d *loadedDoc) showName(path []string, name string) string {
+	if d.fromEnv(path) != nil {
+		return "(" + d.show(path, name) + ")"
+	}
+	return shortText(name)
+}
+
+// showKey is show for the map key that ends path.
+func (d *loadedDoc) showKey(path []string, key string) string {
+	if d.keyFromEnv(path) {
+		keys := keyNodes(d.root, path)
+		return "the key from " + envVars(d.env.namesOf(keys[len(keys)-1]))
+	}
+	return strconv.Quote(shortText(key))
+}
+
 // problemKey is problem pointing at the key's line (for a bad map key).
 func (d *loadedDoc) problemKey(path []string, msg, hint string) Problem {
-	return problemAt(d.File, d.Index, d.Kind, d.root, d.Object, path, true, msg, hint)
+	return problemAt(d.File, d.Index, d.Kind, d.root, d.Object, d.env, path, true, msg, hint)
 }
 
 func (l *loader) checkModuleConfigs(mcs []ModuleConfig, docs []*loadedDoc) {
@@ -407,7 +459,7 @@ func (l *loader) checkModuleConfigs(mcs []ModuleConfig, docs []*loadedDoc) {
 		d := docs[i]
 		if first, dup := seen[mc.Metadata.Name]; dup {
 			l.add(d.problem([]string{"metadata", "name"},
-				fmt.Sprintf("ModuleConfig %s is defined twice (also %s)", mc.Metadata.Name, first.where()), "merge them into one"))
+				fmt.Sprintf("ModuleConfig %s is defined twice (also %s)", d.showName([]string{"metadata", "name"}, mc.Metadata.Name), first.where()), "merge them into one"))
 		} else {
 			seen[mc.Metadata.Name] = d
 		}
@@ -434,7 +486,14 @@ func (l *loader) checkRegistry(dh *DeckhouseInit, d *loadedDoc) {
 	if dh.RegistryDockerCfg != "" {
 		path := child(base, "registryDockerCfg")
 		host, _, _ := strings.Cut(dh.ImagesRepo, "/")
-		if msg, hint := checkDockerCfg(dh.RegistryDockerCfg, host); msg != "" {
+		shownHost := host
+		if names := d.fromEnv(child(base, "imagesRepo")); names != nil {
+			shownHost = ""
+		}
+		if msg, hint := checkDockerCfg(dh.RegistryDockerCfg, host, shownHost, d.fromEnv(path) != nil); msg != "" {
+			if shownHost == "" && strings.Contains(msg, "the registry of imagesRepo") {
+				msg += ", " + d.show(child(base, "imagesRepo"), "")
+			}
 			l.add(d.problem(path, msg, hint))
 		}
 	}
@@ -468,7 +527,10 @@ func checkPEMCertificates(text string) string {
 
 const dockerCfgHint = `encode a docker config.json, e.g. base64 -w0 ~/.docker/config.json; it must look like {"auths":{"registry.example.com":{"auth":"<base64 of user:password>"}}}`
 
-func checkDockerCfg(text, registryHost string) (msg, hint string) {
+// checkDockerCfg checks a docker config for registryHost. shownHost is what messages may call it
+// ("" when it came from the environment); hideHosts says that the hosts in the config itself
+// came from the environment.
+func checkDockerCfg(text, registryHost, shownHost string, hideHosts bool) (msg, hint string) {
 	raw, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(text), ""))
 	if err != nil {
 		return "is not valid base64", dockerCfgHint
@@ -496,12 +558,18 @@ func checkDockerCfg(text, registryHost string) (msg, hint string) {
 		}
 		dec, err := base64.StdEncoding.DecodeString(a.Auth)
 		if err != nil || !strings.Contains(string(dec), ":") {
-			return fmt.Sprintf("auths[%q].auth is not base64 of user:password", host), "encode it with: printf '%s' 'user:password' | base64 -w0"
+			if hideHosts {
+				return "an auths entry's auth is not base64 of user:password", "encode it with: printf '%s' 'user:password' | base64 -w0"
+			}
+			return fmt.Sprintf("auths[%s].auth is not base64 of user:password", strconv.Quote(shortText(host))), "encode it with: printf '%s' 'user:password' | base64 -w0"
 		}
 	}
 	if registryHost != "" {
 		if _, ok := cfg.Auths[registryHost]; !ok {
-			return fmt.Sprintf("has no credentials for %s, the registry of imagesRepo", registryHost), fmt.Sprintf("add an auths entry for %s", registryHost)
+			if shownHost == "" {
+				return "has no credentials for the registry of imagesRepo", "add an auths entry for the registry host of imagesRepo"
+			}
+			return fmt.Sprintf("has no credentials for %s, the registry of imagesRepo", shortText(shownHost)), fmt.Sprintf("add an auths entry for %s", shortText(shownHost))
 		}
 	}
 	return "", ""

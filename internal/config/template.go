@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"text/template"
@@ -46,18 +47,37 @@ func (e *templateLimitError) Error() string { return e.msg }
 // templateLine extracts "name:LINE:COL" from text/template's parse and exec errors.
 var templateLine = regexp.MustCompile(`^template: [^\n]*?:(\d+)(?::(\d+))?: `)
 
+// envUse is what a template took from the environment: the variables it read, and the parts of
+// its output that may hold their values.
+type envUse struct {
+	values map[string]string // name -> value, of every variable read
+	spans  []envSpan         // in the rendered text, in order
+}
+
+// envSpan is output of one {{ }} expression that may hold values of the named variables: the
+// output of any expression after the first variable was read (a value can be kept in a
+// variable), named by the values it contains, or by every variable read so far when it
+// contains none of them as they are (printf "%x" of one, say).
+type envSpan struct {
+	start, end int // byte offsets
+	names      []string
+}
+
 // renderTemplate renders one config file as a Go text/template whose only data is the
 // environment, reached through functions (docs/configuration.md lists them). Files without "{{"
-// are returned as they are. What the templates of a run may cost is taken from b.
-func renderTemplate(file string, data []byte, lookupEnv func(string) (string, bool), b *budget) ([]byte, *Problem) {
+// are returned as they are. What the templates of a run may cost is taken from b. The envUse
+// says where values from the environment went, so that problems never print them; it is
+// returned with a problem too, whose text may hold values read before the template failed.
+func renderTemplate(file string, data []byte, lookupEnv func(string) (string, bool), b *budget) ([]byte, *envUse, *Problem) {
 	if !bytes.Contains(data, []byte("{{")) {
-		return data, nil
+		return data, nil, nil
 	}
+	use := &envUse{values: map[string]string{}}
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
 	}
 	if n := actionBytes(data); n > b.actionBytes {
-		return nil, &Problem{File: file,
+		return nil, nil, &Problem{File: file,
 			Message: fmt.Sprintf("the {{ }} expressions of the templates of one run may hold at most %d KiB together, and this file's hold %d KiB", maxActionBytes>>10, n>>10),
 			Hint:    "templates are for substituting a few values; write the rest out"}
 	} else {
@@ -70,10 +90,12 @@ func renderTemplate(file string, data []byte, lookupEnv func(string) (string, bo
 			if !ok {
 				return "", &missingEnvError{name: name}
 			}
+			use.values[name] = v
 			return v, m.took(len(v))
 		},
 		"envOr": func(name, def string) (string, error) {
 			if v, ok := lookupEnv(name); ok {
+				use.values[name] = v
 				return v, m.took(len(v))
 			}
 			return def, m.took(len(def))
@@ -99,13 +121,13 @@ func renderTemplate(file string, data []byte, lookupEnv func(string) (string, bo
 		p := templateProblem(file, err)
 		p.Message = "template syntax: " + p.Message
 		p.Hint = "fix the {{ ... }} expression, or escape a literal {{ as {{ \"{{\" }}"
-		return nil, p
+		return nil, nil, p
 	}
 	if p := checkTemplateActions(file, t); p != nil {
-		return nil, p
+		return nil, nil, p
 	}
 	var out bytes.Buffer
-	w := &limitedWriter{w: &out, b: b}
+	w := &limitedWriter{w: &out, b: b, use: use, texts: textNodes(t.Tree.Root)}
 	if err := t.Execute(w, nil); err != nil {
 		p := templateProblem(file, err)
 		var miss *missingEnvError
@@ -122,9 +144,56 @@ func renderTemplate(file string, data []byte, lookupEnv func(string) (string, bo
 		default:
 			p.Hint = "templates may only use " + allowedFuncsText()
 		}
-		return nil, p
+		return nil, use, p
 	}
-	return out.Bytes(), nil
+	return out.Bytes(), use, nil
+}
+
+// textNodes maps the first byte of each text of the template to its length: text/template writes
+// a text node's own bytes, so a write is told apart from an expression's output by its address.
+func textNodes(root *parse.ListNode) map[*byte]int {
+	texts := map[*byte]int{}
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Nodes {
+				walk(c)
+			}
+		case *parse.IfNode:
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.TextNode:
+			if len(n.Text) > 0 {
+				texts[&n.Text[0]] = len(n.Text)
+			}
+		}
+	}
+	walk(root)
+	return texts
+}
+
+// namesIn names the variables whose values out contains, as they are or quoted; all variables
+// read when it contains none.
+func (u *envUse) namesIn(out []byte) []string {
+	var names, all []string
+	for name, v := range u.values {
+		all = append(all, name)
+		if v == "" {
+			continue
+		}
+		if bytes.Contains(out, []byte(v)) || bytes.Contains(out, []byte(strings.Trim(strconv.Quote(v), `"`))) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		names = all
+	}
+	sort.Strings(names)
+	return names
 }
 
 func allowedFuncsText() string {
@@ -212,10 +281,12 @@ func isTemplateSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\r' ||
 var errRenderedTooLarge = errors.New("rendered template too large")
 
 // limitedWriter takes the rendered text, up to what the run has left; a write past it stops the
-// template.
+// template. It notes which writes may hold values from the environment.
 type limitedWriter struct {
-	w *bytes.Buffer
-	b *budget
+	w     *bytes.Buffer
+	b     *budget
+	use   *envUse
+	texts map[*byte]int
 }
 
 func (l *limitedWriter) Write(p []byte) (int, error) {
@@ -223,6 +294,10 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 		return 0, errRenderedTooLarge
 	}
 	l.b.rendered -= len(p)
+	if len(p) > 0 && len(l.use.values) > 0 && l.texts[&p[0]] != len(p) {
+		start := l.w.Len()
+		l.use.spans = append(l.use.spans, envSpan{start: start, end: start + len(p), names: l.use.namesIn(p)})
+	}
 	return l.w.Write(p)
 }
 

@@ -25,7 +25,7 @@ func TestTemplateFunctions(t *testing.T) {
 		{`{{/* a comment */}}x`, "x"},
 	} {
 		b := newBudget()
-		out, p := renderTemplate("t.yml", []byte(tc.tpl), env, b)
+		out, _, p := renderTemplate("t.yml", []byte(tc.tpl), env, b)
 		if p != nil {
 			t.Errorf("%s: %v", tc.tpl, p)
 			continue
@@ -43,7 +43,7 @@ func TestTemplateFunctions(t *testing.T) {
 		{`{{ printf "%[1]*d" 5 1 }}`, "printf widths and precisions must be written in the format"},
 		{`{{ printf "%.1000f" 1.0 }}`, "printf width or precision 1000 is larger than 100"},
 	} {
-		_, p := renderTemplate("t.yml", []byte(tc.tpl), env, newBudget())
+		_, _, p := renderTemplate("t.yml", []byte(tc.tpl), env, newBudget())
 		if p == nil || !strings.Contains(p.Error(), tc.want) {
 			t.Errorf("%s: got %v, want a problem with %q", tc.tpl, p, tc.want)
 		}

@@ -26,9 +26,10 @@ type fieldIssue struct {
 
 // validateValue checks value against schema and returns the first limit violations, each phrased
 // for a human with a fix, and whether every violation (counted or not) is an unknown field. Values
-// of fields marked x-dhctl-secret never appear in the text. Phrasing costs (a "did you mean" is an
+// of fields marked x-dhctl-secret never appear in the text, nor values or keys at paths for which
+// hidden says true (they came from the environment). Phrasing costs (a "did you mean" is an
 // edit distance to every field name), so no more are phrased than can be reported.
-func validateValue(schema *openapi3.Schema, value any, root *yaml.Node, limit int) (issues []fieldIssue, onlyUnknown bool) {
+func validateValue(schema *openapi3.Schema, value any, root *yaml.Node, limit int, hidden func([]string) bool) (issues []fieldIssue, onlyUnknown bool) {
 	err := schema.VisitJSON(value, openapi3.MultiErrors())
 	if err == nil {
 		return nil, false
@@ -50,7 +51,7 @@ func validateValue(schema *openapi3.Schema, value any, root *yaml.Node, limit in
 			issues = append(issues, fieldIssue{msg: e.Error()})
 			continue
 		}
-		issues = append(issues, describeSchemaError(se, root))
+		issues = append(issues, describeSchemaError(se, root, hidden))
 	}
 	return issues, onlyUnknown
 }
@@ -67,19 +68,23 @@ func flattenErrors(err error) []error {
 	return []error{err}
 }
 
-func describeSchemaError(se *openapi3.SchemaError, root *yaml.Node) fieldIssue {
+func describeSchemaError(se *openapi3.SchemaError, root *yaml.Node, hidden func([]string) bool) fieldIssue {
 	path := se.JSONPointer()
 	s := se.Schema
 	if s == nil {
 		s = &openapi3.Schema{}
 	}
-	secret := isSecret(s)
+	secret := isSecret(s) || hidden != nil && hidden(path)
 	switch se.SchemaField {
 	case "properties":
 		if m := unsupportedProperty.FindStringSubmatch(se.Reason); m != nil {
 			name, err := strconv.Unquote(m[1])
 			if err == nil {
-				return fieldIssue{path: child(path, name), keyLine: true, msg: "unknown field", hint: didYouMean(name, propertyNames(s))}
+				p := child(path, name)
+				if hidden != nil && hidden(p) {
+					return fieldIssue{path: p, keyLine: true, msg: "unknown field", hint: "remove it"}
+				}
+				return fieldIssue{path: p, keyLine: true, msg: "unknown field", hint: didYouMean(name, propertyNames(s))}
 			}
 		}
 	case "required":
@@ -94,7 +99,7 @@ func describeSchemaError(se *openapi3.SchemaError, root *yaml.Node) fieldIssue {
 		}
 		return fieldIssue{path: path, msg: "required field is missing", hint: hint}
 	case "type":
-		return typeIssue(path, s, se.Value, root)
+		return typeIssue(path, s, se.Value, root, secret)
 	case "nullable":
 		return fieldIssue{path: path, msg: "must not be null", hint: "write a value (an empty value is null)"}
 	case "enum":
@@ -152,7 +157,7 @@ func describeSchemaError(se *openapi3.SchemaError, root *yaml.Node) fieldIssue {
 	return fieldIssue{path: path, msg: "is not valid: " + se.Reason}
 }
 
-func typeIssue(path []string, s *openapi3.Schema, value any, root *yaml.Node) fieldIssue {
+func typeIssue(path []string, s *openapi3.Schema, value any, root *yaml.Node, secret bool) fieldIssue {
 	want := "a value of type " + strings.Join(s.Type.Slice(), " or ")
 	switch {
 	case s.Type.Is(openapi3.TypeString):
@@ -174,7 +179,7 @@ func typeIssue(path []string, s *openapi3.Schema, value any, root *yaml.Node) fi
 	}
 	issue := fieldIssue{path: path, msg: fmt.Sprintf("must be %s, not %s", want, is)}
 	// The classic slip: kubernetesVersion: 1.30 is the number 1.3. Quote what the user wrote.
-	if s.Type.Is(openapi3.TypeString) && !isSecret(s) {
+	if s.Type.Is(openapi3.TypeString) && !secret {
 		if _, n := locate(root, path); n != nil && n.Kind == yaml.ScalarNode && (is == "a number" || is == "a boolean") {
 			issue.hint = fmt.Sprintf("quote it: %q", n.Value)
 		}
@@ -219,10 +224,7 @@ func showValue(v any) string {
 	var s string
 	switch v := v.(type) {
 	case string:
-		if len(v) > 60 {
-			v = v[:57] + "..."
-		}
-		s = strconv.Quote(v)
+		s = strconv.Quote(shortText(v))
 	default:
 		s = fmt.Sprint(v)
 	}

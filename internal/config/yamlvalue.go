@@ -215,14 +215,15 @@ func locate(root *yaml.Node, path []string) (key, val *yaml.Node) {
 // formatPath renders a field path for humans: spec.nodeTemplate.labels["node-role.kubernetes.io/x"],
 // sshAgentPrivateKeys[0].key. Segments that index a list are shown as [i]: a list in value, or,
 // where value has nothing (nil, or the path goes beyond it), in the YAML under root.
-func formatPath(value any, root *yaml.Node, path []string) string {
+// A segment whose hide is true is a key that came from the environment, and is not shown.
+func formatPath(value any, root *yaml.Node, path []string, hide ...bool) string {
 	var b strings.Builder
 	cur := value
 	n := root
 	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
 	}
-	for _, seg := range path {
+	for i, seg := range path {
 		for n != nil && n.Kind == yaml.AliasNode {
 			n = n.Alias
 		}
@@ -242,17 +243,18 @@ func formatPath(value any, root *yaml.Node, path []string) string {
 			cur = nil
 		}
 		n = childNode(n, seg)
-		if isList {
+		switch {
+		case isList:
 			b.WriteString("[" + seg + "]")
-			continue
-		}
-		if isPlainFieldName(seg) {
+		case i < len(hide) && hide[i]:
+			b.WriteString("[<a key from the environment>]")
+		case isPlainFieldName(seg) && len(seg) <= 60:
 			if b.Len() > 0 {
 				b.WriteByte('.')
 			}
 			b.WriteString(seg)
-		} else {
-			b.WriteString("[" + strconv.Quote(seg) + "]")
+		default:
+			b.WriteString("[" + strconv.Quote(shortText(seg)) + "]")
 		}
 	}
 	return b.String()
