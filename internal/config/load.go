@@ -33,6 +33,16 @@ type LoadOptions struct {
 	LookupEnv             func(string) (string, bool) // for templates; nil means an empty environment
 	Schemas               *Registry                   // nil = built-in registry from candi.FS
 	VersionMap            *VersionMap                 // nil = candi/version_map.yml from candi.FS
+	// Require lists documents the operation cannot do without (bootstrap needs an
+	// InitConfiguration); a missing one is a problem naming its kind and who needs it.
+	// ClusterConfiguration is always required when ConfigPaths is not empty.
+	Require []Requirement
+}
+
+// Requirement is a kind of document an operation needs, for LoadOptions.Require.
+type Requirement struct {
+	Kind string // e.g. KindInitConfiguration
+	By   string // what needs it, for the message, e.g. "bootstrap"
 }
 
 // Document is one YAML document as loaded: for schema-known kinds with defaults applied.
@@ -104,6 +114,12 @@ type loader struct {
 	// but invalid, or could not be read far enough to know its kind: then "there is no
 	// ClusterConfiguration" would be a misleading follow-on problem.
 	mayHaveClusterConfiguration bool
+	// unsureConfig and unsureConnection say that a --config or --connection-config document
+	// could not be read far enough to know its kind: then no kind is reported missing.
+	unsureConfig, unsureConnection bool
+	// seen are the kinds of documents read, valid or not, and kinds a slip was taken for: a
+	// required kind among them is not reported missing.
+	seen map[string]bool
 }
 
 // Load reads, renders, validates and decodes the configuration. When the input is invalid the
@@ -124,7 +140,12 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 			return nil, fmt.Errorf("built-in version map: %w", err)
 		}
 	}
-	l := &loader{reg: reg, vm: vm, budget: newBudget(), envValues: map[string]string{}}
+	for _, r := range opts.Require {
+		if !reg.Has(r.Kind) {
+			return nil, fmt.Errorf("LoadOptions.Require: no schema for kind %q", r.Kind)
+		}
+	}
+	l := &loader{reg: reg, vm: vm, budget: newBudget(), envValues: map[string]string{}, seen: map[string]bool{}}
 	fileOrder := map[string]int{}
 	inputs := []struct {
 		paths []string
@@ -156,6 +177,7 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 	var c *Cluster
 	if !l.stop() {
 		c = l.assemble(len(opts.ConfigPaths) > 0)
+		l.checkRequired(opts.Require, len(opts.ConfigPaths) > 0)
 	}
 	if len(l.problems) > 0 {
 		sortProblems(l.problems, fileOrder)
@@ -312,12 +334,16 @@ func (l *loader) loadDocument(file string, index int, root *yaml.Node, src sourc
 		return
 	}
 	apiVersion, kind, ok := l.typeMeta(obj, at)
-	if !ok || kind == KindClusterConfiguration {
-		l.unsure(src) // harmless for a valid ClusterConfiguration: then there is one
+	if !ok {
+		l.unsure(src)
+	}
+	if kind == KindClusterConfiguration && src == fromConfig {
+		l.mayHaveClusterConfiguration = true // there is one, valid or not
 	}
 	if !ok {
 		return
 	}
+	l.seen[kind] = true
 	doc := &loadedDoc{Document: Document{File: file, Index: index, APIVersion: apiVersion, Kind: kind, Object: obj}, root: root, src: src, env: env}
 	if md, ok := obj["metadata"].(map[string]any); ok {
 		doc.Name, _ = md["name"].(string)
@@ -395,8 +421,34 @@ func (l *loader) checkYAMLSize(file string, data []byte) *Problem {
 }
 
 func (l *loader) unsure(src source) {
-	if src == fromConfig {
-		l.mayHaveClusterConfiguration = true
+	switch src {
+	case fromConfig:
+		l.mayHaveClusterConfiguration, l.unsureConfig = true, true
+	case fromConnection:
+		l.unsureConnection = true
+	}
+}
+
+// checkRequired reports each required kind of which there is no document, unless one may be
+// hidden behind another problem (a file that could not be read, a kind mistyped).
+func (l *loader) checkRequired(reqs []Requirement, haveConfigPaths bool) {
+	for _, r := range reqs {
+		if l.seen[r.Kind] || r.Kind == KindClusterConfiguration && haveConfigPaths {
+			continue // there is one, or assemble has said there is none
+		}
+		where := "--config files have"
+		unsure := l.unsureConfig
+		if r.Kind == KindSSHConfig || r.Kind == KindSSHHost {
+			where = "--connection-config and --config files have"
+			unsure = unsure || l.unsureConnection
+		}
+		if unsure {
+			continue
+		}
+		l.add(Problem{
+			Message: fmt.Sprintf("%s needs a document of kind %s, and the %s none", r.By, r.Kind, where),
+			Hint:    fmt.Sprintf("add one with apiVersion: %s, kind: %s", strings.Join(l.reg.APIVersions(r.Kind), " or "), r.Kind),
+		})
 	}
 }
 
@@ -448,17 +500,21 @@ func isProviderKind(kind string) bool {
 }
 
 // unknownKindProblem decides whether a kind without a schema is a mistake rather than a resource:
-// a typo of a known kind, a provider this build lacks, or any unknown kind in --connection-config.
+// a slip of a known kind (kindSuggestion), a provider this build lacks, or any unknown kind in
+// --connection-config.
 func (l *loader) unknownKindProblem(d *loadedDoc, at func([]string, bool, string, string, string) Problem) (Problem, bool) {
+	group, _, _ := strings.Cut(d.APIVersion, "/")
+	if group == "deckhouse.io" || group == "dhctl.deckhouse.io" || d.src == fromConnection {
+		if c, ok := kindSuggestion(d.Kind, l.reg.Kinds()); ok {
+			l.seen[c] = true // reported here; "there is none" would only repeat it
+			return at([]string{"kind"}, false, d.Kind, "unknown kind "+d.show([]string{"kind"}, d.Kind), fmt.Sprintf("did you mean %q?", c)), true
+		}
+	}
 	if d.src == fromConnection {
 		return at([]string{"kind"}, false, d.Kind, fmt.Sprintf("%s does not belong in --connection-config", d.Kind), "it holds only SSHConfig and SSHHost documents; pass other documents with --config or --resources"), true
 	}
-	group, _, _ := strings.Cut(d.APIVersion, "/")
 	if group != "deckhouse.io" && group != "dhctl.deckhouse.io" {
 		return Problem{}, false
-	}
-	if c, ok := closest(d.Kind, l.reg.Kinds()); ok {
-		return at([]string{"kind"}, false, d.Kind, "unknown kind "+d.show([]string{"kind"}, d.Kind), fmt.Sprintf("did you mean %q?", c)), true
 	}
 	if d.src == fromConfig && isProviderKind(d.Kind) {
 		var have []string

@@ -64,3 +64,52 @@ func didYouMean(s string, candidates []string) string {
 	}
 	return "remove it or use one of: " + strings.Join(sorted, ", ")
 }
+
+// kindSuggestion is the known kind a document's unknown kind is likely a slip of: a typo, or,
+// for the configuration kinds (those ending in Config or Configuration, which hold settings
+// that would be lost if the document were taken for a resource), Config written for
+// Configuration or the other way round (InitConfig, SSHConfiguration), the kind cut short
+// (StaticCluster) or with something before it (DhctlInitConfiguration). Kinds that merely start
+// with another kind's name (Deckhouse's NodeGroupConfiguration) are not slips.
+func kindSuggestion(kind string, known []string) (string, bool) {
+	if c, ok := closest(kind, known); ok {
+		return c, true
+	}
+	if len(kind) > 200 {
+		return "", false
+	}
+	lower := strings.ToLower(kind)
+	var found []string
+	for _, k := range known {
+		base, isConfig := configKindBase(k)
+		if !isConfig {
+			continue
+		}
+		lk := strings.ToLower(k)
+		typedBase, typedIsConfig := configKindBase(kind)
+		switch {
+		case typedIsConfig && typedBase == base:
+		case len(kind) >= 6 && 2*len(kind) >= len(k) && strings.HasPrefix(lk, lower):
+		case k != KindClusterConfiguration && strings.HasSuffix(lower, lk):
+		default:
+			continue
+		}
+		found = append(found, k)
+	}
+	if len(found) == 1 {
+		return found[0], true
+	}
+	return "", false
+}
+
+// configKindBase is a kind without its Config or Configuration ending, lower case, and whether
+// it has one.
+func configKindBase(kind string) (string, bool) {
+	l := strings.ToLower(kind)
+	for _, suffix := range []string{"configuration", "config"} {
+		if b, ok := strings.CutSuffix(l, suffix); ok && b != "" {
+			return b, true
+		}
+	}
+	return "", false
+}
