@@ -15,6 +15,9 @@ const (
 	// maxProblems bounds how many problems a run reports: finding and locating one costs a walk
 	// of its document, and nobody reads the thousandth.
 	maxProblems = 100
+	// maxKDFRounds bounds the bcrypt rounds spent checking SSH key passphrases in one run: four
+	// keys at ssh-keygen's default of 16, ~0.5 s.
+	maxKDFRounds = 64
 )
 
 // budget is what is left of the limits of one Load call.
@@ -23,10 +26,11 @@ type budget struct {
 	rendered     int // bytes the templates may still render to
 	templateWork int // bytes template functions may still take and make
 	actionBytes  int // bytes of {{ }} actions the templates may still have
+	kdfRounds    int // bcrypt rounds left for checking passphrases
 }
 
 func newBudget() *budget {
-	return &budget{values: maxRunValues, rendered: maxRenderedSize, templateWork: maxTemplateWork, actionBytes: maxActionBytes}
+	return &budget{values: maxRunValues, rendered: maxRenderedSize, templateWork: maxTemplateWork, actionBytes: maxActionBytes, kdfRounds: maxKDFRounds}
 }
 
 // yamlNodeBound is an upper bound on the nodes yaml.v3 builds from data (aliases not expanded),

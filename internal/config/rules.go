@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -598,7 +600,12 @@ func (l *loader) checkSSH(sc *SSHConfig, d *loadedDoc) {
 		switch {
 		case err == nil:
 		case errors.As(err, &missing):
-			if k.Passphrase != "" {
+			// The KDF's rounds are the key's to say (~8 ms each): a key may ask for days of
+			// them. Checking the passphrase is a convenience, so past the run's budget it is
+			// left to the SSH connection, which uses the passphrase anyway.
+			rounds := opensshKDFRounds(k.Key)
+			if k.Passphrase != "" && rounds <= l.budget.kdfRounds {
+				l.budget.kdfRounds -= rounds
 				if _, err := ssh.ParseRawPrivateKeyWithPassphrase([]byte(k.Key), []byte(k.Passphrase)); err != nil {
 					l.add(d.problem(child(path[:2], "passphrase"), "does not decrypt the key", "check the passphrase"))
 				}
@@ -608,4 +615,40 @@ func (l *loader) checkSSH(sc *SSHConfig, d *loadedDoc) {
 				"paste the whole private key file, including the -----BEGIN ... PRIVATE KEY----- line, as a | block"))
 		}
 	}
+}
+
+// opensshKDFRounds is the number of bcrypt rounds an encrypted key in OpenSSH's format asks for,
+// read without decrypting it; 0 for any other key (PEM encryption's KDF is one MD5 pass).
+func opensshKDFRounds(key string) int {
+	block, _ := pem.Decode([]byte(strings.TrimSpace(key)))
+	if block == nil || block.Type != "OPENSSH PRIVATE KEY" {
+		return 0
+	}
+	b, ok := bytes.CutPrefix(block.Bytes, []byte("openssh-key-v1\x00"))
+	if !ok {
+		return 0
+	}
+	str := func() ([]byte, bool) {
+		if len(b) < 4 {
+			return nil, false
+		}
+		n := binary.BigEndian.Uint32(b)
+		if uint64(n) > uint64(len(b)-4) {
+			return nil, false
+		}
+		s := b[4 : 4+n]
+		b = b[4+n:]
+		return s, true
+	}
+	_, ok1 := str() // cipher name
+	kdf, ok2 := str()
+	opts, ok3 := str()
+	if !ok1 || !ok2 || !ok3 || string(kdf) != "bcrypt" {
+		return 0
+	}
+	b = opts
+	if _, ok := str(); !ok || len(b) < 4 { // salt, then rounds
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(b))
 }
