@@ -1,5 +1,7 @@
 package config
 
+import "fmt"
+
 // Limits of one Load call. They are per run, not per file or document, so that many inputs each
 // just under a limit cannot add up: together they keep any input of up to maxFileSize within
 // about 2 s and 256 MiB (docs/benchmarks.md has the measured figures).
@@ -20,17 +22,38 @@ const (
 	maxKDFRounds = 64
 )
 
-// budget is what is left of the limits of one Load call.
-type budget struct {
-	values       int
-	rendered     int // bytes the templates may still render to
-	templateWork int // bytes template functions may still take and make
-	actionBytes  int // bytes of {{ }} actions the templates may still have
-	kdfRounds    int // bcrypt rounds left for checking passphrases
+// limits are the limits of one Load call; defaultLimits gives those of the constants. Tests may
+// load with smaller ones (LoadOptions.limits) to keep the cost of each input small.
+type limits struct {
+	values       int // YAML values, aliases expanded
+	rendered     int // bytes the templates render to
+	templateWork int // bytes template functions take and make
+	actionBytes  int // bytes of {{ }} actions of the templates
+	kdfRounds    int // bcrypt rounds for checking passphrases
 }
 
-func newBudget() *budget {
-	return &budget{values: maxRunValues, rendered: maxRenderedSize, templateWork: maxTemplateWork, actionBytes: maxActionBytes, kdfRounds: maxKDFRounds}
+func defaultLimits() limits {
+	return limits{values: maxRunValues, rendered: maxRenderedSize, templateWork: maxTemplateWork, actionBytes: maxActionBytes, kdfRounds: maxKDFRounds}
+}
+
+// budget is what is left of the limits of one Load call (the embedded limits), and the limits
+// themselves, for messages.
+type budget struct {
+	max limits
+	limits
+}
+
+func newBudget(max limits) *budget { return &budget{max: max, limits: max} }
+
+// sizeText renders a number of bytes for a message: 8 MiB, 256 KiB, 100 bytes.
+func sizeText(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // yamlNodeBound is an upper bound on the nodes yaml.v3 builds from data (aliases not expanded),

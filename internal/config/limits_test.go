@@ -87,7 +87,7 @@ func TestConvertDoesNotCopyThePathPerLevel(t *testing.T) {
 		t.Fatal(err)
 	}
 	convert := func() {
-		if _, err := newValueConverter(newBudget()).convert(&root); err != nil {
+		if _, err := newValueConverter(newBudget(defaultLimits())).convert(&root); err != nil {
 			t.Fatal(err)
 		}
 	}

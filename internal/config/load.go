@@ -37,6 +37,8 @@ type LoadOptions struct {
 	// InitConfiguration); a missing one is a problem naming its kind and who needs it.
 	// ClusterConfiguration is always required when ConfigPaths is not empty.
 	Require []Requirement
+
+	limits *limits // nil = defaultLimits(); tests set smaller ones
 }
 
 // Requirement is a kind of document an operation needs, for LoadOptions.Require.
@@ -145,7 +147,11 @@ func Load(ctx context.Context, opts LoadOptions) (*Cluster, error) {
 			return nil, fmt.Errorf("LoadOptions.Require: no schema for kind %q", r.Kind)
 		}
 	}
-	l := &loader{reg: reg, vm: vm, budget: newBudget(), envValues: map[string]string{}, seen: map[string]bool{}}
+	lim := defaultLimits()
+	if opts.limits != nil {
+		lim = *opts.limits
+	}
+	l := &loader{reg: reg, vm: vm, budget: newBudget(lim), envValues: map[string]string{}, seen: map[string]bool{}}
 	fileOrder := map[string]int{}
 	inputs := []struct {
 		paths []string
@@ -411,9 +417,9 @@ func (l *loader) stop() bool { return len(l.problems) >= maxProblems || l.budget
 // count the values in it.
 func (l *loader) checkYAMLSize(file string, data []byte) *Problem {
 	if n := yamlNodeBound(data); n > l.budget.values {
-		msg := fmt.Sprintf("holds too much YAML: a quick count finds room for up to %d values, and one run may load at most %d (all files, aliases expanded)", n, maxRunValues)
-		if l.budget.values < maxRunValues {
-			msg = fmt.Sprintf("holds too much YAML: a quick count finds room for up to %d values, and only %d are left of the %d one run may load (all files, aliases expanded)", n, l.budget.values, maxRunValues)
+		msg := fmt.Sprintf("holds too much YAML: a quick count finds room for up to %d values, and one run may load at most %d (all files, aliases expanded)", n, l.budget.max.values)
+		if l.budget.values < l.budget.max.values {
+			msg = fmt.Sprintf("holds too much YAML: a quick count finds room for up to %d values, and only %d are left of the %d one run may load (all files, aliases expanded)", n, l.budget.values, l.budget.max.values)
 		}
 		return &Problem{File: file, Message: msg, Hint: "is this the right file? dhctl's documents hold a few hundred values"}
 	}

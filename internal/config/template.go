@@ -18,8 +18,9 @@ import (
 const (
 	// maxRenderedSize bounds what the templates of one run expand to.
 	maxRenderedSize = 16 << 20
-	// maxTemplateWork bounds the bytes template functions take and return, in one run.
-	maxTemplateWork = 32 << 20
+	// maxTemplateWork bounds the bytes template functions take and return, in one run: enough
+	// for substituting keys and certificate bundles, little enough to be done in ~0.1 s.
+	maxTemplateWork = 8 << 20
 	// maxActionBytes bounds the text inside {{ }} of one run: text/template keeps ~80 bytes of
 	// parse tree for each byte of it (text outside actions costs one byte a byte).
 	maxActionBytes = 256 << 10
@@ -78,7 +79,7 @@ func renderTemplate(file string, data []byte, lookupEnv func(string) (string, bo
 	}
 	if n := actionBytes(data); n > b.actionBytes {
 		return nil, nil, &Problem{File: file,
-			Message: fmt.Sprintf("the {{ }} expressions of the templates of one run may hold at most %d KiB together, and this file's hold %d KiB", maxActionBytes>>10, n>>10),
+			Message: fmt.Sprintf("the {{ }} expressions of the templates of one run may hold at most %s together, and this file's hold %d KiB", sizeText(b.max.actionBytes), n>>10),
 			Hint:    "templates are for substituting a few values; write the rest out"}
 	} else {
 		b.actionBytes -= n
@@ -139,7 +140,7 @@ func renderTemplate(file string, data []byte, lookupEnv func(string) (string, bo
 		case errors.As(err, &limit):
 			p.Message, p.Hint = limit.msg, limit.hint
 		case errors.Is(err, errRenderedTooLarge):
-			p.Message = fmt.Sprintf("the templates of one run render to more than %d MiB", maxRenderedSize>>20)
+			p.Message = fmt.Sprintf("the templates of one run render to more than %s", sizeText(b.max.rendered))
 			p.Hint = "check the template for a value printed over and over"
 		default:
 			p.Hint = "templates may only use " + allowedFuncsText()
@@ -306,7 +307,7 @@ type meter struct{ b *budget }
 
 func (m *meter) exceeded() error {
 	return &templateLimitError{
-		msg:  fmt.Sprintf("the template functions of one run may take and make at most %d MiB of text, and these need more", maxTemplateWork>>20),
+		msg:  fmt.Sprintf("the template functions of one run may take and make at most %s of text, and these need more", sizeText(m.b.max.templateWork)),
 		hint: "check the template for a value that grows with every action, such as {{ $a = print $a $a }}"}
 }
 

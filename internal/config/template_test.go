@@ -24,7 +24,7 @@ func TestTemplateFunctions(t *testing.T) {
 		{`{{ $v := env "A" }}{{ $v = printf "%s%s" $v $v }}{{ $v }}`, "aa"},
 		{`{{/* a comment */}}x`, "x"},
 	} {
-		b := newBudget()
+		b := newBudget(defaultLimits())
 		out, _, p := renderTemplate("t.yml", []byte(tc.tpl), env, b)
 		if p != nil {
 			t.Errorf("%s: %v", tc.tpl, p)
@@ -43,7 +43,7 @@ func TestTemplateFunctions(t *testing.T) {
 		{`{{ printf "%[1]*d" 5 1 }}`, "printf widths and precisions must be written in the format"},
 		{`{{ printf "%.1000f" 1.0 }}`, "printf width or precision 1000 is larger than 100"},
 	} {
-		_, _, p := renderTemplate("t.yml", []byte(tc.tpl), env, newBudget())
+		_, _, p := renderTemplate("t.yml", []byte(tc.tpl), env, newBudget(defaultLimits()))
 		if p == nil || !strings.Contains(p.Error(), tc.want) {
 			t.Errorf("%s: got %v, want a problem with %q", tc.tpl, p, tc.want)
 		}
@@ -53,14 +53,14 @@ func TestTemplateFunctions(t *testing.T) {
 // TestTemplateBudgetIsPerRun: what template functions make, and what templates render to, is
 // limited per Load, not per file: three files each within a per-file limit are refused together.
 func TestTemplateBudgetIsPerRun(t *testing.T) {
-	// 12 doublings from 1 KiB: 4 MiB of value, ~16 MiB of function work.
-	grow := "{{ $a := \"" + strings.Repeat("x", 1024) + "\" }}" + strings.Repeat("{{ $a = printf \"%s%s\" $a $a }}", 12) + "\n"
+	// 10 doublings from 1 KiB: 1 MiB of value, ~4 MiB of function work.
+	grow := "{{ $a := \"" + strings.Repeat("x", 1024) + "\" }}" + strings.Repeat("{{ $a = printf \"%s%s\" $a $a }}", 10) + "\n"
 	var paths []string
 	for _, name := range []string{"a.yml", "b.yml", "c.yml"} {
 		paths = append(paths, writeFile(t, name, grow))
 	}
 	_, ps := loadProblems(t, LoadOptions{ConfigPaths: append([]string{writeFile(t, "cc.yml", validCC)}, paths...)})
-	if !strings.Contains(ps.Error(), "the template functions of one run may take and make at most 32 MiB") ||
+	if !strings.Contains(ps.Error(), "the template functions of one run may take and make at most 8 MiB") ||
 		strings.Contains(ps.Error(), "a.yml") {
 		t.Errorf("want the work limit hit by b.yml or c.yml, not a.yml:\n%v", ps)
 	}

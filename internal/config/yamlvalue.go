@@ -47,7 +47,7 @@ func (c *valueConverter) charge(n *yaml.Node) error {
 		if c.via != nil {
 			n = c.via
 		}
-		return &nodeError{node: n, msg: fmt.Sprintf("the documents expand to more than %d values, the limit of one run (all files, YAML aliases expanded)", maxRunValues),
+		return &nodeError{node: n, msg: fmt.Sprintf("the documents expand to more than %d values, the limit of one run (all files, YAML aliases expanded)", c.budget.max.values),
 			hint: "write anchors and aliases out; is this the right file?"}
 	}
 	return nil
