@@ -16,7 +16,7 @@ import (
 var hostileShapes = []struct {
 	name string
 	data func() string
-	want string // in the problems
+	want string // in the problems; "" = loads
 }{
 	{"dense flow sequence", func() string { return "[" + strings.Repeat("x,", maxFileSize/2-2) + "x]\n" }, "holds too much YAML"},
 	{"dense block sequence", func() string { return strings.Repeat("- x\n", maxFileSize/4) }, "holds too much YAML"},
@@ -31,6 +31,27 @@ var hostileShapes = []struct {
 	{"aliases in many documents", func() string {
 		return strings.Repeat("---\napiVersion: v1\nkind: ConfigMap\na: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: [*d, *d, *d, *d, *d, *d, *d]\n", 1000)
 	}, "expand to more than 500000 values"},
+	{"one 51 KB document nested 9999 deep", func() string {
+		return strings.Repeat("{a: ", 9999) + "1" + strings.Repeat("}", 9999) + "\n"
+	}, "nest more than 256 levels"},
+	{"template printf width", func() string { return validCC + "clusterDomain: {{ printf \"%999999999d\" 1 }}\n" }, "printf width or precision 999999999"},
+	{"template doubling to the work limit", func() string {
+		return validCC + "{{ $a := \"" + strings.Repeat("x", 1024) + "\" }}" + strings.Repeat("{{ $a = printf \"%s%s\" $a $a }}", 14) + "\n"
+	}, "may take and make at most 8 MiB"},
+	{"template printed to the render limit", func() string {
+		return validCC + "{{ $a := \"" + strings.Repeat("x", 1024) + "\" }}" + strings.Repeat("{{ $a = print $a $a }}", 9) + "# " + strings.Repeat("{{ $a }}", 40) + "\n"
+	}, "render to more than 16 MiB"},
+	{"template actions, just within the limit", func() string {
+		return validCC + "# " + strings.Repeat("{{ 1 }}", 37_000) + "\n"
+	}, ""},
+	{"many node groups, valid, just within the limit", func() string {
+		var b strings.Builder
+		b.WriteString(validCC)
+		for i := 0; i < 14_000; i++ {
+			fmt.Fprintf(&b, "---\napiVersion: deckhouse.io/v1\nkind: NodeGroup\nmetadata: {name: w%d}\nspec: {nodeType: Static}\n", i)
+		}
+		return b.String()
+	}, ""},
 	{"flow mapping of empty values, just within the limit", func() string {
 		return validCC + "---\napiVersion: v1\nkind: ConfigMap\ndata: {" + strings.Repeat("a,", 249_000) + "a}\n"
 	}, "duplicate field"},
@@ -66,6 +87,9 @@ func TestHostileInputsBounded(t *testing.T) {
 			runtime.ReadMemStats(&before)
 			_, ps := loadProblems(t, LoadOptions{ConfigPaths: []string{p}, Schemas: reg, VersionMap: vm})
 			runtime.ReadMemStats(&after)
+			if sh.want == "" && ps != nil {
+				t.Errorf("want it loaded, got:\n%.2000s", ps.Error())
+			}
 			if !strings.Contains(ps.Error(), sh.want) {
 				t.Errorf("problems lack %q:\n%.2000s", sh.want, ps.Error())
 			}
