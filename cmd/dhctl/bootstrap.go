@@ -1,13 +1,13 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -22,6 +22,13 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/operations/bootstrap"
 	"github.com/dhctl-dev/dhctl/internal/phase"
 	"github.com/dhctl-dev/dhctl/internal/session"
+	"github.com/dhctl-dev/dhctl/internal/ssh"
+)
+
+// Bounds of the files flags name besides the configuration (read without blocking on a FIFO).
+const (
+	maxScriptSize     = 1 << 20
+	maxVersionMapSize = 4 << 20
 )
 
 // dhctl bootstrap and the bootstrap-phase commands bound to parts of its phase tree: one set of
@@ -140,7 +147,7 @@ func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags, su
 	}
 	var script []byte
 	if f.PostBootstrap != "" {
-		if script, err = os.ReadFile(f.PostBootstrap); err != nil {
+		if script, err = config.ReadFile(cmd.Context(), f.PostBootstrap, maxScriptSize); err != nil {
 			return usageError(fmt.Errorf("--post-bootstrap-script-path: %w", err))
 		}
 	}
@@ -156,12 +163,18 @@ func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags, su
 		}
 		o.SSH.Hosts = append(o.SSH.Hosts, w)
 	}
-	s, err := openSession(cmd, &o, true)
+	by := "bootstrap"
+	if sub != nil {
+		by = "bootstrap-phase " + sub.Use
+	}
+	// Every part of the tree needs the registry of InitConfiguration (preflight checks it, nodes
+	// pull from it, the install points the platform at it).
+	s, err := openSession(cmd, &o, true, config.Requirement{Kind: config.KindInitConfiguration, By: by})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	vm, vmDigest, err := f.Node.versionMapAndDigest(cmd.ErrOrStderr())
+	vm, vmDigest, err := f.Node.versionMapAndDigest(cmd.Context(), cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -263,8 +276,8 @@ func staticInventory(hosts, workers []string, nr nodeRole, local *clusterstate.L
 	}
 	// A host given by name keeps it as its "address", which the inventory refuses by name.
 	ip := func(h string) string {
-		if host, _, err := net.SplitHostPort(h); err == nil {
-			return host
+		if ep, err := ssh.ParseEndpoint(h); err == nil {
+			return ep.Host
 		}
 		return h
 	}
@@ -336,12 +349,12 @@ func firstNonEmpty(vs ...string) string {
 
 // versionMapAndDigest is versionMap plus the override's digest ("" without one), so a changed
 // override re-runs the node phases.
-func (f *nodeFlags) versionMapAndDigest(w io.Writer) (vm *config.VersionMap, digest string, err error) {
-	if vm, err = f.versionMap(w); err != nil {
+func (f *nodeFlags) versionMapAndDigest(ctx context.Context, w io.Writer) (vm *config.VersionMap, digest string, err error) {
+	if vm, err = f.versionMap(ctx, w); err != nil {
 		return nil, "", err
 	}
 	if f.VersionMapFile != "" {
-		data, err := os.ReadFile(f.VersionMapFile)
+		data, err := config.ReadFile(ctx, f.VersionMapFile, maxVersionMapSize)
 		if err != nil {
 			return nil, "", usageError(fmt.Errorf("--version-map-override: %w", err))
 		}

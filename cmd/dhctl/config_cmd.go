@@ -52,7 +52,7 @@ Prints "valid", or every problem found with its file, document, field path and l
 
 // loadConfig reads every configuration document named on the command line. Invalid input is a
 // usage error (exit 2) listing every problem, not only the first.
-func loadConfig(cmd *cobra.Command, opts *globalOptions, required bool) (*config.Cluster, error) {
+func loadConfig(cmd *cobra.Command, opts *globalOptions, required bool, require ...config.Requirement) (*config.Cluster, error) {
 	if required && len(opts.ConfigPaths) == 0 {
 		return nil, usageError(errors.New("no configuration given: pass --config <file> (repeatable) or set DHCTL_CONFIG"))
 	}
@@ -61,6 +61,7 @@ func loadConfig(cmd *cobra.Command, opts *globalOptions, required bool) (*config
 		ResourcePaths:         opts.ResourcePaths,
 		ConnectionConfigPaths: opts.ConnectionConfigPaths,
 		LookupEnv:             opts.lookupEnv,
+		Require:               require,
 	})
 	var problems config.Problems
 	if errors.As(err, &problems) {

@@ -1,5 +1,11 @@
 package main
 
+import (
+	"time"
+
+	"github.com/dhctl-dev/dhctl/internal/ssh"
+)
+
 // globalOptions are the flags every command accepts. Names follow Deckhouse's dhctl where it has
 // them, so its users feel at home; each flag also reads DHCTL_<NAME> from the environment.
 type globalOptions struct {
@@ -22,13 +28,14 @@ type globalOptions struct {
 type sshOptions struct {
 	Hosts            []string
 	User             string
-	Port             int
+	Port             ssh.Port
 	AgentPrivateKeys []string
 	BastionHost      string
-	BastionPort      int
+	BastionPort      ssh.Port
 	BastionUser      string
 	// InsecureIgnoreHostKeys turns host key checking off. It exists for throwaway labs; dhctl warns
 	// every time it is used.
 	InsecureIgnoreHostKeys bool
 	KnownHostsFile         string
+	ConnectTimeout         time.Duration
 }

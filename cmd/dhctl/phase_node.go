@@ -1,11 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -37,7 +37,7 @@ func (f *nodeFlags) addVersionMap(cmd *cobra.Command) {
 }
 
 // versionMap is the built-in version map with the override applied.
-func (f *nodeFlags) versionMap(w io.Writer) (*config.VersionMap, error) {
+func (f *nodeFlags) versionMap(ctx context.Context, w io.Writer) (*config.VersionMap, error) {
 	vm, err := config.LoadVersionMap(candi.FS)
 	if err != nil {
 		return nil, err
@@ -45,7 +45,7 @@ func (f *nodeFlags) versionMap(w io.Writer) (*config.VersionMap, error) {
 	if f.VersionMapFile == "" {
 		return vm, nil
 	}
-	data, err := os.ReadFile(f.VersionMapFile)
+	data, err := config.ReadFile(ctx, f.VersionMapFile, maxVersionMapSize)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("--version-map-override: %w", err))
 	}
@@ -82,7 +82,7 @@ token and certificate key are made per bootstrap and shown as <redacted>.`,
 			if err != nil {
 				return err
 			}
-			vm, err := f.versionMap(cmd.ErrOrStderr())
+			vm, err := f.versionMap(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -136,7 +136,7 @@ credentials) shown as <redacted>. A master is the first one (kubeadm init) when 
 			if err != nil {
 				return err
 			}
-			vm, err := f.versionMap(cmd.ErrOrStderr())
+			vm, err := f.versionMap(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/dhctl-dev/dhctl/internal/logging"
+	"github.com/dhctl-dev/dhctl/internal/ssh"
 )
 
 // envPrefix is prepended to a flag's upper-cased name (dashes become underscores) to find its
@@ -39,7 +42,13 @@ take comma-separated values there.`,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			inv.started = true
-			return applyEnv(cmd.Flags(), lookupEnv)
+			if err := applyEnv(cmd.Flags(), lookupEnv); err != nil {
+				return err
+			}
+			if _, err := logging.ParseFormat(opts.LogFormat); err != nil {
+				return usageError(fmt.Errorf("--log-format: %w", err))
+			}
+			return expandHome(cmd.Flags(), lookupEnv)
 		},
 	}
 	root.SetIn(io.In)
@@ -82,12 +91,13 @@ func addGlobalFlags(f *pflag.FlagSet, o *globalOptions) {
 	f.StringVar(&o.LogFormat, "log-format", "text", "output format: text (phase tree for people) or json (one object per event)")
 	f.BoolVar(&o.Sane, "yes-i-am-sane-and-i-understand-what-i-am-doing", false, "do not ask for confirmation before destructive actions")
 
-	f.StringArrayVar(&o.SSH.Hosts, "ssh-host", nil, "SSH host to connect to (repeatable); the first is the first master")
+	f.StringArrayVar(&o.SSH.Hosts, "ssh-host", nil, "SSH host to connect to, [user@]host[:port] (IPv6 in brackets; repeatable); the first is the first master")
 	f.StringVar(&o.SSH.User, "ssh-user", "", "SSH user (default: the current user)")
-	f.IntVar(&o.SSH.Port, "ssh-port", 0, "SSH port (default: SSHConfig's sshPort, else 22)")
+	f.Var(&o.SSH.Port, "ssh-port", "SSH port, 1-65535 (default: SSHConfig's sshPort, else 22)")
 	f.StringArrayVar(&o.SSH.AgentPrivateKeys, "ssh-agent-private-keys", nil, "private key file to authenticate with (repeatable); a running ssh-agent is used as well")
-	f.StringVar(&o.SSH.BastionHost, "ssh-bastion-host", "", "jump host to reach the machines through")
-	f.IntVar(&o.SSH.BastionPort, "ssh-bastion-port", 0, "jump host SSH port (default: SSHConfig's sshBastionPort, else 22)")
+	f.StringVar(&o.SSH.BastionHost, "ssh-bastion-host", "", "jump host to reach the machines through: [user@]host[:port]")
+	f.DurationVar(&o.SSH.ConnectTimeout, "ssh-connect-timeout", 0, "bound of each SSH connection attempt: TCP connect, banner, key exchange, login (default "+ssh.DefaultConnectTimeout.String()+")")
+	f.Var(&o.SSH.BastionPort, "ssh-bastion-port", "jump host SSH port, 1-65535 (default: SSHConfig's sshBastionPort, else 22)")
 	f.StringVar(&o.SSH.BastionUser, "ssh-bastion-user", "", "jump host SSH user (default: --ssh-user)")
 	f.StringVar(&o.SSH.KnownHostsFile, "ssh-known-hosts", "", "known_hosts file honoured for hosts it lists (default ~/.ssh/known_hosts; \"none\" to ignore it); other hosts are pinned on first use in the state dir")
 	f.BoolVar(&o.SSH.InsecureIgnoreHostKeys, "ssh-insecure-ignore-host-keys", false, "do not verify SSH host keys (unsafe: for throwaway labs only)")
@@ -168,4 +178,53 @@ func newGroupCommand(use, short string) *cobra.Command {
 			return usageError(fmt.Errorf("unknown command %q for %q; see %q", args[0], cmd.CommandPath(), cmd.CommandPath()+" --help"))
 		},
 	}
+}
+
+// pathFlags name files or directories: a leading "~/" in them means the home directory, as
+// in a shell (the shell does not expand it after "--flag=" or in DHCTL_* variables).
+func pathFlags() []string {
+	return []string{"config", "resources", "connection-config", "state-dir", "ssh-agent-private-keys",
+		"ssh-known-hosts", "kubeconfig", "version-map-override", "post-bootstrap-script-path"}
+}
+
+// expandHome expands "~/" at the start of every value of the path flags that are set.
+func expandHome(flags *pflag.FlagSet, lookupEnv func(string) (string, bool)) error {
+	home, _ := lookupEnv("HOME")
+	for _, name := range pathFlags() {
+		f := flags.Lookup(name)
+		if f == nil || !f.Changed {
+			continue
+		}
+		expand := func(v string) (string, error) {
+			if v != "~" && !strings.HasPrefix(v, "~/") {
+				return v, nil
+			}
+			if home == "" {
+				return "", usageError(fmt.Errorf("--%s %s: HOME is not set, so ~ cannot be expanded: give the full path", name, v))
+			}
+			return home + strings.TrimPrefix(v, "~"), nil
+		}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			vals := sv.GetSlice()
+			for i, v := range vals {
+				e, err := expand(v)
+				if err != nil {
+					return err
+				}
+				vals[i] = e
+			}
+			if err := sv.Replace(vals); err != nil {
+				return err
+			}
+			continue
+		}
+		e, err := expand(f.Value.String())
+		if err != nil {
+			return err
+		}
+		if err := f.Value.Set(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }

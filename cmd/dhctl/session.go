@@ -14,14 +14,14 @@ import (
 
 // openSession loads the configuration (required when needConfig, else only what was given),
 // locks the cluster's state dir and starts the logger: what every operation on a cluster needs.
-func openSession(cmd *cobra.Command, opts *globalOptions, needConfig bool) (*session.Session, error) {
+func openSession(cmd *cobra.Command, opts *globalOptions, needConfig bool, require ...config.Requirement) (*session.Session, error) {
 	format, err := logging.ParseFormat(opts.LogFormat)
 	if err != nil {
 		return nil, err
 	}
 	var cluster *config.Cluster
 	if needConfig || len(opts.ConfigPaths)+len(opts.ConnectionConfigPaths) > 0 {
-		if cluster, err = loadConfig(cmd, opts, needConfig); err != nil {
+		if cluster, err = loadConfig(cmd, opts, needConfig, require...); err != nil {
 			return nil, err
 		}
 	}
@@ -46,14 +46,15 @@ func openSession(cmd *cobra.Command, opts *globalOptions, needConfig bool) (*ses
 		SSH: session.SSHOptions{
 			Hosts:            opts.SSH.Hosts,
 			User:             opts.SSH.User,
-			Port:             opts.SSH.Port,
+			Port:             int(opts.SSH.Port),
 			KeyFiles:         opts.SSH.AgentPrivateKeys,
 			AgentSocket:      agentSocket,
 			BastionHost:      opts.SSH.BastionHost,
-			BastionPort:      opts.SSH.BastionPort,
+			BastionPort:      int(opts.SSH.BastionPort),
 			BastionUser:      opts.SSH.BastionUser,
 			IgnoreHostKeys:   opts.SSH.InsecureIgnoreHostKeys,
 			KnownHostsFile:   opts.SSH.KnownHostsFile,
+			ConnectTimeout:   opts.SSH.ConnectTimeout,
 			PassphrasePrompt: prompt,
 		},
 	})

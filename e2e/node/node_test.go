@@ -16,7 +16,7 @@ import (
 	"github.com/dhctl-dev/dhctl/e2e/internal/lab"
 	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
 	"github.com/dhctl-dev/dhctl/internal/config"
-	"github.com/dhctl-dev/dhctl/internal/operations/nodebundle"
+	"github.com/dhctl-dev/dhctl/internal/nodebundle"
 )
 
 // env is a lab (machines, a registry with the images a node bundle pulls and every package,

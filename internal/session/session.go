@@ -13,7 +13,9 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +63,8 @@ type SSHOptions struct {
 	BastionUser      string
 	IgnoreHostKeys   bool
 	KnownHostsFile   string // "" = ~/.ssh/known_hosts (honoured when it lists a host), "none" = ignore it
+	// ConnectTimeout bounds each connection attempt (--ssh-connect-timeout); 0 = ssh's default.
+	ConnectTimeout time.Duration
 	PassphrasePrompt func(keyPath string) ([]byte, error)
 	// DialContext replaces the TCP dialer (tests dial inside a network namespace).
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -171,11 +175,17 @@ func (s *Session) Hosts() []string { return append([]string(nil), s.ssh.hosts...
 // SSHConfig is the SSH configuration for one host. Host may carry its own port ("host:port").
 func (s *Session) SSHConfig(host string) (ssh.Config, error) {
 	cfg := s.ssh.base
-	h, port, err := ssh.SplitHostPort(host, cfg.Port)
+	ep, err := ssh.ParseEndpoint(host)
 	if err != nil {
 		return ssh.Config{}, exitcode.Usage(fmt.Errorf("ssh host: %w", err))
 	}
-	cfg.Host, cfg.Port = h, port
+	cfg.Host = ep.Host
+	if ep.Port != 0 {
+		cfg.Port = ep.Port
+	}
+	if ep.User != "" {
+		cfg.User = ep.User
+	}
 	cfg.Logger = s.log.Slog()
 	if s.ssh.ignoreHostKeys {
 		cfg.HostKeys = ssh.HostKeyPolicy{Mode: ssh.HostKeysInsecureIgnore}
@@ -256,15 +266,29 @@ func (s *Session) Close() error {
 
 // ClusterName derives a state sub-directory name when --cluster-name is not given: the cloud
 // prefix of a cloud cluster, else "static-" and the first SSH host, so two clusters never share
-// checkpoints by accident.
+// checkpoints by accident. The name is unique per address: an IPv6 address is written in its
+// canonical form with "_" for ":" (so "::1" and "1::" differ), an explicit port follows after a
+// "-"; a login user does not change the machine, so it is left out.
 func ClusterName(cfg *config.Cluster, hosts []string) string {
 	if cfg != nil && cfg.ClusterConfiguration.Cloud != nil && cfg.ClusterConfiguration.Cloud.Prefix != "" {
 		return cfg.ClusterConfiguration.Cloud.Prefix
 	}
-	if len(hosts) > 0 {
+	if len(hosts) == 0 {
+		return "default"
+	}
+	ep, err := ssh.ParseEndpoint(hosts[0])
+	if err != nil {
 		return "static-" + strings.Trim(unsafeNameChars.ReplaceAllString(hosts[0], "-"), "-.")
 	}
-	return "default"
+	host := ep.Host
+	if a, err := netip.ParseAddr(host); err == nil {
+		host = strings.ReplaceAll(a.String(), ":", "_")
+	}
+	name := "static-" + unsafeNameChars.ReplaceAllString(host, "-")
+	if ep.Port != 0 {
+		name += "-" + strconv.Itoa(ep.Port)
+	}
+	return name
 }
 
 var unsafeNameChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
@@ -285,13 +309,29 @@ func resolveSSH(o SSHOptions, cfg *config.Cluster, lookupEnv func(string) (strin
 	if len(r.hosts) == 0 {
 		r.hosts = docHosts
 	}
+	// Every host is checked before anything (the state dir) is created.
+	for _, h := range r.hosts {
+		if _, err := ssh.ParseEndpoint(h); err != nil {
+			return r, exitcode.Usage(fmt.Errorf("ssh host %q: %w", h, err))
+		}
+	}
 	b := &r.base
 	b.User = firstNonEmpty(o.User, doc.SSHUser)
 	b.Port = firstNonZero(o.Port, doc.SSHPort, ssh.DefaultPort)
+	b.ConnectTimeout = o.ConnectTimeout
 	b.Bastion = ssh.Endpoint{
-		Host: firstNonEmpty(o.BastionHost, doc.SSHBastionHost),
 		Port: firstNonZero(o.BastionPort, doc.SSHBastionPort),
 		User: firstNonEmpty(o.BastionUser, doc.SSHBastionUser),
+	}
+	// The bastion may be given as [user@]host[:port] too; explicit flags or fields win.
+	if bh := firstNonEmpty(o.BastionHost, doc.SSHBastionHost); bh != "" {
+		ep, err := ssh.ParseEndpoint(bh)
+		if err != nil {
+			return r, exitcode.Usage(fmt.Errorf("ssh bastion host: %w", err))
+		}
+		b.Bastion.Host = ep.Host
+		b.Bastion.Port = firstNonZero(b.Bastion.Port, ep.Port)
+		b.Bastion.User = firstNonEmpty(b.Bastion.User, ep.User)
 	}
 	b.SudoPassword = doc.SudoPassword
 	b.DialContext = o.DialContext

@@ -45,6 +45,15 @@ func TestFlagsWinOverSSHConfigDocuments(t *testing.T) {
 	if r, _ := resolveSSH(SSHOptions{}, nil, noEnv); r.base.Port != ssh.DefaultPort {
 		t.Errorf("default port %d", r.base.Port)
 	}
+	// user@host:port is read as such (and the bastion too); an impossible host is a usage error
+	// before any state dir exists.
+	r, err = resolveSSH(SSHOptions{Hosts: []string{"ops@10.0.0.1:2222"}, BastionHost: "jump@10.0.0.9:2200"}, nil, noEnv)
+	if err != nil || r.base.Bastion != (ssh.Endpoint{Host: "10.0.0.9", Port: 2200, User: "jump"}) {
+		t.Errorf("bastion endpoint: %+v %v", r.base.Bastion, err)
+	}
+	if _, err := resolveSSH(SSHOptions{Hosts: []string{"root@root@10.0.0.1"}}, nil, noEnv); err == nil {
+		t.Error("a host with two users was accepted")
+	}
 }
 
 func TestClusterName(t *testing.T) {
@@ -56,7 +65,13 @@ func TestClusterName(t *testing.T) {
 	}{
 		{cloud, []string{"10.0.0.1"}, "prod"},
 		{nil, []string{"10.0.0.1"}, "static-10.0.0.1"},
-		{nil, []string{"[fd00::1]:2222"}, "static-fd00-1-2222"},
+		{nil, []string{"[fd00::1]:2222"}, "static-fd00__1-2222"},
+		{nil, []string{"root@10.0.0.1:2222"}, "static-10.0.0.1-2222"},
+		// Addresses that a plain character swap would collapse stay apart.
+		{nil, []string{"::1"}, "static-__1"},
+		{nil, []string{"1::"}, "static-1__"},
+		{nil, []string{"[0:0::1]:22"}, "static-__1-22"}, // the same address as ::1, written longer
+		{nil, []string{"node-a.example.com"}, "static-node-a.example.com"},
 		{nil, nil, "default"},
 	} {
 		if got := ClusterName(tc.cfg, tc.hosts); got != tc.want {

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/dhctl-dev/dhctl/internal/install"
 	"github.com/dhctl-dev/dhctl/internal/inventory"
+	"github.com/dhctl-dev/dhctl/internal/node"
 	"github.com/dhctl-dev/dhctl/internal/phase"
 	"github.com/dhctl-dev/dhctl/internal/preflight"
 )
@@ -178,12 +181,10 @@ func (b *Bootstrap) preflightNotNeeded() string {
 	return ""
 }
 
+// preflightInputs are every machine (not only those still to check), so a re-run with the same
+// machines and settings skips the phase as done.
 func (b *Bootstrap) preflightInputs() (any, error) {
-	hosts, err := b.preflightHosts()
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"hosts": hosts, "skip": b.o.Preflight.Skip, "minimums": fmt.Sprint(b.o.Preflight.Minimums)}, nil
+	return map[string]any{"hosts": b.o.Inventory.All(), "skip": b.o.Preflight.Skip, "minimums": fmt.Sprint(b.o.Preflight.Minimums)}, nil
 }
 
 func (b *Bootstrap) preflight(ctx context.Context) error {
@@ -241,11 +242,13 @@ func (b *Bootstrap) bootstrapFirstMaster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	res, err := b.nodes.FirstMaster(ctx, c, fm)
 	if err != nil {
 		return err
 	}
-	b.o.Log.Info("first master ready", "host", fm.SSH, "steps_run", len(res.Report.Ran()), "kubeconfig", b.KubeconfigPath())
+	logBundle(b.o.Log, fm, res.Report, start)
+	b.o.Log.Info("admin kubeconfig saved", "path", b.KubeconfigPath())
 	return nil
 }
 
@@ -254,12 +257,19 @@ func (b *Bootstrap) join(ctx context.Context, h inventory.Host) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	rep, err := b.nodes.Join(ctx, c, h)
 	if err != nil {
 		return err
 	}
-	b.o.Log.Info("node joined", "host", h.SSH, "role", h.Role, "steps_run", len(rep.Ran()))
+	logBundle(b.o.Log, h, rep, start)
 	return nil
+}
+
+// logBundle reports a finished node bundle: how many steps ran and how many were already done.
+func logBundle(log *slog.Logger, h inventory.Host, rep node.Report, start time.Time) {
+	log.Info("node bundle finished", "host", h.SSH, "role", h.Role, "steps_run", len(rep.Ran()),
+		"steps_skipped", len(rep.Steps)-len(rep.Ran()), "took", time.Since(start).Round(10*time.Millisecond))
 }
 
 // joinMasters joins control-plane nodes one at a time: etcd grows one member at a time, and a
