@@ -234,6 +234,8 @@ func checkCluster(ctx context.Context, t *testing.T, l *lab.Lab) {
 		"daemonsets":                           "kube-flannel/kube-flannel-ds kube-system/kube-proxy",
 		"NodeGroups":                           "master worker",
 		"kube-system/d8-cluster-configuration": "1",
+		// The lab's podSubnetNodeCIDRPrefix "25": kube-controller-manager gives every node a /25.
+		"nodes with a /25 podCIDR": fmt.Sprint(len(l.Masters) + len(l.Workers)),
 	}
 	got := map[string]string{}
 	q := func(key string, args ...string) {
@@ -253,6 +255,15 @@ func checkCluster(ctx context.Context, t *testing.T, l *lab.Lab) {
 	got["kube-system/d8-cluster-configuration"] = fmt.Sprint(strings.Count(must(l.Kubectl(ctx, "-n", "kube-system", "get", "secrets", "-o", "name")), "secret/d8-cluster-configuration\n"))
 	got["deployments"] = names(must(l.Kubectl(ctx, "get", "deployments", "-A", "--no-headers", "-o", "custom-columns=N:.metadata.namespace,M:.metadata.name")))
 	got["daemonsets"] = names(must(l.Kubectl(ctx, "get", "daemonsets", "-A", "--no-headers", "-o", "custom-columns=N:.metadata.namespace,M:.metadata.name")))
+	podCIDRs := strings.Fields(must(l.Kubectl(ctx, "get", "nodes", "-o", "jsonpath={.items[*].spec.podCIDR}")))
+	t.Logf("nodes' podCIDRs: %v", podCIDRs)
+	n25 := 0
+	for _, c := range podCIDRs {
+		if strings.HasSuffix(c, "/25") {
+			n25++
+		}
+	}
+	got["nodes with a /25 podCIDR"] = fmt.Sprint(n25)
 	got["NodeGroups"] = names(must(l.Kubectl(ctx, "get", "nodegroups", "--no-headers", "-o", "custom-columns=N:.metadata.name")))
 	for k, w := range want {
 		if got[k] != w {

@@ -206,6 +206,8 @@ var malformedCases = []malformedCase{
 		want: `connection.yml: document 1 (SSHConfig), line 6: sshAgentPrivateKeys[0].passphrase: does not decrypt the key; check the passphrase`},
 	{name: "bastion user without host", conn: validSSH + "sshBastionUser: jump\n",
 		want: `connection.yml: document 1 (SSHConfig), line 6: sshBastionUser: is set, but sshBastionHost is not; add sshBastionHost, or remove sshBastionUser`},
+	{name: "ssh extra args", conn: validSSH + "sshExtraArgs: -o ServerAliveInterval=5\n",
+		want: `connection.yml: document 1 (SSHConfig), line 6: sshExtraArgs: is not supported: dhctl does not run an ssh binary to pass arguments to; remove it; use sshPort, sshBastionHost/Port/User, sshAgentPrivateKeys, --ssh-connect-timeout or --ssh-known-hosts for what the arguments did`},
 	{name: "duplicate ssh host", conn: "apiVersion: dhctl.deckhouse.io/v1alpha1\nkind: SSHHost\nhost: 10.0.0.1\n---\napiVersion: dhctl.deckhouse.io/v1alpha1\nkind: SSHHost\nhost: 10.0.0.1\n",
 		want: `connection.yml: document 2 (SSHHost), line 7: host: host 10.0.0.1 is listed twice (also connection.yml document 1); remove one of the SSHHost documents`},
 	{name: "ssh host bad", conn: "apiVersion: dhctl.deckhouse.io/v1alpha1\nkind: SSHHost\nhost: 'user@10.0.0.1'\n",

@@ -1,14 +1,13 @@
 package config
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	dhssh "github.com/dhctl-dev/dhctl/internal/ssh"
 	"net/netip"
 	"regexp"
 	"sort"
@@ -580,6 +579,12 @@ func checkDockerCfg(text, registryHost, shownHost string, hideHosts bool) (msg, 
 // checkSSH: bastion settings need a bastion host; every key must parse (and decrypt, when a
 // passphrase is given). A key without its passphrase is fine: the CLI asks for it.
 func (l *loader) checkSSH(sc *SSHConfig, d *loadedDoc) {
+	// Deckhouse's dhctl hands sshExtraArgs to an ssh binary; dhctl speaks SSH itself, so there is
+	// nothing to hand them to. Accepting them would silently drop what the user asked for.
+	if sc.SSHExtraArgs != "" {
+		l.add(d.problem([]string{"sshExtraArgs"}, "is not supported: dhctl does not run an ssh binary to pass arguments to",
+			"remove it; use sshPort, sshBastionHost/Port/User, sshAgentPrivateKeys, --ssh-connect-timeout or --ssh-known-hosts for what the arguments did"))
+	}
 	if sc.SSHBastionHost == "" {
 		for _, f := range []struct {
 			name string
@@ -603,7 +608,7 @@ func (l *loader) checkSSH(sc *SSHConfig, d *loadedDoc) {
 			// The KDF's rounds are the key's to say (~8 ms each): a key may ask for days of
 			// them. Checking the passphrase is a convenience, so past the run's budget it is
 			// left to the SSH connection, which uses the passphrase anyway.
-			rounds := opensshKDFRounds(k.Key)
+			rounds := dhssh.KDFRounds([]byte(k.Key))
 			if k.Passphrase != "" && rounds <= l.budget.kdfRounds {
 				l.budget.kdfRounds -= rounds
 				if _, err := ssh.ParseRawPrivateKeyWithPassphrase([]byte(k.Key), []byte(k.Passphrase)); err != nil {
@@ -615,40 +620,4 @@ func (l *loader) checkSSH(sc *SSHConfig, d *loadedDoc) {
 				"paste the whole private key file, including the -----BEGIN ... PRIVATE KEY----- line, as a | block"))
 		}
 	}
-}
-
-// opensshKDFRounds is the number of bcrypt rounds an encrypted key in OpenSSH's format asks for,
-// read without decrypting it; 0 for any other key (PEM encryption's KDF is one MD5 pass).
-func opensshKDFRounds(key string) int {
-	block, _ := pem.Decode([]byte(strings.TrimSpace(key)))
-	if block == nil || block.Type != "OPENSSH PRIVATE KEY" {
-		return 0
-	}
-	b, ok := bytes.CutPrefix(block.Bytes, []byte("openssh-key-v1\x00"))
-	if !ok {
-		return 0
-	}
-	str := func() ([]byte, bool) {
-		if len(b) < 4 {
-			return nil, false
-		}
-		n := binary.BigEndian.Uint32(b)
-		if uint64(n) > uint64(len(b)-4) {
-			return nil, false
-		}
-		s := b[4 : 4+n]
-		b = b[4+n:]
-		return s, true
-	}
-	_, ok1 := str() // cipher name
-	kdf, ok2 := str()
-	opts, ok3 := str()
-	if !ok1 || !ok2 || !ok3 || string(kdf) != "bcrypt" {
-		return 0
-	}
-	b = opts
-	if _, ok := str(); !ok || len(b) < 4 { // salt, then rounds
-		return 0
-	}
-	return int(binary.BigEndian.Uint32(b))
 }

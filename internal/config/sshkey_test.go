@@ -1,37 +1,17 @@
 package config
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/pem"
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/ssh"
+	dhssh "github.com/dhctl-dev/dhctl/internal/ssh"
+	"github.com/dhctl-dev/dhctl/internal/ssh/sshtest"
 )
 
-// keyWithRounds is an encrypted OpenSSH key whose bcrypt KDF asks for the given rounds
-// (ssh-keygen -a; the default is 16, each costs ~8 ms here).
+// keyWithRounds is an encrypted OpenSSH key whose bcrypt KDF asks for the given rounds.
 func keyWithRounds(t *testing.T, passphrase string, rounds uint32) string {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "test", []byte(passphrase))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := block.Bytes
-	off := len("openssh-key-v1\x00")
-	for i := 0; i < 2; i++ { // ciphername, kdfname
-		off += 4 + int(binary.BigEndian.Uint32(b[off:]))
-	}
-	off += 4                                         // length of kdfoptions
-	off += 4 + int(binary.BigEndian.Uint32(b[off:])) // salt
-	binary.BigEndian.PutUint32(b[off:], rounds)      // rounds
-	return string(pem.EncodeToMemory(&pem.Block{Type: block.Type, Bytes: b}))
+	return sshtest.KeyWithKDFRounds(t, passphrase, rounds)
 }
 
 // TestSSHKeyKDFRoundsBounded: a key's passphrase is checked by running its KDF, whose rounds the
@@ -52,11 +32,11 @@ func TestSSHKeyKDFRoundsBounded(t *testing.T) {
 }
 
 func TestOpenSSHKDFRounds(t *testing.T) {
-	if got := opensshKDFRounds(keyWithRounds(t, "x", 1234)); got != 1234 {
+	if got := dhssh.KDFRounds([]byte(keyWithRounds(t, "x", 1234))); got != 1234 {
 		t.Errorf("rounds = %d, want 1234", got)
 	}
 	for _, key := range []string{newSSHKey(t, ""), "", "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"} {
-		if got := opensshKDFRounds(key); got != 0 {
+		if got := dhssh.KDFRounds([]byte(key)); got != 0 {
 			t.Errorf("rounds of %.40q = %d, want 0", key, got)
 		}
 	}

@@ -180,8 +180,11 @@ const (
 // record in the debug file. Failures are logged at error level, the rest at info.
 func (l *Logger) Phase(ev PhaseEvent) {
 	level := slog.LevelInfo
-	if ev.Status == "failed" {
+	switch ev.Status {
+	case "failed":
 		level = slog.LevelError
+	case "interrupted":
+		level = slog.LevelWarn
 	}
 	t := ev.Time
 	if t.IsZero() {

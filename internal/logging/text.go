@@ -154,11 +154,13 @@ func (s *treeState) phase(ev PhaseEvent) error {
 		switch ev.Status {
 		case "failed":
 			icon = iconFailed
+		case "interrupted":
+			icon, note = iconFailed, "interrupted"
 		case "dry-run":
 			icon, note = iconDryRun, "dry-run"
 		}
 		errText := ev.Err
-		if ev.Group && ev.Status == "failed" {
+		if ev.Group && (ev.Status == "failed" || ev.Status == "interrupted") {
 			// The failing child's line already shows the error (groups wrap nothing of their own
 			// unless their set-up failed, and then no child line exists).
 			if len(s.lastFailedBelow(ev.Phase)) > 0 {

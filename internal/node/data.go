@@ -7,12 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"net"
 	"path"
 	"strings"
 
 	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 )
 
 // OSFamily selects the bundle.

@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"fmt"
-	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"io"
 	"io/fs"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
 )
 

@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dhctl-dev/dhctl/candi"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 )
 
 func sampleData(family OSFamily, role inventory.Role, init bool) Data {

@@ -2,12 +2,12 @@ package nodebundle
 
 import (
 	"context"
-	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"strings"
 	"testing"
 
 	"github.com/dhctl-dev/dhctl/candi"
 	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"github.com/dhctl-dev/dhctl/internal/kubeadm"
 	"github.com/dhctl-dev/dhctl/internal/node"
 )

@@ -87,12 +87,14 @@ const (
 	StatusSkippedCondition  Status = "skipped-condition"
 	StatusDryRun            Status = "dry-run"
 	StatusFailed            Status = "failed"
+	// StatusInterrupted: the operator stopped the run (SIGINT/SIGTERM) while the phase ran.
+	StatusInterrupted Status = "interrupted"
 )
 
 // Event kinds.
 const (
 	EventStart = "phase-start"
-	EventEnd   = "phase-end"  // Status is ran, dry-run or failed
+	EventEnd   = "phase-end"  // Status is ran, dry-run, failed or interrupted
 	EventSkip  = "phase-skip" // Status is one of the skipped-* statuses; Reason says why
 )
 
@@ -435,6 +437,9 @@ func (r *runner) finish(idx int, ev Event, start time.Time, err error) error {
 	res := &r.results[idx]
 	res.Duration = now.Sub(start)
 	switch {
+	case err != nil && exitcode.IsAborted(err):
+		res.Status, res.Err = StatusInterrupted, err
+		ev.Err = err.Error()
 	case err != nil:
 		res.Status, res.Err = StatusFailed, err
 		ev.Err = err.Error()

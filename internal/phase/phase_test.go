@@ -670,3 +670,27 @@ func BenchmarkRunSkippedPhase(b *testing.B) {
 		}
 	}
 }
+
+// A phase the operator interrupts (SIGINT: the Aborted cause) is reported as interrupted, not as
+// failed: nothing went wrong with what it was doing.
+func TestInterruptedPhaseIsNotFailed(t *testing.T) {
+	_, store := openStore(t)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	var events []Event
+	tree := []Phase{Func("slow", "Slow", func(ctx context.Context) error {
+		go cancel(exitcode.Aborted(errors.New("received interrupt")))
+		<-ctx.Done()
+		return ctx.Err()
+	})}
+	res, err := Run(ctx, tree, Options{Checkpoints: store, Events: SinkFunc(func(e Event) { events = append(events, e) })})
+	if exitcode.ExitCode(err) != exitcode.AbortedByUser {
+		t.Fatalf("exit %d for %v", exitcode.ExitCode(err), err)
+	}
+	if got := statuses(res); got != "slow=interrupted" {
+		t.Errorf("statuses %s", got)
+	}
+	if last := events[len(events)-1]; last.Kind != EventEnd || last.Status != string(StatusInterrupted) {
+		t.Errorf("last event %+v", last)
+	}
+}

@@ -2,13 +2,14 @@ package preflight
 
 import (
 	"fmt"
-	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"net/netip"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 )
 
 // The evaluations below are pure functions of a host's facts (and the configuration): every

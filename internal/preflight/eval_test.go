@@ -1,11 +1,12 @@
 package preflight
 
 import (
-	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 )
 
 // expect checks a result's status and that its message contains every fragment.

@@ -2,11 +2,12 @@ package preflight
 
 import (
 	"fmt"
-	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"math"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 )
 
 // Minimums are the least a host of a role must have.

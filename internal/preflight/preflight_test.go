@@ -2,11 +2,11 @@ package preflight
 
 import (
 	"bytes"
-	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"strings"
 	"testing"
 
 	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 )
 
 func TestValidateSkip(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"github.com/dhctl-dev/dhctl/internal/node"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
 )
@@ -285,6 +285,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			}
 			report.Rows = append(report.Rows, row)
 		}
+	}
+	if ctx.Err() != nil {
+		// Checks cut short by the operator are not failures of the machines: say so, and let the
+		// interruption (exit 3) through.
+		return report, fmt.Errorf("preflight interrupted before every check finished (nothing was changed on the machines): %w: %w", ctx.Err(), context.Cause(ctx))
 	}
 	return report, report.Err()
 }

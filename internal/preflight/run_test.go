@@ -2,13 +2,15 @@ package preflight
 
 import (
 	"context"
-	"github.com/dhctl-dev/dhctl/internal/inventory"
+	"errors"
 	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dhctl-dev/dhctl/internal/exitcode"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
 	"github.com/dhctl-dev/dhctl/internal/ssh/sshtest"
 )
@@ -120,5 +122,28 @@ func TestRunNeedsHosts(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), Options{Hosts: []Host{{}}, Skip: []string{"nope"}}); err == nil || !strings.Contains(err.Error(), "valid names") {
 		t.Errorf("err %v", err)
+	}
+}
+
+// Checks the operator cut short are not failures of the machines: the error says the run was
+// interrupted (exit 3), not that checks failed and need fixing.
+func TestInterruptedRunIsNotReportedAsFailedChecks(t *testing.T) {
+	lab := sshtest.NewLab(t, 1, sshtest.Options{})
+	h := lab.Hosts[0]
+	c, err := ssh.New(ssh.Config{Host: h.Addr, Port: h.Port, User: "root",
+		Auth:     ssh.Auth{Keys: []ssh.KeyFile{{Path: lab.RootKey}}},
+		HostKeys: ssh.HostKeyPolicy{StateDir: t.TempDir()}, DialContext: lab.DialContext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(exitcode.Aborted(errors.New("received interrupt")))
+	_, err = Run(ctx, Options{Hosts: []Host{{c, inventory.Master}}, Skip: []string{CheckRegistry}})
+	if err == nil || strings.Contains(err.Error(), "check(s) failed") || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	if exitcode.ExitCode(err) != exitcode.AbortedByUser {
+		t.Errorf("exit %d, want 3", exitcode.ExitCode(err))
 	}
 }

@@ -12,8 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -53,18 +53,18 @@ type Options struct {
 
 // SSHOptions are the SSH flags. SSHConfig and SSHHost documents fill what the flags leave empty.
 type SSHOptions struct {
-	Hosts            []string
-	User             string
-	Port             int // 0 = from SSHConfig, else 22
-	KeyFiles         []string
-	AgentSocket      string // usually $SSH_AUTH_SOCK
-	BastionHost      string
-	BastionPort      int
-	BastionUser      string
-	IgnoreHostKeys   bool
-	KnownHostsFile   string // "" = ~/.ssh/known_hosts (honoured when it lists a host), "none" = ignore it
+	Hosts          []string
+	User           string
+	Port           int // 0 = from SSHConfig, else 22
+	KeyFiles       []string
+	AgentSocket    string // usually $SSH_AUTH_SOCK
+	BastionHost    string
+	BastionPort    int
+	BastionUser    string
+	IgnoreHostKeys bool
+	KnownHostsFile string // "" = ~/.ssh/known_hosts (honoured when it lists a host), "none" = ignore it
 	// ConnectTimeout bounds each connection attempt (--ssh-connect-timeout); 0 = ssh's default.
-	ConnectTimeout time.Duration
+	ConnectTimeout   time.Duration
 	PassphrasePrompt func(keyPath string) ([]byte, error)
 	// DialContext replaces the TCP dialer (tests dial inside a network namespace).
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)

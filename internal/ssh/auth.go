@@ -133,6 +133,11 @@ func loadKey(k KeyFile, prompt func(string) ([]byte, error)) (ssh.Signer, error)
 	} else if err := checkPrivateKeyFormat(k.Path, pemBytes); err != nil {
 		return nil, err
 	}
+	// The KDF's rounds are the key's to say and each costs ~8 ms: refuse a key asking for more
+	// than any real one does before spending them.
+	if r := KDFRounds(pemBytes); r > MaxKDFRounds {
+		return nil, fmt.Errorf("private key %s asks for %d bcrypt rounds to decrypt (more than %d; ssh-keygen's default is 16): re-encrypt it with `ssh-keygen -p -a 100 -f <key>`", k.Path, r, MaxKDFRounds)
+	}
 	var raw any
 	var err error
 	if k.Passphrase != "" {

@@ -32,7 +32,7 @@ const (
 kind: ClusterConfiguration
 clusterType: Static
 podSubnetCIDR: 10.111.0.0/16
-podSubnetNodeCIDRPrefix: "24"
+podSubnetNodeCIDRPrefix: "25"
 serviceSubnetCIDR: 10.222.0.0/16
 kubernetesVersion: Automatic
 clusterDomain: cluster.local
