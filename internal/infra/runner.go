@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dhctl-dev/dhctl/internal/atomicfile"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -130,7 +131,7 @@ func (r *Runner) prepare(step Step) (*workspace, error) {
 		if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
 			return err
 		}
-		return writeAtomic(target, data)
+		return atomicfile.Write(target, data, 0o600)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("step %s: copying the module: %w", step.Name, err)
@@ -139,10 +140,10 @@ func (r *Runner) prepare(step Step) (*workspace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("step %s: variables: %w", step.Name, err)
 	}
-	if err := writeAtomic(filepath.Join(dir, varsFile), vars); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, varsFile), vars, 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(dir, cliFile), []byte(cliConfig(r.o.PluginDir, r.o.Sources))); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, cliFile), []byte(cliConfig(r.o.PluginDir, r.o.Sources)), 0o600); err != nil {
 		return nil, err
 	}
 	if err := r.reconcileState(step.Name, dir); err != nil {
@@ -205,7 +206,7 @@ func (r *Runner) reconcileState(step, dir string) error {
 		r.o.Log.Debug("terraform state: the working directory's is newer, saving it", "step", step, "serial", lh.Serial)
 		return r.o.States.SaveTerraformState(step, local)
 	case sok:
-		return writeAtomic(filepath.Join(dir, stateFile), stored)
+		return atomicfile.Write(filepath.Join(dir, stateFile), stored, 0o600)
 	default:
 		// No state anywhere (or only a torn one): the step starts from nothing, and whatever it
 		// made before is for the provider's recovery to find.
@@ -441,24 +442,3 @@ func (l *lineLogger) tail() string {
 }
 
 var _ io.Writer = (*lineLogger)(nil)
-
-// writeAtomic replaces path with data (temp file, fsync, rename), mode 0600.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}

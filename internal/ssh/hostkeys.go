@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"github.com/dhctl-dev/dhctl/internal/atomicfile"
 	"net"
 	"os"
 	"path/filepath"
@@ -294,48 +295,13 @@ func pinBatch(dir string, batch []*pinRequest) {
 		old = append(old, '\n')
 	}
 	data := append(old, strings.Join(lines, "\n")+"\n"...)
-	if err := writeFileAtomic(file, data, 0o600); err != nil {
+	if err := atomicfile.Write(file, data, 0o600); err != nil {
 		fail(err)
 	}
 }
 
 func keyEqual(a, b ssh.PublicKey) bool {
 	return string(a.Marshal()) == string(b.Marshal())
-}
-
-// writeFileAtomic writes data to a temp file beside path, fsyncs it and renames it over path, so
-// a crash leaves either the old or the new content.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // knownHostKeyAlgorithms lists the host key algorithms of the keys on record for address (user

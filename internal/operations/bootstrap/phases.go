@@ -15,6 +15,7 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/node"
 	"github.com/dhctl-dev/dhctl/internal/phase"
 	"github.com/dhctl-dev/dhctl/internal/preflight"
+	"github.com/dhctl-dev/dhctl/internal/ssh"
 )
 
 // Phase names, for --skip-phase/--only-phase.
@@ -233,12 +234,18 @@ func (b *Bootstrap) nodeInputs(what string, hosts func() []inventory.Host) func(
 	}
 }
 
-func (b *Bootstrap) bootstrapFirstMaster(ctx context.Context) error {
+// firstMasterClient is the first master and the run's SSH connection to it.
+func (b *Bootstrap) firstMasterClient(ctx context.Context) (inventory.Host, *ssh.Client, error) {
 	fm, err := b.firstMaster()
 	if err != nil {
-		return err
+		return fm, nil, err
 	}
 	c, err := b.client(ctx, fm.SSH)
+	return fm, c, err
+}
+
+func (b *Bootstrap) bootstrapFirstMaster(ctx context.Context) error {
+	fm, c, err := b.firstMasterClient(ctx)
 	if err != nil {
 		return err
 	}
@@ -300,11 +307,7 @@ func (b *Bootstrap) joinWorkers(ctx context.Context) error {
 }
 
 func (b *Bootstrap) postBootstrap(ctx context.Context) error {
-	fm, err := b.firstMaster()
-	if err != nil {
-		return err
-	}
-	c, err := b.client(ctx, fm.SSH)
+	fm, c, err := b.firstMasterClient(ctx)
 	if err != nil {
 		return err
 	}
