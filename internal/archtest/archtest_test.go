@@ -96,7 +96,7 @@ func TestDataFlowsOneWay(t *testing.T) {
 
 // stateFiles are the names of the state dir's files; clusterstate alone spells them (state,
 // phase and ssh own the lock, checkpoints and pinned keys they manage themselves).
-var stateFiles = []string{"node/join.json", "node/hosts.json", "bootstrap/init.json", "bootstrap-completed.json", "cluster-uuid", ".tfstate", "terraform/"}
+var stateFiles = []string{"node/join.json", "node/hosts.json", "bootstrap/init.json", "bootstrap-completed.json", "cluster-uuid", "terraform/", "terraform-work", "infra/machines.json", "infra/discovery-data.json"}
 
 func TestOnlyClusterStateNamesStateFiles(t *testing.T) {
 	for _, f := range productFiles(t) {

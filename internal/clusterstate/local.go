@@ -39,6 +39,9 @@ const (
 	packagesDir    = "packages"   // cache of the packages endpoint
 	checkpointsDir = "checkpoints"
 	terraformDir   = "terraform" // terraform/<step>.tfstate, secret
+	terraformWork  = "terraform-work"
+	machinesFile   = "infra/machines.json"       // the machines the infrastructure made
+	discoveryFile  = "infra/discovery-data.json" // the provider's discovery data
 )
 
 // What a new bootstrap on the same machines must not find after an abort: phase checkpoints
@@ -361,4 +364,76 @@ func (l *Local) TerraformSteps() ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// TerraformWorkRoot is where the engine's working directories live (one per step; they hold
+// variables with secrets, so they stay inside the 0700 state dir).
+func (l *Local) TerraformWorkRoot() string { return filepath.Join(l.dir.Path(), terraformWork) }
+
+// Machine is a machine the infrastructure made, as its step's outputs describe it: what the
+// inventory of a later run (or another command) starts from.
+type Machine struct {
+	Name      string `json:"name"`
+	NodeGroup string `json:"nodeGroup"`
+	Role      string `json:"role"`
+	SSH       string `json:"ssh"` // how dhctl reaches it
+	IP        string `json:"ip"`  // its node address
+}
+
+type machinesRecord struct {
+	Machines []Machine `json:"machines"`
+}
+
+// Machines returns the recorded machines, sorted by name.
+func (l *Local) Machines() ([]Machine, error) {
+	var r machinesRecord
+	_, err := l.readJSON(machinesFile, &r, "delete it: the next run reads the machines from the infrastructure's outputs again")
+	return r.Machines, err
+}
+
+// RecordMachine adds or replaces (by name) a machine.
+func (l *Local) RecordMachine(m Machine) error {
+	l.hostsMu.Lock()
+	defer l.hostsMu.Unlock()
+	ms, err := l.Machines()
+	if err != nil {
+		return err
+	}
+	out := []Machine{m}
+	for _, o := range ms {
+		if o.Name != m.Name {
+			out = append(out, o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return l.writeJSON(machinesFile, machinesRecord{Machines: out})
+}
+
+// ForgetMachine removes a machine whose infrastructure was destroyed.
+func (l *Local) ForgetMachine(name string) error {
+	l.hostsMu.Lock()
+	defer l.hostsMu.Unlock()
+	ms, err := l.Machines()
+	if err != nil {
+		return err
+	}
+	var out []Machine
+	for _, o := range ms {
+		if o.Name != name {
+			out = append(out, o)
+		}
+	}
+	return l.writeJSON(machinesFile, machinesRecord{Machines: out})
+}
+
+// SaveDiscoveryData keeps the provider's discovery data (from the base infrastructure).
+func (l *Local) SaveDiscoveryData(data []byte) error { return l.dir.WriteFile(discoveryFile, data) }
+
+// DiscoveryData returns the saved discovery data; nil when there is none.
+func (l *Local) DiscoveryData() ([]byte, error) {
+	data, err := l.dir.ReadFile(discoveryFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
 }

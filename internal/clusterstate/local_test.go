@@ -281,3 +281,34 @@ func TestForget(t *testing.T) {
 		t.Fatalf("second abort: reset=%v err=%v", reset, err)
 	}
 }
+
+func TestMachinesAndDiscoveryData(t *testing.T) {
+	l := openLocal(t)
+	if ms, err := l.Machines(); err != nil || len(ms) != 0 {
+		t.Fatalf("none yet: %v %v", ms, err)
+	}
+	for _, m := range []Machine{{Name: "lab-worker-0", Role: "worker", IP: "10.0.0.3"}, {Name: "lab-master-0", Role: "master", IP: "10.0.0.2"}, {Name: "lab-worker-0", Role: "worker", IP: "10.0.0.4"}} {
+		if err := l.RecordMachine(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, _ := l.Machines()
+	if len(ms) != 2 || ms[0].Name != "lab-master-0" || ms[1].IP != "10.0.0.4" {
+		t.Errorf("machines: %+v (sorted by name, the worker replaced)", ms)
+	}
+	if err := l.ForgetMachine("lab-worker-0"); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := l.Machines(); len(ms) != 1 {
+		t.Errorf("after forget: %+v", ms)
+	}
+	if d, err := l.DiscoveryData(); err != nil || d != nil {
+		t.Fatalf("no discovery data yet: %q %v", d, err)
+	}
+	if err := l.SaveDiscoveryData([]byte(`{"zones":["a"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := l.DiscoveryData(); string(d) != `{"zones":["a"]}` {
+		t.Errorf("discovery data %q", d)
+	}
+}
