@@ -7,5 +7,5 @@ import "embed"
 // FS is the candi tree as shipped in the binary. Development builds may override it with a
 // directory (see the --candi-dir flag), so code must read candi through an fs.FS, never by path.
 //
-//go:embed openapi version_map.yml bashible
+//go:embed openapi cloud-providers version_map.yml bashible
 var FS embed.FS

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,5 +76,28 @@ func TestBrokenExamples(t *testing.T) {
 				t.Errorf("problems differ\n got:\n%s\nwant:\n%s", got, want)
 			}
 		})
+	}
+}
+
+// The vSphere example validates with its provider's schema, and the provider's password is a
+// secret: kept from logs and from `config render defaults`.
+func TestVsphereExampleValidates(t *testing.T) {
+	c, err := Load(context.Background(), LoadOptions{ConfigPaths: []string{filepath.Join(examplesDir, "vsphere-cluster.yml")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ProviderClusterConfiguration == nil || c.ProviderClusterConfiguration.Kind != "VsphereClusterConfiguration" {
+		t.Fatalf("provider document: %+v", c.ProviderClusterConfiguration)
+	}
+	found := false
+	for _, s := range c.SecretValues() {
+		found = found || s == "change-me"
+	}
+	if !found {
+		t.Errorf("the provider password is not among the secret values: %q", c.SecretValues())
+	}
+	out, err := c.RenderDefaults()
+	if err != nil || strings.Contains(string(out), "change-me") {
+		t.Errorf("render defaults shows the password (%v)", err)
 	}
 }

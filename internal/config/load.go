@@ -704,3 +704,18 @@ func sortKeys(keys []string, first map[string]int) {
 		return keys[i] < keys[j]
 	})
 }
+
+// SecretValues are the values of every field the schemas mark secret (passwords, keys, registry
+// credentials, a provider's password), for the log redactor: they must never reach a log.
+func (c *Cluster) SecretValues() []string {
+	var out []string
+	if c == nil || c.schemas == nil {
+		return out
+	}
+	for _, d := range c.Documents {
+		if s, ok := c.schemas.lookup(d.Kind, d.APIVersion); ok {
+			collectSecrets(s, d.Object, &out)
+		}
+	}
+	return out
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -37,29 +38,41 @@ type schemaFile struct {
 	} `json:"apiVersions"`
 }
 
-// NewRegistry reads every openapi/*.yaml (or .yml) file of fsys, e.g. candi.FS. A nil fsys gives
-// an empty registry.
+// NewRegistry reads every openapi/*.yaml (or .yml) file of fsys, e.g. candi.FS, and every
+// provider's cloud-providers/<provider>/openapi/*.yaml. A nil fsys gives an empty registry.
 func NewRegistry(fsys fs.FS) (*Registry, error) {
 	r := &Registry{schemas: map[schemaKey]*openapi3.Schema{}}
 	if fsys == nil {
 		return r, nil
 	}
-	entries, err := fs.ReadDir(fsys, "openapi")
-	if err != nil {
-		return nil, fmt.Errorf("reading schemas: %w", err)
+	dirs := []string{"openapi"}
+	providers, err := fs.ReadDir(fsys, "cloud-providers")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading provider schemas: %w", err)
 	}
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
-			continue
+	for _, p := range providers {
+		if p.IsDir() {
+			dirs = append(dirs, path.Join("cloud-providers", p.Name(), "openapi"))
 		}
-		p := path.Join("openapi", name)
-		data, err := fs.ReadFile(fsys, p)
+	}
+	for _, dir := range dirs {
+		entries, err := fs.ReadDir(fsys, dir)
 		if err != nil {
-			return nil, fmt.Errorf("reading schema %s: %w", p, err)
+			return nil, fmt.Errorf("reading schemas: %w", err)
 		}
-		if err := r.AddSchemaFile(data); err != nil {
-			return nil, fmt.Errorf("schema %s: %w", p, err)
+		for _, e := range entries {
+			name := e.Name()
+			if e.IsDir() || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+				continue
+			}
+			p := path.Join(dir, name)
+			data, err := fs.ReadFile(fsys, p)
+			if err != nil {
+				return nil, fmt.Errorf("reading schema %s: %w", p, err)
+			}
+			if err := r.AddSchemaFile(data); err != nil {
+				return nil, fmt.Errorf("schema %s: %w", p, err)
+			}
 		}
 	}
 	return r, nil

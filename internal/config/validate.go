@@ -333,3 +333,32 @@ func redactSecrets(s *openapi3.Schema, v any) any {
 	}
 	return v
 }
+
+// collectSecrets appends the string values at the paths s marks secret.
+func collectSecrets(s *openapi3.Schema, v any, out *[]string) {
+	if s == nil || v == nil {
+		return
+	}
+	if isSecret(s) {
+		if str, ok := v.(string); ok && str != "" {
+			*out = append(*out, str)
+		}
+		return
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if p := s.Properties[k]; p != nil && p.Value != nil {
+				collectSecrets(p.Value, x, out)
+			} else if ap := s.AdditionalProperties.Schema; ap != nil && ap.Value != nil {
+				collectSecrets(ap.Value, x, out)
+			}
+		}
+	case []any:
+		if s.Items != nil {
+			for _, x := range v {
+				collectSecrets(s.Items.Value, x, out)
+			}
+		}
+	}
+}

@@ -369,6 +369,8 @@ func secrets(cfg *config.Cluster) []string {
 	if ic := cfg.InitConfiguration; ic != nil {
 		out = append(out, ic.Deckhouse.RegistryDockerCfg)
 	}
+	// Every other field a schema marks secret (a cloud provider's password, ...).
+	out = append(out, cfg.SecretValues()...)
 	var nonEmpty []string
 	for _, s := range out {
 		if s != "" {
