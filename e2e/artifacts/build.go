@@ -1,14 +1,17 @@
 // Package artifacts builds, pinned and cached outside the checkout, every
-// binary and Debian package a kubeadm cluster of the e2e rig needs, and
-// publishes them as OCI images and package artifacts under the registry
-// layout of docs/registry-layout.md.
+// binary and Debian package a kubeadm cluster of the e2e rig needs, the
+// infrastructure engines (OpenTofu, Terraform) and the vSphere provider they
+// drive, and publishes the cluster's ones as OCI images and package artifacts
+// under the registry layout of docs/registry-layout.md.
 //
 // Go programs come from tool modules under e2e/tools (each its own go.mod, so
-// the product never depends on them) or from this repository (pause, the
+// the product never depends on them), from a writable copy of a released
+// module's own directory (the engines and the provider, built with the
+// dependencies their release pins), or from this repository (pause, the
 // platform controller); Debian packages come from apt. Outputs live in
 // ${XDG_CACHE_HOME:-$HOME/.cache}/dhctl-dev/<name>-<version>/, keyed by the
-// tool module's go.mod and go.sum, the build flags and the Go version, so a
-// warm run only checks keys.
+// tool module's go.mod and go.sum (or the released module's path and
+// version), the build flags and the Go version, so a warm run only checks keys.
 package artifacts
 
 import (
@@ -40,6 +43,13 @@ const (
 	// CNIFlannelVersion is this repository's stand-in for flannel's CNI
 	// plugin (e2e/cni-flannel), whose module the proxy does not serve.
 	CNIFlannelVersion = "v0.1.0"
+	// OpenTofuVersion is the engine Deckhouse runs its cloud layouts with.
+	OpenTofuVersion = "v1.10.6"
+	// TerraformVersion is the last release under the MPL.
+	TerraformVersion = "v1.5.7"
+	// VSphereProviderVersion is hashicorp/vsphere's newest release the Go
+	// module proxy serves (it refuses every v2.x).
+	VSphereProviderVersion = "v1.26.0"
 )
 
 // A component is one group of binaries built together.
@@ -54,6 +64,18 @@ type component struct {
 	cgo      bool
 	tags     string
 	ldflags  string
+	// module ("path@version"), if set, is built as the main module from a
+	// writable copy of its own directory (see copyModule), and binaries name
+	// packages relative to its root. A release's go.mod may carry replace
+	// directives (OpenTofu's does), which only apply to the main module, so
+	// neither go install nor a tool module would build what was released.
+	module string
+	// engine marks OpenTofu and Terraform: `<binary> version -json` must
+	// report version after a build.
+	engine bool
+	// provider, if set, also lays the single binary out as that Terraform
+	// provider in the filesystem mirror under <dir>/mirror.
+	provider *providerSpec
 }
 
 // Component names accepted by Build.
@@ -66,6 +88,9 @@ const (
 	Pause              = "pause"
 	PlatformController = "platform-controller"
 	CNIFlannel         = "cni-flannel"
+	OpenTofu           = "opentofu"
+	Terraform          = "terraform"
+	VSphereProvider    = "terraform-provider-vsphere"
 )
 
 func kubeVersionFlags() string {
@@ -101,6 +126,14 @@ func components() []component {
 		{name: Pause, version: PauseImageTag, binaries: map[string]string{"pause": "github.com/dhctl-dev/dhctl/e2e/pause"}, ldflags: "-s -w"},
 		{name: CNIFlannel, version: CNIFlannelVersion, binaries: map[string]string{"flannel": "github.com/dhctl-dev/dhctl/e2e/cni-flannel"}, ldflags: "-s -w"},
 		{name: PlatformController, version: PlatformControllerVersion, binaries: map[string]string{"platform-controller": "github.com/dhctl-dev/dhctl/e2e/platform-controller"}, ldflags: "-s -w"},
+		// Without version.dev=no OpenTofu reports itself as v1.10.6-dev.
+		{name: OpenTofu, version: OpenTofuVersion, module: "github.com/opentofu/opentofu@" + OpenTofuVersion, engine: true,
+			binaries: map[string]string{"tofu": "./cmd/tofu"}, ldflags: "-s -w -X github.com/opentofu/opentofu/version.dev=no"},
+		{name: Terraform, version: TerraformVersion, module: "github.com/hashicorp/terraform@" + TerraformVersion, engine: true,
+			binaries: map[string]string{"terraform": "."}, ldflags: "-s -w"},
+		{name: VSphereProvider, version: VSphereProviderVersion, module: "github.com/hashicorp/terraform-provider-vsphere@" + VSphereProviderVersion,
+			binaries: map[string]string{"terraform-provider-vsphere": "."}, ldflags: "-s -w",
+			provider: &providerSpec{namespace: "hashicorp", typ: "vsphere"}},
 	}
 }
 
@@ -168,13 +201,14 @@ func Build(ctx context.Context, opts Options, names ...string) (Binaries, error)
 		want[n] = true
 	}
 	known := map[string]bool{}
+	var list []string
 	for _, c := range components() {
 		known[c.name] = true
+		list = append(list, c.name)
 	}
 	for _, n := range names {
 		if !known[n] {
-			return nil, fmt.Errorf("artifacts: unknown component %q; known: %s, %s, %s, %s, %s, %s, %s, %s", n,
-				Kubernetes, Etcd, CoreDNS, CNIPlugins, Flannel, Pause, PlatformController, CNIFlannel)
+			return nil, fmt.Errorf("artifacts: unknown component %q; known: %s", n, strings.Join(list, ", "))
 		}
 	}
 	out := Binaries{}
@@ -201,11 +235,20 @@ func buildKey(opts Options, c component) (string, error) {
 	for _, k := range sortedKeys(c.binaries) {
 		fmt.Fprintf(h, "%s=%s\n", k, c.binaries[k])
 	}
+	if c.provider != nil {
+		fmt.Fprintf(h, "provider %s/%s %v %s\n", c.provider.namespace, c.provider.typ, MirrorHosts(), platform())
+	}
 	var files []string
-	if c.toolModule != "" {
+	switch {
+	case c.module != "":
+		// A released module's content is fixed by its version (the checksum
+		// database vouches for it), so the key needs neither its files nor
+		// the proxy: a warm run stays offline and instant.
+		fmt.Fprintf(h, "module %s\n", c.module)
+	case c.toolModule != "":
 		dir := filepath.Join(opts.RepoRoot, "e2e", "tools", c.toolModule)
 		files = []string{filepath.Join(dir, "go.mod"), filepath.Join(dir, "go.sum")}
-	} else {
+	default:
 		files = []string{filepath.Join(opts.RepoRoot, "go.mod"), filepath.Join(opts.RepoRoot, "go.sum")}
 		for _, pkg := range c.binaries {
 			rel := strings.TrimPrefix(pkg, "github.com/dhctl-dev/dhctl/")
@@ -244,8 +287,36 @@ func buildComponent(ctx context.Context, opts Options, c component) (Binaries, e
 		}
 		start := time.Now()
 		opts.Logf("artifacts: building %s %s (cold: minutes)", c.name, c.version)
-		if err := goBuild(ctx, opts, c, filepath.Join(dir, "bin")); err != nil {
+		workDir := opts.RepoRoot
+		if c.toolModule != "" {
+			workDir = filepath.Join(opts.RepoRoot, "e2e", "tools", c.toolModule)
+		}
+		if c.module != "" {
+			// The copy sits in the cache, under this component's lock, so
+			// a killed run's leftover is removed by the next build.
+			scratch := dir + ".src"
+			defer os.RemoveAll(scratch)
+			var err error
+			if workDir, err = copyModule(ctx, c.module, scratch); err != nil {
+				return fmt.Errorf("artifacts: %s: %w", c.name, err)
+			}
+		}
+		if err := goBuild(ctx, opts, c, workDir, filepath.Join(dir, "bin")); err != nil {
 			return err
+		}
+		if c.engine {
+			for _, bin := range bins {
+				if err := checkEngineVersion(ctx, bin, c.version); err != nil {
+					return fmt.Errorf("artifacts: %s: %w", c.name, err)
+				}
+			}
+		}
+		if c.provider != nil {
+			for _, bin := range bins {
+				if err := layoutMirror(filepath.Join(dir, "mirror"), *c.provider, c.version, bin); err != nil {
+					return fmt.Errorf("artifacts: %s: %w", c.name, err)
+				}
+			}
 		}
 		opts.Logf("artifacts: built %s %s in %v", c.name, c.version, time.Since(start).Round(time.Second))
 		return os.WriteFile(keyFile, []byte(key), 0o644)
@@ -256,9 +327,9 @@ func buildComponent(ctx context.Context, opts Options, c component) (Binaries, e
 	return bins, nil
 }
 
-// goBuild runs one `go build` for all binaries of c, niced so that a cold
-// build leaves the machine usable.
-func goBuild(ctx context.Context, opts Options, c component, outDir string) error {
+// goBuild runs one `go build` in workDir for all binaries of c, niced so that
+// a cold build leaves the machine usable.
+func goBuild(ctx context.Context, opts Options, c component, workDir, outDir string) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Minute)
 	defer cancel()
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
@@ -268,10 +339,6 @@ func goBuild(ctx context.Context, opts Options, c component, outDir string) erro
 		if err := ensureCCompiler(ctx); err != nil {
 			return fmt.Errorf("artifacts: building %s needs a C compiler: %w", c.name, err)
 		}
-	}
-	workDir := opts.RepoRoot
-	if c.toolModule != "" {
-		workDir = filepath.Join(opts.RepoRoot, "e2e", "tools", c.toolModule)
 	}
 	// Several packages: -o DIR/ names each binary after its package's last
 	// element (kube-apiserver, bridge, ...). One package: name it directly,
@@ -298,6 +365,11 @@ func goBuild(ctx context.Context, opts Options, c component, outDir string) erro
 		cgo = "1"
 	}
 	cmd.Env = append(os.Environ(), "CGO_ENABLED="+cgo, "GOWORK=off", "GOFLAGS=-mod=mod -buildvcs=false")
+	if c.module != "" {
+		// A release's go.mod may ask for a newer Go than this one; fail
+		// rather than fetch a toolchain the cache key does not name.
+		cmd.Env = append(cmd.Env, "GOTOOLCHAIN=local")
+	}
 	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
