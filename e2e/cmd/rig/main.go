@@ -1,6 +1,7 @@
 // Command rig drives the e2e rig by hand and from make:
 //
 //	rig artifacts [component...]   build (or find cached) binaries; print their paths
+//	                               (and the provider mirror's, with the vSphere provider)
 //	rig up [-machines N]           start machines and a registry with everything
 //	                               published; print how to reach them; Ctrl-C tears down
 //	rig down -env FILE             stop the `rig up` that wrote FILE (SIGTERM, waits up to 60 s)
@@ -18,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,6 +64,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		sort.Strings(names)
 		for _, n := range names {
 			fmt.Fprintf(stdout, "%s\t%s\n", n, bins[n])
+		}
+		if len(args) == 1 || slices.Contains(args[1:], artifacts.VSphereProvider) {
+			mirror, err := artifacts.ProviderMirror(ctx, artifacts.Options{Logf: logf})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "provider-mirror\t%s\n", mirror)
 		}
 		logf("rig: artifacts ready in %v", time.Since(start).Round(time.Millisecond))
 		return nil
