@@ -1,0 +1,67 @@
+# The step's inputs, given by dhctl as one JSON tfvars file (the names Deckhouse's layouts take).
+
+variable "providerClusterConfiguration" {
+  description = "The VsphereClusterConfiguration document, defaults applied, as an object."
+  type        = any
+
+  validation {
+    condition     = try(lower(var.providerClusterConfiguration.layout) == "standard", false)
+    error_message = "This is the Standard layout: VsphereClusterConfiguration.layout must be Standard."
+  }
+  validation {
+    condition     = try(length(var.providerClusterConfiguration.zones) > 0, false)
+    error_message = "VsphereClusterConfiguration.zones must name at least one zone."
+  }
+}
+
+variable "clusterConfiguration" {
+  description = "The ClusterConfiguration document, as an object."
+  type        = any
+
+  validation {
+    condition     = try(length(var.clusterConfiguration.cloud.prefix) > 0, false)
+    error_message = "ClusterConfiguration.cloud.prefix must be set: the names of the cluster's VMs and resource pools start with it."
+  }
+}
+
+variable "clusterUUID" {
+  description = "The cluster's UUID."
+  type        = string
+}
+
+variable "zoneComputeResources" {
+  description = <<-EOT
+    Optional, from dhctl's discovery: for each zone, the inventory path of the compute resource
+    (cluster or standalone host) its tag is on, absolute (/DC/host/cluster) or relative to the
+    datacenter's host folder. A zone missing here is the compute resource named like the zone.
+  EOT
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}
+
+variable "nodeIndex" {
+  description = "The master's index: its name is <prefix>-master-<nodeIndex>."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = var.nodeIndex >= 0 && floor(var.nodeIndex) == var.nodeIndex
+    error_message = "nodeIndex must be a whole number, 0 or more."
+  }
+}
+
+variable "nodeGroupName" {
+  description = "Always master here; taken for the same variables as the other node steps."
+  type        = string
+  default     = "master"
+  nullable    = false
+}
+
+variable "cloudConfig" {
+  description = "Base64 of the cloud-init user data of the machine's first boot."
+  type        = string
+  default     = ""
+  nullable    = false
+}
