@@ -9,6 +9,7 @@ require (
 	github.com/hashicorp/terraform-json v0.27.1
 	github.com/spf13/cobra v1.10.1
 	github.com/spf13/pflag v1.0.10
+	github.com/vmware/govmomi v0.52.0
 	golang.org/x/crypto v0.45.0
 	golang.org/x/sys v0.38.0
 	golang.org/x/term v0.37.0
