@@ -40,6 +40,11 @@ type Provider interface {
 	Machine(spec NodeSpec, outputs map[string]json.RawMessage) (inventory.Host, error)
 	// Preflight checks, with the cloud's API, that what the configuration names exists.
 	Preflight(ctx context.Context, c *config.Cluster) error
+	// Discover learns from the cloud's API what the layouts need besides the configuration; the
+	// result is the discovery data kept in the cluster (d8-provider-cluster-configuration).
+	Discover(ctx context.Context) (json.RawMessage, error)
+	// DiscoveryVars are the step variables taken from the discovery data.
+	DiscoveryVars(discovery json.RawMessage) (map[string]any, error)
 	// Orphans finds what a node step made that its state does not hold (an apply killed before
 	// the engine saved it) as imports to run before planning the step again.
 	Orphans(ctx context.Context, c *config.Cluster, spec NodeSpec, state []byte) ([]Import, error)

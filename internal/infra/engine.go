@@ -119,8 +119,9 @@ func (e *Engine) readVersion(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, versionTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.Path, "version")
-	// The engine must not look for a newer release over the network.
-	cmd.Env = append(os.Environ(), "CHECKPOINT_DISABLE=1")
+	// Only what dhctl chooses: no update check over the network, and no CLI configuration of the
+	// operator's (a broken one makes even `version` complain).
+	cmd.Env = []string{"CHECKPOINT_DISABLE=1", "TF_CLI_CONFIG_FILE=" + os.DevNull, "HOME=" + os.TempDir(), "PATH=" + os.Getenv("PATH")}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

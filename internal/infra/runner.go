@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
+	tfjson "github.com/hashicorp/terraform-json"
 )
 
 // StateStore keeps each step's Terraform state (clusterstate.Local is one): the copy that
@@ -171,7 +172,6 @@ func engineEnv(dir string) map[string]string {
 	env := map[string]string{
 		"TF_CLI_CONFIG_FILE": filepath.Join(dir, cliFile),
 		"CHECKPOINT_DISABLE": "1",
-		"TF_INPUT":           "0",
 		"HOME":               dir,
 	}
 	if p := os.Getenv("PATH"); p != "" {
@@ -297,7 +297,7 @@ func (r *Runner) Plan(ctx context.Context, step Step, destructiveTypes []string)
 	if _, err := w.tf.Plan(ctx, tfexec.Out(p)); err != nil {
 		return nil, w.fail("plan", err)
 	}
-	tp, err := w.tf.ShowPlanFile(ctx, p)
+	tp, err := quiet(w, func() (*tfjson.Plan, error) { return w.tf.ShowPlanFile(ctx, p) })
 	if err != nil {
 		return nil, w.fail("show", err)
 	}
@@ -335,8 +335,16 @@ func (o Outputs) String(name string) (string, error) {
 	return s, nil
 }
 
+// quiet runs a command whose output is data, not progress: the plan JSON holds every variable
+// (the provider's password among them) and must not reach the log.
+func quiet[T any](w *workspace, fn func() (T, error)) (T, error) {
+	w.tf.SetStdout(io.Discard)
+	defer w.tf.SetStdout(w.out)
+	return fn()
+}
+
 func (w *workspace) outputs(ctx context.Context) (Outputs, error) {
-	meta, err := w.tf.Output(ctx)
+	meta, err := quiet(w, func() (map[string]tfexec.OutputMeta, error) { return w.tf.Output(ctx) })
 	if err != nil {
 		return nil, w.fail("output", err)
 	}
@@ -403,7 +411,10 @@ type lineLogger struct {
 	last []string
 }
 
-const tailLines = 20
+const (
+	tailLines = 20
+	maxLine   = 400
+)
 
 func (l *lineLogger) Write(p []byte) (int, error) {
 	l.mu.Lock()
@@ -417,6 +428,9 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 			break
 		}
 		consumed += len(line) + 1
+		if len(line) > maxLine {
+			line = line[:maxLine] + "…"
+		}
 		l.log.Debug("engine", "step", l.step, "line", line)
 		l.last = append(l.last, line)
 		if len(l.last) > tailLines {
