@@ -39,3 +39,14 @@ variable "zoneComputeResources" {
   default     = {}
   nullable    = false
 }
+
+variable "datacenter" {
+  description = <<-EOT
+    Optional, from dhctl's discovery: the inventory path of the datacenter the region's tag is
+    on (/DC). Only the Kubernetes data disk needs it, as the provider creates disks by
+    datacenter name; without it the disk goes to vCenter's only datacenter.
+  EOT
+  type        = string
+  default     = ""
+  nullable    = false
+}

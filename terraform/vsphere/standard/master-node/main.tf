@@ -1,5 +1,5 @@
 # One control-plane machine: <prefix>-master-<nodeIndex>, cloned from the master instance
-# class's template, with a second disk for the Kubernetes data (etcd) at /dev/sdb.
+# class's template, with a second disk for the Kubernetes data (etcd), /dev/sdb in the guest.
 
 locals {
   node_group = local.pcc.masterNodeGroup
@@ -15,6 +15,24 @@ locals {
 
   root_disk_size            = try(local.instance_class.rootDiskSize, 50)
   kubernetes_data_disk_size = 10
+}
+
+# etcd's data, a disk of its own: when the machine is replaced (a new template, say) the new one
+# gets the same disk, so a cluster with one master keeps its etcd. Thick and zeroed up front,
+# so writes do not wait for allocation. The path is the one Deckhouse's layout uses.
+resource "vsphere_virtual_disk" "kubernetes_data" {
+  size               = local.kubernetes_data_disk_size
+  type               = "eagerZeroedThick"
+  datastore          = local.instance_class.datastore
+  datacenter         = var.datacenter == "" ? null : var.datacenter
+  vmdk_path          = "deckhouse/${var.clusterUUID}-kubernetes-data-${var.nodeIndex}.vmdk"
+  create_directories = true
+
+  lifecycle {
+    # A change of either replaces the disk, which deletes etcd's data: a disk that reads back
+    # otherwise (grown by hand; vcsim reports no capacity and every disk as thin) is kept.
+    ignore_changes = [size, type]
+  }
 }
 
 resource "vsphere_virtual_machine" "master" {
@@ -49,13 +67,13 @@ resource "vsphere_virtual_machine" "master" {
     thin_provisioned = data.vsphere_virtual_machine.template.disks[0].thin_provisioned
     eagerly_scrub    = false
   }
-  # etcd's disk: thick and zeroed up front, so writes do not wait for allocation.
+  # The Kubernetes data disk, attached: it outlives the machine (see kubernetes_data).
   disk {
-    label            = "disk1"
-    unit_number      = 1
-    size             = local.kubernetes_data_disk_size
-    thin_provisioned = false
-    eagerly_scrub    = true
+    label        = "disk1"
+    unit_number  = 1
+    attach       = true
+    path         = vsphere_virtual_disk.kubernetes_data.vmdk_path
+    datastore_id = data.vsphere_datastore.datastore.id
   }
   # The guest sees disk serial numbers (/dev/disk/by-id), which the CSI driver relies on.
   enable_disk_uuid = true

@@ -40,6 +40,17 @@ variable "zoneComputeResources" {
   nullable    = false
 }
 
+variable "datacenter" {
+  description = <<-EOT
+    Optional, from dhctl's discovery: the inventory path of the datacenter the region's tag is
+    on (/DC). Only the Kubernetes data disk needs it, as the provider creates disks by
+    datacenter name; without it the disk goes to vCenter's only datacenter.
+  EOT
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
 variable "nodeIndex" {
   description = "The master's index: its name is <prefix>-master-<nodeIndex>."
   type        = number
