@@ -20,6 +20,7 @@ import (
 
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vapi/rest"
 	"github.com/vmware/govmomi/vapi/tags"
@@ -331,6 +332,18 @@ func TestStandardLayoutInSimulator(t *testing.T) {
 	if actions := sw.plannedActions(t, ctx, "bigger.tfplan"); !slices.Equal(actions["vsphere_virtual_machine.node"], []string{"update"}) {
 		t.Errorf("static-node: more memory plans %v, want an update in place", actions)
 	}
+	// A new master template replaces the machine and keeps the Kubernetes data disk.
+	retemplated, err := load(t, reg, writeFile(t, "template.yml", strings.Replace(simulatorConfig(sim.host, ""), "template: "+template, "template: DC0_H0_VM1", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw := work[providers.MasterNode]
+	mw.writeVars(t, "template.tfvars.json", varsFor(retemplated, nodes[providers.MasterNode]))
+	mw.run(t, ctx, "plan-template", 2, "plan", "-input=false", "-no-color", "-detailed-exitcode", "-var-file=template.tfvars.json", "-out=template.tfplan")
+	if actions := mw.plannedActions(t, ctx, "template.tfplan"); len(actions) != 1 || !slices.Equal(actions["vsphere_virtual_machine.master"], []string{"delete", "create"}) {
+		t.Errorf("master-node: a new template plans %v, want only the VM replaced", actions)
+	}
+
 	second := *nodes[providers.StaticNode]
 	second.Index, second.Name = 1, prefix+"-worker-1"
 	w1 := eng.workspace(t, providers.StaticNode, providers.StaticNode+"-1", varsFor(c, &second))
@@ -355,10 +368,18 @@ func TestStandardLayoutInSimulator(t *testing.T) {
 		t.Errorf("cloud_discovery_data = %+v", discovered)
 	}
 
-	// master-node: in zone 0 (the cluster), with rootDiskSize and a 10 GiB data disk, and its
-	// static address.
+	// master-node: in zone 0 (the cluster), with rootDiskSize, the Kubernetes data disk
+	// attached, and its static address.
 	master := sim.vm(t, ctx, prefix+"-master-0")
-	checkVM(t, master, vmCheck{cpus: 2, memory: 2048, pool: clusterPool, disksGiB: []int64{12, 10}, hostname: prefix + "-master-0", address: "10.0.0.10/24", userdata: cloudConfig})
+	checkVM(t, master, vmCheck{cpus: 2, memory: 2048, pool: clusterPool, disksGiB: []int64{12, 0}, dataDisk: "[" + datastoreName + "] deckhouse/" + clusterUUID + "-kubernetes-data-0.vmdk", hostname: prefix + "-master-0", address: "10.0.0.10/24", userdata: cloudConfig})
+	ds, err := sim.finder.Datastore(ctx, datastoreName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDisk := "deckhouse/" + clusterUUID + "-kubernetes-data-0.vmdk"
+	if _, err := ds.Stat(ctx, dataDisk); err != nil {
+		t.Errorf("Kubernetes data disk %s: %v", dataDisk, err)
+	}
 	masterOut := work[providers.MasterNode].outputs
 	for name, want := range map[string]string{
 		"master_ip_address_for_ssh":   "10.0.0.10",
@@ -390,6 +411,9 @@ func TestStandardLayoutInSimulator(t *testing.T) {
 	}
 	if _, err := sim.finder.Folder(ctx, "vm/"+vmFolder); err == nil {
 		t.Errorf("VM folder %s is still there after destroy", vmFolder)
+	}
+	if _, err := ds.Stat(ctx, dataDisk); !errors.As(err, new(object.DatastoreNoSuchFileError)) {
+		t.Errorf("after destroy the Kubernetes data disk %s: %v, want no such file", dataDisk, err)
 	}
 	for _, p := range []string{clusterName, hostName} {
 		if _, err := sim.finder.ResourcePool(ctx, p+"/Resources/"+prefix); err == nil {
@@ -555,7 +579,8 @@ func (s *simulatorEnv) vm(t *testing.T, ctx context.Context, name string) mo.Vir
 type vmCheck struct {
 	cpus, memory int32
 	pool         types.ManagedObjectReference
-	disksGiB     []int64
+	disksGiB     []int64 // sizes of the disks in order, 0 = not checked
+	dataDisk     string  // the file of the last disk, if set
 	hostname     string
 	address      string // the static address in the cloud-init network configuration
 	userdata     string
@@ -571,14 +596,24 @@ func checkVM(t *testing.T, vm mo.VirtualMachine, want vmCheck) {
 	if vm.ResourcePool == nil || *vm.ResourcePool != want.pool {
 		t.Errorf("%s: in resource pool %v, want %v", vm.Name, vm.ResourcePool, want.pool)
 	}
-	var disks []int64
+	var disks []string
 	for _, d := range hw.Device {
-		if vd, ok := d.(*types.VirtualDisk); ok {
-			disks = append(disks, vd.CapacityInKB>>20)
+		vd, ok := d.(*types.VirtualDisk)
+		if !ok {
+			continue
+		}
+		file := "?"
+		if b, ok := vd.Backing.(types.BaseVirtualDeviceFileBackingInfo); ok {
+			file = b.GetVirtualDeviceFileBackingInfo().FileName
+		}
+		disks = append(disks, file)
+		// The simulator reports no capacity for an attached disk.
+		if n := len(disks) - 1; n < len(want.disksGiB) && want.disksGiB[n] != 0 && vd.CapacityInKB>>20 != want.disksGiB[n] {
+			t.Errorf("%s: disk %s of %d GiB, want %d", vm.Name, file, vd.CapacityInKB>>20, want.disksGiB[n])
 		}
 	}
-	if !slices.Equal(disks, want.disksGiB) {
-		t.Errorf("%s: disks of %v GiB, want %v", vm.Name, disks, want.disksGiB)
+	if len(disks) != len(want.disksGiB) || want.dataDisk != "" && disks[len(disks)-1] != want.dataDisk {
+		t.Errorf("%s: disks %v, want %d (the last %q)", vm.Name, disks, len(want.disksGiB), want.dataDisk)
 	}
 	if want.reservation != 0 {
 		if r := vm.Config.MemoryAllocation; r == nil || r.Reservation == nil || *r.Reservation != want.reservation {
