@@ -19,8 +19,9 @@ deps:
 	@scripts/ensure-deps.sh
 
 # Every binary and image a test cluster needs (Kubernetes, etcd, CoreDNS, CNI, flannel, pause,
-# platform controller), built from pinned Go modules and Debian packages into $(CACHE).
-# Cold: ~35 min on 2 busy cores; warm: under a second.
+# platform controller), the infrastructure engines (OpenTofu, Terraform) and the vSphere provider
+# mirror, built from pinned Go modules and Debian packages into $(CACHE).
+# Cold: ~50 min on 2 busy cores (the engines and provider ~15 of them); warm: about a second.
 artifacts: deps
 	$(GO) run ./e2e/cmd/rig artifacts
 
