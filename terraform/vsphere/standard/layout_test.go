@@ -332,12 +332,32 @@ func TestStandardLayoutInSimulator(t *testing.T) {
 	if actions := sw.plannedActions(t, ctx, "bigger.tfplan"); !slices.Equal(actions["vsphere_virtual_machine.node"], []string{"update"}) {
 		t.Errorf("static-node: more memory plans %v, want an update in place", actions)
 	}
+	// The data disk adopted by an import (as dhctl recovers what a killed apply made) is the
+	// same disk: the next plan changes nothing.
+	mw := work[providers.MasterNode]
+	mw.run(t, ctx, "state-rm", 0, "state", "rm", "-no-color", "vsphere_virtual_disk.kubernetes_data")
+	mw.run(t, ctx, "import", 0, "import", "-input=false", "-no-color", "vsphere_virtual_disk.kubernetes_data",
+		"/"+datacenter+"/["+datastoreName+"] deckhouse/"+clusterUUID+"-kubernetes-data-0.vmdk")
+	if out := mw.run(t, ctx, "plan-imported", -1, "plan", "-input=false", "-no-color", "-detailed-exitcode"); out.code != 0 {
+		t.Errorf("master-node: after importing the data disk a plan wants changes (exit %d):\n%s", out.code, out.stdout)
+	}
+
+	// A VM adopted by an import is kept: the provider's first apply after an import only
+	// updates in place what an import cannot read (the clone settings, the waits). (That
+	// apply itself fails in the simulator, which refuses to reconfigure a powered-on VM.)
+	sw.run(t, ctx, "state-rm", 0, "state", "rm", "-no-color", "vsphere_virtual_machine.node")
+	sw.run(t, ctx, "import", 0, "import", "-input=false", "-no-color", "vsphere_virtual_machine.node",
+		"/"+datacenter+"/vm/"+vmFolder+"/"+prefix+"-worker-0")
+	sw.run(t, ctx, "plan-imported", -1, "plan", "-input=false", "-no-color", "-out=imported.tfplan")
+	if actions := sw.plannedActions(t, ctx, "imported.tfplan"); len(actions) != 1 || !slices.Equal(actions["vsphere_virtual_machine.node"], []string{"update"}) {
+		t.Errorf("static-node: after importing the VM the plan is %v, want an update in place", actions)
+	}
+
 	// A new master template replaces the machine and keeps the Kubernetes data disk.
 	retemplated, err := load(t, reg, writeFile(t, "template.yml", strings.Replace(simulatorConfig(sim.host, ""), "template: "+template, "template: DC0_H0_VM1", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mw := work[providers.MasterNode]
 	mw.writeVars(t, "template.tfvars.json", varsFor(retemplated, nodes[providers.MasterNode]))
 	mw.run(t, ctx, "plan-template", 2, "plan", "-input=false", "-no-color", "-detailed-exitcode", "-var-file=template.tfvars.json", "-out=template.tfplan")
 	if actions := mw.plannedActions(t, ctx, "template.tfplan"); len(actions) != 1 || !slices.Equal(actions["vsphere_virtual_machine.master"], []string{"delete", "create"}) {
@@ -493,6 +513,13 @@ func startSimulator(t *testing.T, ctx context.Context) *simulatorEnv {
 	finder.SetDatacenter(dc)
 	env := &simulatorEnv{host: server.URL.Host, client: client, finder: finder}
 
+	// The simulator's VMs have their CD-ROM on the SCSI controller at the root disk's unit,
+	// which vSphere would refuse and which makes the provider's import find two devices at
+	// SCSI 0:0: the template's goes to the IDE controller, as in a real template.
+	for _, name := range []string{template, "DC0_H0_VM1"} {
+		moveCdromToIDE(t, ctx, finder, name)
+	}
+
 	rc := rest.NewClient(client.Client)
 	if err := rc.Login(ctx, simulator.DefaultLogin); err != nil {
 		t.Fatal(err)
@@ -530,6 +557,36 @@ func startSimulator(t *testing.T, ctx context.Context) *simulatorEnv {
 		}
 	}
 	return env
+}
+
+func moveCdromToIDE(t *testing.T, ctx context.Context, finder *find.Finder, name string) {
+	t.Helper()
+	vm, err := finder.VirtualMachine(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices, err := vm.Device(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdroms := devices.SelectByType((*types.VirtualCdrom)(nil))
+	if len(cdroms) == 0 {
+		return
+	}
+	if err := vm.RemoveDevice(ctx, false, cdroms...); err != nil {
+		t.Fatal(err)
+	}
+	ide, err := devices.FindIDEController("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdrom, err := devices.CreateCdrom(ide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.AddDevice(ctx, cdrom); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (s *simulatorEnv) vmNames(t *testing.T, ctx context.Context) []string {

@@ -29,9 +29,11 @@ resource "vsphere_virtual_disk" "kubernetes_data" {
   create_directories = true
 
   lifecycle {
-    # A change of either replaces the disk, which deletes etcd's data: a disk that reads back
-    # otherwise (grown by hand; vcsim reports no capacity and every disk as thin) is kept.
-    ignore_changes = [size, type]
+    # A change of any of these replaces the disk, which deletes etcd's data. They are fixed at
+    # creation, yet may read back otherwise: grown by hand, vcsim reports no capacity and
+    # every disk as thin, and an import (dhctl adopting the disk of an apply killed before it
+    # saved the state) sets the datacenter's name and no create_directories.
+    ignore_changes = [size, type, datacenter, create_directories]
   }
 }
 
