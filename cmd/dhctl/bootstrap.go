@@ -46,6 +46,7 @@ type bootstrapFlags struct {
 	ResourcesTimeout time.Duration
 	ClusterTimeout   time.Duration
 	Kubeconfig       string
+	Engine           engineFlags
 }
 
 func (f *bootstrapFlags) add(cmd *cobra.Command, phases []phase.Phase) {
@@ -61,6 +62,7 @@ func (f *bootstrapFlags) add(cmd *cobra.Command, phases []phase.Phase) {
 	cmd.Flags().DurationVar(&f.ResourcesTimeout, "resources-timeout", install.DefaultResourcesTimeout, "how long to wait for the resources' kinds to be served and for them to be ready")
 	cmd.Flags().DurationVar(&f.ClusterTimeout, "cluster-timeout", bootstrap.DefaultClusterTimeout, "how long to wait for every node Ready")
 	cmd.Flags().StringVar(&f.Kubeconfig, "kubeconfig", "", "reach the API server directly with this kubeconfig instead of through SSH to the first master")
+	f.Engine.add(cmd)
 }
 
 func newBootstrapCommand(opts *globalOptions) *cobra.Command {
@@ -182,6 +184,10 @@ func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags, su
 	if err != nil {
 		return err
 	}
+	prov, runner, err := f.Engine.cloud(cmd.Context(), s)
+	if err != nil {
+		return err
+	}
 	if bundleOnly != nil && len(f.Phases.Only) == 0 {
 		only = bundleOnly
 	}
@@ -197,6 +203,8 @@ func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags, su
 		Connect:                 s.Connect,
 		Clients:                 s.Clients,
 		Preflight:               bootstrap.PreflightOptions{Skip: skip, Minimums: mins},
+		Provider:                prov,
+		Infra:                   runner,
 		Kubeconfig:              f.Kubeconfig,
 		UpstreamPackages:        f.Node.PackagesSource == "upstream",
 		CNI:                     f.CNI,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/dhctl-dev/dhctl/e2e/artifacts"
 	"github.com/dhctl-dev/dhctl/internal/operations/bootstrap"
 	"github.com/dhctl-dev/dhctl/internal/phase"
 )
@@ -26,8 +27,20 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (code int, stdo
 
 func TestVersion(t *testing.T) {
 	code, out, _ := runCLI(t, nil, "version")
-	if code != 0 || !strings.HasPrefix(out, "dhctl ") {
+	if code != 0 || !strings.HasPrefix(out, "dhctl ") || !strings.Contains(out, "kubernetes: 1.33") || !strings.Contains(out, "infrastructure engine: ") {
 		t.Fatalf("version: code %d, output %q", code, out)
+	}
+	bins, err := artifacts.Build(context.Background(), artifacts.Options{}, artifacts.OpenTofu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ = runCLI(t, nil, "version", "--terraform-binary", bins["tofu"])
+	if !strings.Contains(out, "infrastructure engine: OpenTofu 1.10.6 ("+bins["tofu"]+", --terraform-binary)") {
+		t.Errorf("version with the built OpenTofu:\n%s", out)
+	}
+	_, out, _ = runCLI(t, nil, "version", "--terraform-binary", "/bin/true")
+	if !strings.Contains(out, "is not OpenTofu or Terraform") {
+		t.Errorf("version with /bin/true as the engine:\n%s", out)
 	}
 }
 

@@ -184,7 +184,7 @@ func newGroupCommand(use, short string) *cobra.Command {
 // in a shell (the shell does not expand it after "--flag=" or in DHCTL_* variables).
 func pathFlags() []string {
 	return []string{"config", "resources", "connection-config", "state-dir", "ssh-agent-private-keys",
-		"ssh-known-hosts", "kubeconfig", "version-map-override", "post-bootstrap-script-path"}
+		"ssh-known-hosts", "kubeconfig", "version-map-override", "post-bootstrap-script-path", "terraform-binary", "terraform-plugins-dir"}
 }
 
 // expandHome expands "~/" at the start of every value of the path flags that are set.

@@ -21,13 +21,8 @@ func newBootstrapPhaseGroup(opts *globalOptions) *cobra.Command {
 	for _, c := range bootstrap.Commands() {
 		cmd.AddCommand(newBootstrapPhaseCommand(opts, c))
 	}
-	cmd.AddCommand(newBaseInfraPhaseCommand(opts), newAbortPhaseCommand(opts))
+	cmd.AddCommand(newAbortPhaseCommand(opts))
 	return cmd
-}
-
-func newBaseInfraPhaseCommand(_ *globalOptions) *cobra.Command {
-	return notAvailableCommand("base-infra", "Create the base infrastructure of a cloud cluster (Terraform)",
-		"dhctl bootstrap-phase base-infra", "the cloud provider issues")
 }
 
 // notAvailableCommand is a registered command whose capability lands in a later issue.

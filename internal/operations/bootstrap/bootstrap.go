@@ -23,6 +23,7 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/clusterstate"
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/exitcode"
+	"github.com/dhctl-dev/dhctl/internal/infra"
 	"github.com/dhctl-dev/dhctl/internal/install"
 	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"github.com/dhctl-dev/dhctl/internal/kube"
@@ -30,6 +31,7 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/phase"
 	"github.com/dhctl-dev/dhctl/internal/preflight"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
+	"github.com/dhctl-dev/dhctl/providers"
 )
 
 // DefaultClusterTimeout bounds wait-cluster.
@@ -56,6 +58,12 @@ type Options struct {
 	Clients func(hosts []string) ([]*ssh.Client, error)
 
 	Preflight PreflightOptions
+
+	// Provider is the cloud of a Cloud cluster (nil for a static one); Infra runs its steps and
+	// Layout names its layout ("" = the provider document's).
+	Provider providers.Provider
+	Infra    *infra.Runner
+	Layout   string
 
 	// Kubeconfig reaches the API server with this file instead of an SSH tunnel to the first
 	// master ("" = the tunnel).
@@ -112,6 +120,15 @@ func New(o Options) (*Bootstrap, error) {
 	if o.ClusterTimeout <= 0 {
 		o.ClusterTimeout = DefaultClusterTimeout
 	}
+	if (o.Provider == nil) != (o.Infra == nil) {
+		return nil, errors.New("bootstrap: Provider and Infra go together")
+	}
+	if o.Provider != nil {
+		// The machines earlier runs made, for the phases that run without node-infra.
+		if err := machinesFromState(o.State, o.Inventory); err != nil {
+			return nil, err
+		}
+	}
 	if err := nodebundle.CheckUnsafeChanges(o.State, o.Cluster); err != nil {
 		var u *nodebundle.UnsafeChangeError
 		if errors.As(err, &u) {
@@ -137,6 +154,7 @@ func New(o Options) (*Bootstrap, error) {
 		PlatformImage:    o.PlatformImage,
 		PlatformTimeout:  o.PlatformTimeout,
 		ResourcesTimeout: o.ResourcesTimeout,
+		Infra:            b.infraStates,
 		Log:              o.Log,
 	})
 	if err != nil {

@@ -42,6 +42,7 @@ type Command struct {
 func Commands() []Command {
 	return []Command{
 		{Use: "preflight", Short: "Run the preflight checks against the machines", Phases: []string{PhasePreflight}},
+		{Use: "base-infra", Short: "Make the base infrastructure of a cloud cluster", Phases: []string{PhaseBaseInfra}},
 		{Use: "execute-bashible-bundle", Short: "Prepare nodes: packages, containerd, kubelet, then kubeadm init (first master) or join",
 			Phases: []string{PhaseFirstMaster, PhaseNodes}},
 		{Use: "install-deckhouse", Short: "Install the CNI, the NodeGroups, the platform controller and the cluster state",
@@ -55,6 +56,8 @@ func (b *Bootstrap) Phases() []phase.Phase {
 	return []phase.Phase{
 		leaf(&funcPhase{name: PhasePreflight, title: "Check every machine before changing anything (preflight)", run: b.preflight,
 			inputs: b.preflightInputs, skipIf: b.preflightNotNeeded}),
+		leaf(&funcPhase{name: PhaseBaseInfra, title: "Make the base infrastructure (cloud)", run: b.baseInfra, skipIf: b.noInfra}),
+		leaf(&funcPhase{name: PhaseNodeInfra, title: "Make the machines (cloud): one step per node", run: b.nodeInfra, skipIf: b.noInfra}),
 		leaf(&funcPhase{name: PhaseConnect, title: "Connect to every machine over SSH", run: b.connectAll}),
 		leaf(&funcPhase{name: PhaseFirstMaster, title: "Prepare the first master: node bundle, kubeadm init", run: b.bootstrapFirstMaster,
 			inputs: b.nodeInputs(PhaseFirstMaster, func() []inventory.Host { return first(b.o.Inventory.Masters()) })}),
@@ -175,6 +178,9 @@ func (b *Bootstrap) preflightHosts() ([]inventory.Host, error) {
 }
 
 func (b *Bootstrap) preflightNotNeeded() string {
+	if b.o.Provider != nil {
+		return ""
+	}
 	hosts, err := b.preflightHosts()
 	if err == nil && len(hosts) == 0 && b.o.Inventory.Len() > 0 {
 		return "every machine is already part of this cluster (kubeadm init ran; its own kubelet and ports would fail the checks)"
@@ -189,9 +195,18 @@ func (b *Bootstrap) preflightInputs() (any, error) {
 }
 
 func (b *Bootstrap) preflight(ctx context.Context) error {
+	if b.o.Provider != nil {
+		if err := b.o.Provider.Preflight(ctx, b.o.Cluster); err != nil {
+			return err
+		}
+		b.o.Log.Info("cloud preflight passed", "provider", b.o.Provider.Name())
+	}
 	hosts, err := b.preflightHosts()
 	if err != nil {
 		return err
+	}
+	if len(hosts) == 0 && b.o.Provider != nil {
+		return nil // the machines are not made yet
 	}
 	return preflight.CheckHosts(ctx, preflight.HostsOptions{
 		Hosts: hosts, Clients: b.o.Clients, Cluster: b.o.Cluster,
