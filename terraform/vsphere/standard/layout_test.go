@@ -364,6 +364,16 @@ func TestStandardLayoutInSimulator(t *testing.T) {
 		t.Errorf("master-node: a new template plans %v, want only the VM replaced", actions)
 	}
 
+	// A node group whose zones are none of the global ones is refused before anything is read.
+	elsewhere, err := load(t, reg, writeFile(t, "elsewhere.yml", strings.Replace(simulatorConfig(sim.host, ""), "zones: [zone-b]", "zones: [zone-c]", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw.writeVars(t, "elsewhere.tfvars.json", varsFor(elsewhere, nodes[providers.StaticNode]))
+	if out := sw.run(t, ctx, "plan-zones", 1, "plan", "-input=false", "-no-color", "-var-file=elsewhere.tfvars.json"); !strings.Contains(strings.Join(strings.Fields(out.stderr), " "), "must include at least one of VsphereClusterConfiguration.zones") {
+		t.Errorf("static-node with zones outside the global ones: want the validation's message, got:\n%s", out.stderr)
+	}
+
 	second := *nodes[providers.StaticNode]
 	second.Index, second.Name = 1, prefix+"-worker-1"
 	w1 := eng.workspace(t, providers.StaticNode, providers.StaticNode+"-1", varsFor(c, &second))

@@ -12,6 +12,13 @@ variable "providerClusterConfiguration" {
     condition     = try(length(var.providerClusterConfiguration.zones) > 0, false)
     error_message = "VsphereClusterConfiguration.zones must name at least one zone."
   }
+  validation {
+    condition = alltrue([
+      for g in concat([try(var.providerClusterConfiguration.masterNodeGroup, {})], try(var.providerClusterConfiguration.nodeGroups, [])) :
+      try(g.zones, null) == null || length(setintersection(try(var.providerClusterConfiguration.zones, []), try(g.zones, []))) > 0
+    ])
+    error_message = "The zones of masterNodeGroup and of each of nodeGroups must include at least one of VsphereClusterConfiguration.zones: their nodes are placed in those."
+  }
 }
 
 variable "clusterConfiguration" {
