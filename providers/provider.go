@@ -47,7 +47,8 @@ type Provider interface {
 	DiscoveryVars(discovery json.RawMessage) (map[string]any, error)
 	// Orphans finds what a node step made that its state does not hold (an apply killed before
 	// the engine saved it) as imports to run before planning the step again.
-	Orphans(ctx context.Context, c *config.Cluster, spec NodeSpec, state []byte) ([]Import, error)
+	// uuid is the cluster's (a layout may name objects after it).
+	Orphans(ctx context.Context, c *config.Cluster, uuid string, spec NodeSpec, state []byte) ([]Import, error)
 }
 
 // NodeSpec is one machine a layout makes.

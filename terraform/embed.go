@@ -6,5 +6,5 @@ import "embed"
 
 // FS is the Terraform tree as shipped in the binary.
 //
-//go:embed README.md
+//go:embed README.md vsphere/*/*/*.tf
 var FS embed.FS

@@ -150,6 +150,10 @@ func (r *Runner) prepare(step Step) (*workspace, error) {
 	if err := r.reconcileState(step.Name, dir); err != nil {
 		return nil, err
 	}
+	// A plan a run made and did not apply (it stopped, or refused it) goes: it holds secrets.
+	if err := os.Remove(filepath.Join(dir, planFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
 	tf, err := tfexec.NewTerraform(dir, r.o.Engine.Path)
 	if err != nil {
 		return nil, err
@@ -313,7 +317,13 @@ func (r *Runner) Apply(ctx context.Context, plan *Plan) (Outputs, error) {
 	if w == nil {
 		return nil, errors.New("infra: Apply needs a plan from Plan")
 	}
-	if err := w.withStateSaved(func() error { return w.tf.Apply(ctx, tfexec.DirOrPlan(plan.file)) }); err != nil {
+	err := w.withStateSaved(func() error { return w.tf.Apply(ctx, tfexec.DirOrPlan(plan.file)) })
+	// A saved plan holds every variable in clear, the provider's password among them: it lives
+	// only between its plan and its apply.
+	if rerr := os.Remove(plan.file); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
+		err = rerr
+	}
+	if err != nil {
 		return nil, w.fail("apply", err)
 	}
 	return w.outputs(ctx)

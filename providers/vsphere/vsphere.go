@@ -109,9 +109,11 @@ func New(c *config.Cluster) (providers.Provider, error) {
 	return p, nil
 }
 
-func (p *Provider) Name() string               { return Name }
-func (p *Provider) Sources() []string          { return []string{"hashicorp/vsphere"} }
-func (p *Provider) DestructiveTypes() []string { return []string{"vsphere_virtual_machine", "vsphere_virtual_disk"} }
+func (p *Provider) Name() string      { return Name }
+func (p *Provider) Sources() []string { return []string{"hashicorp/vsphere"} }
+func (p *Provider) DestructiveTypes() []string {
+	return []string{"vsphere_virtual_machine", "vsphere_virtual_disk"}
+}
 
 // Module is terraform/vsphere/<layout>/<step> from the embedded tree.
 func (p *Provider) Module(layout, step string) (fs.FS, error) {
@@ -337,7 +339,7 @@ func (p *Provider) DiscoveryVars(discovery json.RawMessage) (map[string]any, err
 	if d.ZoneComputeResources == nil {
 		d.ZoneComputeResources = map[string]string{}
 	}
-	return map[string]any{"zoneComputeResources": d.ZoneComputeResources}, nil
+	return map[string]any{"zoneComputeResources": d.ZoneComputeResources, "datacenter": d.Datacenter}, nil
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -403,7 +405,7 @@ func vmAddress(step string) string {
 // Orphans finds the node's VM when the step's state does not hold it (an apply killed before the
 // engine saved its state): it is imported instead of cloned again (which would fail with
 // DuplicateName, and leave the VM outside any state).
-func (p *Provider) Orphans(ctx context.Context, _ *config.Cluster, spec providers.NodeSpec, state []byte) ([]providers.Import, error) {
+func (p *Provider) Orphans(ctx context.Context, _ *config.Cluster, uuid string, spec providers.NodeSpec, state []byte) ([]providers.Import, error) {
 	addr := vmAddress(spec.Step)
 	if stateHas(state, addr) {
 		return nil, nil
@@ -429,7 +431,22 @@ func (p *Provider) Orphans(ctx context.Context, _ *config.Cluster, spec provider
 		}
 		return nil, fmt.Errorf("node %s: looking for a VM left by an interrupted run at %s: %w", spec.Name, path, err)
 	}
-	return []providers.Import{{Address: addr, ID: path}}, nil
+	imports := []providers.Import{{Address: addr, ID: path}}
+	// The master's etcd disk is a resource of its own (it outlives a replaced VM): adopt it too
+	// when it exists and the state lacks it.
+	const disk = "vsphere_virtual_disk.kubernetes_data"
+	if spec.Step == providers.MasterNode && !stateHas(state, disk) {
+		dsName := p.cfg.MasterNodeGroup.InstanceClass.Datastore
+		ds, err := finder.Datastore(ctx, dsName)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: datastore %q: %w", spec.Name, dsName, err)
+		}
+		file := fmt.Sprintf("deckhouse/%s-kubernetes-data-%d.vmdk", uuid, spec.Index)
+		if _, err := ds.Stat(ctx, file); err == nil {
+			imports = append(imports, providers.Import{Address: disk, ID: fmt.Sprintf("%s/[%s] %s", dc.InventoryPath, dsName, file)})
+		}
+	}
+	return imports, nil
 }
 
 // stateHas reports whether a Terraform state JSON holds a managed resource at address.

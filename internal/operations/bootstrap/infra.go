@@ -116,7 +116,11 @@ func (b *Bootstrap) nodeInfra(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		orphans, err := b.o.Provider.Orphans(ctx, b.o.Cluster, spec, state)
+		uuid, err := b.o.State.ClusterUUID()
+		if err != nil {
+			return err
+		}
+		orphans, err := b.o.Provider.Orphans(ctx, b.o.Cluster, uuid, spec, state)
 		if err != nil {
 			return err
 		}
