@@ -298,8 +298,14 @@ func (p *Provider) discover(ctx context.Context, s *session) (*Discovery, *objec
 			if err != nil {
 				return nil, nil, err
 			}
-			if c, ok := o.(interface{ Common() object.Common }); ok {
-				path := c.Common().InventoryPath
+			var path string
+			switch c := o.(type) {
+			case *object.ClusterComputeResource:
+				path = c.InventoryPath
+			case *object.ComputeResource:
+				path = c.InventoryPath
+			}
+			if path != "" {
 				d.ZoneComputeResources[z] = strings.TrimPrefix(path, dc.InventoryPath+"/host/")
 			}
 		}

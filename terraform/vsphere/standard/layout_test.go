@@ -3,12 +3,10 @@ package standard_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,24 +19,15 @@ import (
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/vapi/rest"
-	"github.com/vmware/govmomi/vapi/tags"
-	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
-
-	// Besides SOAP the vSphere provider logs in to the REST API (/rest/com/vmware/cis/session,
-	// tagging) and opens a storage policy client (/pbm): these simulators register those
-	// endpoints (Service.RegisterEndpoints).
-	_ "github.com/vmware/govmomi/pbm/simulator"
-	_ "github.com/vmware/govmomi/vapi/simulator"
 
 	"github.com/dhctl-dev/dhctl/candi"
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"github.com/dhctl-dev/dhctl/providers"
+	"github.com/dhctl-dev/dhctl/providers/vsphere/vspheretest"
 )
 
 // exampleFile is the documented example, from this package's directory.
@@ -495,128 +484,17 @@ type simulatorEnv struct {
 	host   string // 127.0.0.1:port
 	client *govmomi.Client
 	finder *find.Finder
+	env    *vspheretest.Env
 }
 
 func startSimulator(t *testing.T, ctx context.Context) *simulatorEnv {
 	t.Helper()
-	model := simulator.VPX()
-	if err := model.Create(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(model.Remove)
-	// Loopback only; HTTPS as a vCenter; the vapi endpoints (REST sessions, tagging) on.
-	model.Service.Listen = &url.URL{Host: "127.0.0.1:0"}
-	model.Service.TLS = new(tls.Config)
-	model.Service.RegisterEndpoints = true
-	server := model.Service.NewServer()
-	t.Cleanup(server.Close)
-
-	client, err := govmomi.NewClient(ctx, server.URL, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	finder := find.NewFinder(client.Client, true)
-	dc, err := finder.Datacenter(ctx, datacenter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	finder.SetDatacenter(dc)
-	env := &simulatorEnv{host: server.URL.Host, client: client, finder: finder}
-
-	// The simulator's VMs have their CD-ROM on the SCSI controller at the root disk's unit,
-	// which vSphere would refuse and which makes the provider's import find two devices at
-	// SCSI 0:0: the template's goes to the IDE controller, as in a real template.
-	for _, name := range []string{template, "DC0_H0_VM1"} {
-		moveCdromToIDE(t, ctx, finder, name)
-	}
-
-	rc := rest.NewClient(client.Client)
-	if err := rc.Login(ctx, simulator.DefaultLogin); err != nil {
-		t.Fatal(err)
-	}
-	tm := tags.NewManager(rc)
-	cluster, err := finder.ClusterComputeResource(ctx, clusterName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, err := finder.ComputeResource(ctx, hostName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []struct {
-		category, tag string
-		types         []string
-		obj           mo.Reference
-	}{
-		{"k8s-region", "region-1", []string{"Datacenter"}, dc},
-		{"k8s-zone", clusterName, []string{"ClusterComputeResource", "ComputeResource"}, cluster},
-		{"k8s-zone", "zone-b", []string{"ClusterComputeResource", "ComputeResource"}, host},
-	} {
-		catID := ""
-		if cat, err := tm.GetCategory(ctx, a.category); err == nil {
-			catID = cat.ID
-		} else if catID, err = tm.CreateCategory(ctx, &tags.Category{Name: a.category, Cardinality: "SINGLE", AssociableTypes: a.types}); err != nil {
-			t.Fatal(err)
-		}
-		tagID, err := tm.CreateTag(ctx, &tags.Tag{Name: a.tag, CategoryID: catID})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tm.AttachTag(ctx, tagID, a.obj); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return env
-}
-
-func moveCdromToIDE(t *testing.T, ctx context.Context, finder *find.Finder, name string) {
-	t.Helper()
-	vm, err := finder.VirtualMachine(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	devices, err := vm.Device(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cdroms := devices.SelectByType((*types.VirtualCdrom)(nil))
-	if len(cdroms) == 0 {
-		return
-	}
-	if err := vm.RemoveDevice(ctx, false, cdroms...); err != nil {
-		t.Fatal(err)
-	}
-	ide, err := devices.FindIDEController("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cdrom, err := devices.CreateCdrom(ide)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := vm.AddDevice(ctx, cdrom); err != nil {
-		t.Fatal(err)
-	}
+	e := vspheretest.Start(t, ctx)
+	return &simulatorEnv{host: e.Host, client: e.Client, finder: e.Finder, env: e}
 }
 
 func (s *simulatorEnv) vmNames(t *testing.T, ctx context.Context) []string {
-	t.Helper()
-	m := view.NewManager(s.client.Client)
-	v, err := m.CreateContainerView(ctx, s.client.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Destroy(ctx)
-	var vms []mo.VirtualMachine
-	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, vm := range vms {
-		names = append(names, vm.Name)
-	}
-	slices.Sort(names)
-	return names
+	return s.env.VMNames(t, ctx)
 }
 
 func (s *simulatorEnv) pool(t *testing.T, ctx context.Context, path string) types.ManagedObjectReference {

@@ -1,0 +1,176 @@
+// Package vspheretest starts govmomi's vCenter simulator in the test process, on loopback, with
+// what a vSphere cluster's configuration names: the region tag on the datacenter, zone tags on a
+// cluster and a standalone host, and templates a real vCenter would accept. The layout's tests,
+// the provider's tests and the end-to-end bootstrap share it.
+package vspheretest
+
+import (
+	"context"
+	"crypto/tls"
+	"net/url"
+	"slices"
+	"testing"
+
+	"github.com/vmware/govmomi"
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vapi/rest"
+	"github.com/vmware/govmomi/vapi/tags"
+	"github.com/vmware/govmomi/view"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+
+	// Besides SOAP the vSphere provider logs in to the REST API (/rest/com/vmware/cis/session,
+	// tagging) and opens a storage policy client (/pbm): these simulators register those
+	// endpoints (Service.RegisterEndpoints).
+	_ "github.com/vmware/govmomi/pbm/simulator"
+	_ "github.com/vmware/govmomi/vapi/simulator"
+)
+
+// The simulator's inventory (simulator.VPX) and the tags Start adds to it.
+const (
+	Datacenter = "DC0"
+	Cluster    = "DC0_C0" // carries the zone tag "DC0_C0"
+	Host       = "DC0_H0" // a standalone host carrying the zone tag "zone-b"
+	ZoneB      = "zone-b"
+	Template   = "DC0_H0_VM0"
+	Template2  = "DC0_H0_VM1"
+	Datastore  = "LocalDS_0"
+	Network    = "VM Network"
+	RegionTag  = "region-1"
+	RegionCat  = "k8s-region"
+	ZoneCat    = "k8s-zone"
+	Username   = "user"
+	Password   = "pass" // any is accepted
+)
+
+// Env is a running simulator.
+type Env struct {
+	Host   string // 127.0.0.1:port, for provider.server
+	Client *govmomi.Client
+	Finder *find.Finder // bound to Datacenter
+}
+
+// Start runs the simulator until the test ends.
+func Start(t testing.TB, ctx context.Context) *Env {
+	t.Helper()
+	model := simulator.VPX()
+	if err := model.Create(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(model.Remove)
+	// Loopback only; HTTPS as a vCenter; the vapi endpoints (REST sessions, tagging) on.
+	model.Service.Listen = &url.URL{Host: "127.0.0.1:0"}
+	model.Service.TLS = new(tls.Config)
+	model.Service.RegisterEndpoints = true
+	server := model.Service.NewServer()
+	t.Cleanup(server.Close)
+
+	client, err := govmomi.NewClient(ctx, server.URL, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finder := find.NewFinder(client.Client, true)
+	dc, err := finder.Datacenter(ctx, Datacenter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finder.SetDatacenter(dc)
+	env := &Env{Host: server.URL.Host, Client: client, Finder: finder}
+
+	// The simulator's VMs have their CD-ROM on the SCSI controller at the root disk's unit,
+	// which vSphere would refuse and which makes the provider's import find two devices at
+	// SCSI 0:0: the templates' go to the IDE controller, as in a real template.
+	for _, name := range []string{Template, Template2} {
+		moveCdromToIDE(t, ctx, finder, name)
+	}
+
+	rc := rest.NewClient(client.Client)
+	if err := rc.Login(ctx, simulator.DefaultLogin); err != nil {
+		t.Fatal(err)
+	}
+	tm := tags.NewManager(rc)
+	cluster, err := finder.ClusterComputeResource(ctx, Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := finder.ComputeResource(ctx, Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []struct {
+		category, tag string
+		types         []string
+		obj           mo.Reference
+	}{
+		{RegionCat, RegionTag, []string{"Datacenter"}, dc},
+		{ZoneCat, Cluster, []string{"ClusterComputeResource", "ComputeResource"}, cluster},
+		{ZoneCat, ZoneB, []string{"ClusterComputeResource", "ComputeResource"}, host},
+	} {
+		catID := ""
+		if cat, err := tm.GetCategory(ctx, a.category); err == nil {
+			catID = cat.ID
+		} else if catID, err = tm.CreateCategory(ctx, &tags.Category{Name: a.category, Cardinality: "SINGLE", AssociableTypes: a.types}); err != nil {
+			t.Fatal(err)
+		}
+		tagID, err := tm.CreateTag(ctx, &tags.Tag{Name: a.tag, CategoryID: catID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tm.AttachTag(ctx, tagID, a.obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return env
+}
+
+func moveCdromToIDE(t testing.TB, ctx context.Context, finder *find.Finder, name string) {
+	t.Helper()
+	vm, err := finder.VirtualMachine(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices, err := vm.Device(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdroms := devices.SelectByType((*types.VirtualCdrom)(nil))
+	if len(cdroms) == 0 {
+		return
+	}
+	if err := vm.RemoveDevice(ctx, false, cdroms...); err != nil {
+		t.Fatal(err)
+	}
+	ide, err := devices.FindIDEController("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdrom, err := devices.CreateCdrom(ide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.AddDevice(ctx, cdrom); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// VMNames lists every VM of the simulator, sorted.
+func (e *Env) VMNames(t testing.TB, ctx context.Context) []string {
+	t.Helper()
+	m := view.NewManager(e.Client.Client)
+	v, err := m.CreateContainerView(ctx, e.Client.ServiceContent.RootFolder, []string{"VirtualMachine"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Destroy(ctx)
+	var vms []mo.VirtualMachine
+	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, vm := range vms {
+		names = append(names, vm.Name)
+	}
+	slices.Sort(names)
+	return names
+}
