@@ -164,8 +164,9 @@ type Result struct {
 }
 
 // BootstrapFirstMaster runs the first control-plane node's bundle and returns how others join.
-func (p *Plan) BootstrapFirstMaster(ctx context.Context, c *ssh.Client, ip string, secrets kubeadm.Secrets, o node.ExecOptions) (Result, error) {
-	host, err := node.DetectHost(ctx, c)
+// name is the node's name ("" = the host name the machine reports).
+func (p *Plan) BootstrapFirstMaster(ctx context.Context, c *ssh.Client, ip, name string, secrets kubeadm.Secrets, o node.ExecOptions) (Result, error) {
+	host, err := detectHost(ctx, c, name)
 	if err != nil {
 		return Result{}, err
 	}
@@ -197,9 +198,9 @@ func (p *Plan) BootstrapFirstMaster(ctx context.Context, c *ssh.Client, ip strin
 	}, nil
 }
 
-// Join runs a joining node's bundle.
-func (p *Plan) Join(ctx context.Context, c *ssh.Client, ip string, role inventory.Role, join kubeadm.JoinInfo, o node.ExecOptions) (node.Report, error) {
-	host, err := node.DetectHost(ctx, c)
+// Join runs a joining node's bundle; name as for BootstrapFirstMaster.
+func (p *Plan) Join(ctx context.Context, c *ssh.Client, ip, name string, role inventory.Role, join kubeadm.JoinInfo, o node.ExecOptions) (node.Report, error) {
+	host, err := detectHost(ctx, c, name)
 	if err != nil {
 		return node.Report{}, err
 	}
@@ -209,6 +210,16 @@ func (p *Plan) Join(ctx context.Context, c *ssh.Client, ip string, role inventor
 	}
 	o.Secrets = append(o.Secrets, join.Token, join.CertificateKey)
 	return node.Execute(ctx, c, b, o)
+}
+
+// detectHost is the machine's OS and cgroup driver; its node name is name when dhctl made the
+// machine (a cloud VM is named by its layout, whatever host name its image gives it).
+func detectHost(ctx context.Context, c *ssh.Client, name string) (node.Host, error) {
+	host, err := node.DetectHost(ctx, c)
+	if err == nil && name != "" {
+		host.Hostname = name
+	}
+	return host, err
 }
 
 func readRemote(ctx context.Context, c *ssh.Client, path string) ([]byte, error) {
