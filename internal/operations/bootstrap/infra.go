@@ -41,31 +41,17 @@ func (b *Bootstrap) discovery(ctx context.Context) (json.RawMessage, error) {
 	return d, b.o.State.SaveDiscoveryData(d)
 }
 
-func (b *Bootstrap) step(ctx context.Context, name, module string, spec *providers.NodeSpec) (infra.Step, error) {
-	mod, err := b.o.Provider.Module(b.o.Layout, module)
-	if err != nil {
-		return infra.Step{}, exitcode.Usage(err)
-	}
+// steps builds the layout's steps, with the discovery data (made on first use).
+func (b *Bootstrap) steps(ctx context.Context) (providers.Steps, error) {
 	uuid, err := b.o.State.ClusterUUID()
 	if err != nil {
-		return infra.Step{}, err
-	}
-	vars, err := providers.Vars(b.o.Cluster, uuid, spec, "")
-	if err != nil {
-		return infra.Step{}, err
+		return providers.Steps{}, err
 	}
 	d, err := b.discovery(ctx)
 	if err != nil {
-		return infra.Step{}, err
+		return providers.Steps{}, err
 	}
-	extra, err := b.o.Provider.DiscoveryVars(d)
-	if err != nil {
-		return infra.Step{}, err
-	}
-	for k, v := range extra {
-		vars[k] = v
-	}
-	return infra.Step{Name: name, Module: mod, Vars: vars}, nil
+	return providers.Steps{Provider: b.o.Provider, Cluster: b.o.Cluster, UUID: uuid, Discovery: d, Layout: b.o.Layout}, nil
 }
 
 // converge plans a step and applies it when it changes something. A destructive plan is never
@@ -89,9 +75,13 @@ func (b *Bootstrap) converge(ctx context.Context, s infra.Step) (infra.Outputs, 
 }
 
 func (b *Bootstrap) baseInfra(ctx context.Context) error {
-	s, err := b.step(ctx, clusterstate.BaseInfrastructure, providers.BaseInfrastructure, nil)
+	steps, err := b.steps(ctx)
 	if err != nil {
 		return err
+	}
+	s, err := steps.Base(clusterstate.BaseInfrastructure)
+	if err != nil {
+		return exitcode.Usage(err)
 	}
 	_, err = b.converge(ctx, s)
 	return err
@@ -105,10 +95,14 @@ func (b *Bootstrap) nodeInfra(ctx context.Context) error {
 	if err != nil {
 		return exitcode.Usage(err)
 	}
+	steps, err := b.steps(ctx)
+	if err != nil {
+		return err
+	}
 	for _, spec := range specs {
-		s, err := b.step(ctx, spec.Name, spec.Step, &spec)
+		s, err := steps.Node(spec)
 		if err != nil {
-			return err
+			return exitcode.Usage(err)
 		}
 		// An apply killed before the engine saved its state leaves a machine outside it: adopt
 		// it rather than make a second one.
@@ -116,11 +110,7 @@ func (b *Bootstrap) nodeInfra(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		uuid, err := b.o.State.ClusterUUID()
-		if err != nil {
-			return err
-		}
-		orphans, err := b.o.Provider.Orphans(ctx, b.o.Cluster, uuid, spec, state)
+		orphans, err := b.o.Provider.Orphans(ctx, b.o.Cluster, steps.UUID, spec, state)
 		if err != nil {
 			return err
 		}
