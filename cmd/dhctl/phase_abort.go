@@ -22,6 +22,7 @@ const forceFinishedFlag = "force-abort-finished-cluster"
 func newAbortPhaseCommand(opts *globalOptions) *cobra.Command {
 	var force bool
 	var concurrency int
+	var engine engineFlags
 	cmd := &cobra.Command{
 		Use:   "abort",
 		Short: "Remove what a failed bootstrap made on its hosts, so they can be bootstrapped again",
@@ -33,6 +34,9 @@ All hosts are cleaned at once; a host that cannot be reached is reported and the
 cleaned all the same. Afterwards the state dir forgets the cluster (checkpoints, join data,
 kubeconfig), so a new bootstrap starts clean. Running it twice is harmless.
 
+For a cloud cluster (give its --config), the machines the bootstrap made are destroyed with
+their infrastructure instead, the last made first, then the base infrastructure.
+
 It asks for confirmation unless --yes-i-am-sane-and-i-understand-what-i-am-doing is given, and
 refuses a cluster whose bootstrap finished unless --` + forceFinishedFlag + ` is given.`,
 		Args: cobra.NoArgs,
@@ -43,8 +47,15 @@ refuses a cluster whose bootstrap finished unless --` + forceFinishedFlag + ` is
 			}
 			defer s.Close()
 			o := abort.Options{
-				Cluster: s.Name(), State: s.ClusterState(), Candi: candi.FS, Hosts: s.Hosts(), Clients: s.Clients,
+				Name: s.Name(), State: s.ClusterState(), Candi: candi.FS, Hosts: s.Hosts(), Clients: s.Clients,
 				Force: force, ForceFlag: forceFinishedFlag, Concurrency: concurrency, Out: cmd.OutOrStdout(), Log: s.Log(),
+			}
+			if s.Config() != nil {
+				// A cloud cluster's machines go with its infrastructure.
+				if o.Provider, o.Infra, err = engine.cloud(cmd.Context(), s); err != nil {
+					return err
+				}
+				o.Cluster = s.Config()
 			}
 			if !opts.Sane {
 				o.Confirm = func(cluster string, hosts []string) error {
@@ -56,6 +67,7 @@ refuses a cluster whose bootstrap finished unless --` + forceFinishedFlag + ` is
 	}
 	cmd.Flags().BoolVar(&force, forceFinishedFlag, false, "abort even a cluster whose bootstrap finished (destroys a cluster that may be in use)")
 	cmd.Flags().IntVar(&concurrency, "concurrency", ssh.DefaultConcurrency, "how many hosts are cleaned at once")
+	engine.add(cmd)
 	return cmd
 }
 

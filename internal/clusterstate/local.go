@@ -48,8 +48,9 @@ const (
 // (they would skip the phases), the first master's join data and secrets (node/, which holds the
 // touched hosts too), the settings of the removed control plane, its admin kubeconfig and the
 // completion mark. Pinned host keys, the UUID, logs and the packages cache stay: the machines and
-// the packages are the same.
-var forgottenAfterAbort = []string{checkpointsDir, "node", "bootstrap", kubeconfigFile, completedFile}
+// the packages are the same. A cloud cluster's machine records, discovery data and engine work
+// dirs go too (its machines were destroyed); its Terraform states went with each step.
+var forgottenAfterAbort = []string{checkpointsDir, "node", "bootstrap", kubeconfigFile, completedFile, "infra", terraformWork}
 
 // Local is the state dir half of a cluster's state. It is safe for concurrent use: writes of
 // the touched-hosts record take turns, every write is atomic (see internal/state).

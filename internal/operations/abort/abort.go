@@ -15,15 +15,18 @@ import (
 
 	"github.com/dhctl-dev/dhctl/internal/cleanup"
 	"github.com/dhctl-dev/dhctl/internal/clusterstate"
+	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/exitcode"
+	"github.com/dhctl-dev/dhctl/internal/infra"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
+	"github.com/dhctl-dev/dhctl/providers"
 )
 
 // Options are what an abort needs.
 type Options struct {
-	Cluster string // the cluster's name, for messages
-	State   *clusterstate.Local
-	Candi   fs.FS
+	Name  string // the cluster's name, for messages
+	State *clusterstate.Local
+	Candi fs.FS
 	// Hosts are machines to clean besides the recorded ones (--ssh-host).
 	Hosts []string
 	// Clients builds one unconnected SSH client per host (the cleanup connects them).
@@ -38,6 +41,12 @@ type Options struct {
 	Out         io.Writer // the per-host report
 	Log         *slog.Logger
 	Now         func() time.Time
+
+	// A cloud cluster's machines are destroyed with the infrastructure instead of cleaned:
+	// Provider and Infra run its steps, Cluster is its configuration (nil for a static cluster).
+	Provider providers.Provider
+	Infra    *infra.Runner
+	Cluster  *config.Cluster
 }
 
 // Run cleans the machines and updates the local state. It fails (after cleaning every machine it
@@ -58,7 +67,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if done && !o.Force {
 		return exitcode.Usage(fmt.Errorf("the bootstrap of cluster %s finished (%s, state dir %s): abort would destroy a cluster that may be in use; pass --%s if that is what you want",
-			o.Cluster, at.Format(time.RFC3339), o.State.Path(), o.ForceFlag))
+			o.Name, at.Format(time.RFC3339), o.State.Path(), o.ForceFlag))
+	}
+	if o.Provider != nil {
+		return destroyInfra(ctx, o)
 	}
 	hosts, err := Hosts(o.State, o.Hosts)
 	if err != nil {
@@ -66,10 +78,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if len(hosts) == 0 {
 		return exitcode.Usage(fmt.Errorf("no hosts to clean: the state dir %s records none for cluster %s; name them with --ssh-host (and --cluster-name for the cluster's state dir)",
-			o.State.Path(), o.Cluster))
+			o.State.Path(), o.Name))
 	}
 	if o.Confirm != nil {
-		if err := o.Confirm(o.Cluster, hosts); err != nil {
+		if err := o.Confirm(o.Name, hosts); err != nil {
 			return err
 		}
 	}
@@ -123,4 +135,90 @@ func Hosts(l *clusterstate.Local, extra []string) ([]string, error) {
 		}
 	}
 	return hosts, nil
+}
+
+// destroyInfra destroys what a cloud bootstrap made so far: every machine with a state (the
+// last made first), then the base infrastructure, then the local state forgets the cluster.
+// A step that fails stops the abort with its state kept, so a re-run goes on from there.
+func destroyInfra(ctx context.Context, o Options) error {
+	specs, err := o.Provider.Nodes(o.Cluster)
+	if err != nil {
+		return exitcode.Usage(err)
+	}
+	var made []providers.NodeSpec
+	for _, s := range specs {
+		st, err := o.State.TerraformState(s.Name)
+		if err != nil {
+			return err
+		}
+		if len(st) > 0 {
+			made = append(made, s)
+		}
+	}
+	base, err := o.State.TerraformState(clusterstate.BaseInfrastructure)
+	if err != nil {
+		return err
+	}
+	if len(made) == 0 && len(base) == 0 {
+		if _, err := o.State.ForgetHosts(nil, nil, o.Now()); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Out, "cluster %s: no infrastructure recorded in %s: nothing to destroy\n", o.Name, o.State.Path())
+		return nil
+	}
+	if o.Confirm != nil {
+		var what []string
+		for _, s := range made {
+			what = append(what, "machine "+s.Name)
+		}
+		if len(base) > 0 {
+			what = append(what, "the base infrastructure")
+		}
+		if err := o.Confirm(o.Name, what); err != nil {
+			return err
+		}
+	}
+	uuid, err := o.State.ClusterUUID()
+	if err != nil {
+		return err
+	}
+	d, err := o.State.DiscoveryData()
+	if err != nil {
+		return err
+	}
+	steps := providers.Steps{Provider: o.Provider, Cluster: o.Cluster, UUID: uuid, Discovery: d}
+	for i := len(made) - 1; i >= 0; i-- {
+		s, err := steps.Node(made[i])
+		if err != nil {
+			return err
+		}
+		o.Log.Info("destroying", "machine", made[i].Name)
+		if err := o.Infra.Destroy(ctx, s); err != nil {
+			return fmt.Errorf("machine %s: %w (its state is kept: run abort again)", made[i].Name, err)
+		}
+		if err := o.State.ForgetMachine(made[i].Name); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Out, "%s: destroyed\n", made[i].Name)
+	}
+	if len(base) > 0 {
+		s, err := steps.Base(clusterstate.BaseInfrastructure)
+		if err != nil {
+			return err
+		}
+		if err := o.Infra.Destroy(ctx, s); err != nil {
+			return fmt.Errorf("base infrastructure: %w (its state is kept: run abort again)", err)
+		}
+		fmt.Fprintln(o.Out, "base infrastructure: destroyed")
+	}
+	touched, err := o.State.TouchedHosts()
+	if err != nil {
+		return err
+	}
+	var gone []string
+	for _, h := range touched {
+		gone = append(gone, h.Host) // their machines no longer exist
+	}
+	_, err = o.State.ForgetHosts(gone, nil, o.Now())
+	return err
 }

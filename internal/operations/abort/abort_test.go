@@ -58,7 +58,7 @@ func TestRunCleansRecordedAndGivenHostsAndKeepsTheUnreachable(t *testing.T) {
 	}
 	candi := fstest.MapFS{cleanup.ScriptPath: {Data: []byte(fakeCleanup)}}
 	var asked []string
-	o := Options{Cluster: "c1", State: l, Candi: candi, Hosts: []string{given.Addr, recorded.Addr}, Clients: clients,
+	o := Options{Name: "c1", State: l, Candi: candi, Hosts: []string{given.Addr, recorded.Addr}, Clients: clients,
 		ForceFlag: "force", Confirm: func(_ string, hosts []string) error { asked = hosts; return nil }}
 	down.Stop()
 	var out bytes.Buffer
