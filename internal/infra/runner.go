@@ -221,11 +221,43 @@ func (r *Runner) reconcileState(step, dir string) error {
 	}
 }
 
+// init initialises the working directory, unless it already was for the same module, CLI
+// configuration and engine (a plan and its destroy in one run need one init, not two).
 func (w *workspace) init(ctx context.Context) error {
+	mark := filepath.Join(w.dir, ".terraform", "dhctl-init.sum")
+	sum, err := w.initInputs()
+	if err != nil {
+		return err
+	}
+	if old, err := os.ReadFile(mark); err == nil && string(old) == sum {
+		if _, err := os.Stat(filepath.Join(w.dir, ".terraform.lock.hcl")); err == nil {
+			return nil
+		}
+	}
 	if err := w.tf.Init(ctx, tfexec.Upgrade(false)); err != nil {
 		return w.fail("init", err)
 	}
-	return nil
+	return atomicfile.Write(mark, []byte(sum), 0o600)
+}
+
+// initInputs digests what init depends on: the module's files, the CLI configuration and the
+// engine binary.
+func (w *workspace) initInputs() (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %s %s\n", w.r.o.Engine.Path, w.r.o.Engine.Version, cliConfig(w.r.o.PluginDir, w.r.o.Sources))
+	err := fs.WalkDir(w.step.Module, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(w.step.Module, p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s %d\n", p, len(data))
+		h.Write(data)
+		return nil
+	})
+	return fmt.Sprintf("%x", h.Sum(nil)), err
 }
 
 func (w *workspace) fail(what string, err error) error {
