@@ -75,7 +75,12 @@ func Find(ctx context.Context, o FindOptions) (*Engine, error) {
 	var path, source string
 	switch {
 	case o.Binary != "":
-		p, err := look(o.Binary)
+		p, err := o.Binary, error(nil)
+		if !strings.ContainsRune(o.Binary, filepath.Separator) {
+			p, err = look(o.Binary) // a bare name is looked up on PATH, as a shell would
+		} else if fi, serr := os.Stat(p); serr != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			err = fmt.Errorf("not an executable file")
+		}
 		if err != nil {
 			return nil, fmt.Errorf("--terraform-binary %s: %w (give the path of a tofu or terraform binary)", o.Binary, err)
 		}

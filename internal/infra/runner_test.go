@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -336,5 +337,77 @@ func killEngine(t *testing.T, work string) {
 		if _, err := fmt.Sscan(e.Name(), &pid); err == nil {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
+	}
+}
+
+// Ctrl-C during an apply interrupts the engine, which finishes the VM in flight, saves its state
+// and exits: the next plan creates nothing.
+func TestInterruptedApplySavesItsState(t *testing.T) {
+	l := startLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	store := &memStore{states: map[string][]byte{}}
+	r := l.runner(t, "tofu", store, t.TempDir())
+	s := step(l, "vm-interrupted", 1024, "DC0_H0_VM0")
+	plan, err := r.Plan(ctx, s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyCtx, interrupt := context.WithCancel(ctx)
+	go func() {
+		for applyCtx.Err() == nil {
+			if l.vms(t, "vm-interrupted") > 0 {
+				interrupt() // terraform-exec sends SIGINT, then waits (InterruptGrace)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	_, err = r.Apply(applyCtx, plan)
+	interrupt()
+	if n := l.vms(t, "vm-interrupted"); n != 1 {
+		t.Fatalf("%d VMs, want 1 (apply: %v)", n, err)
+	}
+	if !strings.Contains(string(store.states["vm-interrupted"]), `"vsphere_virtual_machine"`) {
+		t.Fatalf("the interrupted apply saved no state holding the VM (apply: %v)", err)
+	}
+	plan, err = r.Plan(ctx, s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range plan.Changes {
+		if c.Action == Create || c.Action == Replace {
+			t.Errorf("after the interrupt the plan makes the VM again: %+v", c)
+		}
+	}
+}
+
+// Where the engine is looked for: the flag, else beside dhctl, else PATH, and what it says when
+// there is none.
+func TestFindOrder(t *testing.T) {
+	l := startLab(t)
+	beside := t.TempDir()
+	if err := os.Symlink(l.engines["terraform"], filepath.Join(beside, "terraform")); err != nil {
+		t.Fatal(err)
+	}
+	onPath := func(name string) (string, error) {
+		if name == "tofu" {
+			return l.engines["tofu"], nil
+		}
+		return "", exec.ErrNotFound
+	}
+	ctx := context.Background()
+	if e, err := Find(ctx, FindOptions{ExeDir: beside, LookPath: onPath}); err != nil || e.Kind != Terraform || e.Source != "beside dhctl" {
+		t.Errorf("beside dhctl: %v %v", e, err)
+	}
+	if e, err := Find(ctx, FindOptions{ExeDir: t.TempDir(), LookPath: onPath}); err != nil || e.Kind != OpenTofu || e.Source != "PATH" || e.Version != "1.10.6" {
+		t.Errorf("PATH: %v %v", e, err)
+	}
+	if e, err := Find(ctx, FindOptions{Binary: l.engines["terraform"], ExeDir: beside, LookPath: onPath}); err != nil || e.Source != "--terraform-binary" {
+		t.Errorf("flag: %v %v", e, err)
+	}
+	none := func(string) (string, error) { return "", exec.ErrNotFound }
+	if _, err := Find(ctx, FindOptions{ExeDir: t.TempDir(), LookPath: none}); err == nil || !strings.Contains(err.Error(), "--terraform-binary") {
+		t.Errorf("no engine: %v", err)
 	}
 }
