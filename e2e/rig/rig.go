@@ -191,6 +191,13 @@ func (r *Rig) Listen(network, address string) (net.Listener, error) {
 	return listenInNetns(r.netns, network, address)
 }
 
+// InNetNS runs fn on an OS thread switched into the rig's namespace, for code that opens its
+// own sockets (a server that listens where the machines can reach it). Sockets fn creates stay
+// in the namespace; goroutines fn starts do not run in it.
+func (r *Rig) InNetNS(fn func() error) error {
+	return inNetns(r.netns, fn)
+}
+
 // Machines returns the machines started so far (stopped ones included).
 func (r *Rig) Machines() []*Machine {
 	r.mu.Lock()

@@ -1,23 +1,30 @@
-// Package vspheretest starts govmomi's vCenter simulator in the test process, on loopback, with
-// what a vSphere cluster's configuration names: the region tag on the datacenter, zone tags on a
-// cluster and a standalone host, and templates a real vCenter would accept. The layout's tests,
-// the provider's tests and the end-to-end bootstrap share it.
+// Package vspheretest starts govmomi's vCenter simulator in the test process, on loopback (or
+// inside a network namespace the test made), with what a vSphere cluster's configuration names:
+// the region tag on the datacenter, zone tags on a cluster and a standalone host, and templates a
+// real vCenter would accept. The layout's tests, the provider's tests and the end-to-end
+// bootstrap share it.
 package vspheretest
 
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"testing"
 
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vapi/rest"
 	"github.com/vmware/govmomi/vapi/tags"
 	"github.com/vmware/govmomi/view"
+	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
 	// Besides SOAP the vSphere provider logs in to the REST API (/rest/com/vmware/cis/session,
@@ -46,30 +53,77 @@ const (
 
 // Env is a running simulator.
 type Env struct {
-	Host   string // 127.0.0.1:port, for provider.server
+	Host   string // host:port, for provider.server
 	Client *govmomi.Client
 	Finder *find.Finder // bound to Datacenter
 }
 
-// Start runs the simulator until the test ends.
+// Options say where the simulator listens. The zero value is loopback, any free port.
+type Options struct {
+	// Listen is the host:port to listen on ("" = 127.0.0.1:0). Any address but loopback needs
+	// Within: the simulator never listens on the network of the host itself.
+	Listen string
+	// Within runs fn where the listener is to be made: e.g. on an OS thread switched into a test's
+	// network namespace, where the program under test runs (nil = here).
+	Within func(fn func() error) error
+	// DialContext is how the test's own client reaches Listen (nil = the default dialer).
+	DialContext func(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// Start runs the simulator on loopback until the test ends.
 func Start(t testing.TB, ctx context.Context) *Env {
 	t.Helper()
+	return StartWith(t, ctx, Options{})
+}
+
+// StartWith runs the simulator where o says until the test ends.
+func StartWith(t testing.TB, ctx context.Context, o Options) *Env {
+	t.Helper()
+	listen := o.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	if o.Within == nil {
+		if err := checkLoopback(listen); err != nil {
+			t.Fatal(err)
+		}
+	}
 	model := simulator.VPX()
 	if err := model.Create(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(model.Remove)
-	// Loopback only; HTTPS as a vCenter; the vapi endpoints (REST sessions, tagging) on.
-	model.Service.Listen = &url.URL{Host: "127.0.0.1:0"}
+	// HTTPS as a vCenter; the vapi endpoints (REST sessions, tagging) on.
+	model.Service.Listen = &url.URL{Host: listen}
 	model.Service.TLS = new(tls.Config)
 	model.Service.RegisterEndpoints = true
-	server := model.Service.NewServer()
-	t.Cleanup(server.Close)
-
-	client, err := govmomi.NewClient(ctx, server.URL, true)
+	var server *simulator.Server
+	newServer := func() (err error) {
+		// NewServer panics when it cannot listen.
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("vspheretest: starting the simulator on %s: %v", listen, r)
+			}
+		}()
+		server = model.Service.NewServer()
+		return nil
+	}
+	var err error
+	if o.Within != nil {
+		err = o.Within(newServer)
+	} else {
+		err = newServer()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(server.Close)
+
+	client, err := newClient(ctx, server.URL, o.DialContext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Logout(context.WithoutCancel(ctx)) })
 	finder := find.NewFinder(client.Client, true)
 	dc, err := finder.Datacenter(ctx, Datacenter)
 	if err != nil {
@@ -122,6 +176,50 @@ func Start(t testing.TB, ctx context.Context) *Env {
 		}
 	}
 	return env
+}
+
+// checkLoopback refuses a listen address that is not loopback.
+func checkLoopback(hostport string) error {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return fmt.Errorf("vspheretest: listen address %q: %w", hostport, err)
+	}
+	if a, err := netip.ParseAddr(host); err != nil || !a.IsLoopback() {
+		return fmt.Errorf("vspheretest: listen address %q is not a loopback address: give Options.Within to listen inside a test's own network namespace", hostport)
+	}
+	return nil
+}
+
+// newClient is govmomi.NewClient with the given dialer.
+func newClient(ctx context.Context, u *url.URL, dial func(ctx context.Context, network, address string) (net.Conn, error)) (*govmomi.Client, error) {
+	sc := soap.NewClient(u, true)
+	if dial != nil {
+		// The SOAP client dials TLS itself (DialTLSContext, with a plain net dialer): both dials
+		// must take the given dialer, or the client would reach for the address from here.
+		t := sc.DefaultTransport()
+		t.DialContext = dial
+		t.DialTLSContext = func(ctx context.Context, network, address string) (net.Conn, error) {
+			raw, err := dial(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			conn := tls.Client(raw, t.TLSClientConfig)
+			if err := conn.HandshakeContext(ctx); err != nil {
+				raw.Close()
+				return nil, err
+			}
+			return conn, nil
+		}
+	}
+	vc, err := vim25.NewClient(ctx, sc)
+	if err != nil {
+		return nil, err
+	}
+	c := &govmomi.Client{Client: vc, SessionManager: session.NewManager(vc)}
+	if err := c.Login(ctx, u.User); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func moveCdromToIDE(t testing.TB, ctx context.Context, finder *find.Finder, name string) {
