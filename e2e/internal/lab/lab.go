@@ -17,6 +17,7 @@ import (
 	"text/template"
 	"time"
 
+	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
@@ -31,13 +32,24 @@ const (
 	StaticCluster = `apiVersion: deckhouse.io/v1
 kind: ClusterConfiguration
 clusterType: Static
-podSubnetCIDR: 10.111.0.0/16
+` + ClusterSettings + Init + `---
+apiVersion: deckhouse.io/v1
+kind: StaticClusterConfiguration
+internalNetworkCIDRs:
+- {{.Prefix}}
+`
+	// ClusterSettings are the ClusterConfiguration fields of every lab cluster besides its type:
+	// the subnets, the Kubernetes version, the cluster domain and the CRI.
+	ClusterSettings = `podSubnetCIDR: 10.111.0.0/16
 podSubnetNodeCIDRPrefix: "25"
 serviceSubnetCIDR: 10.222.0.0/16
 kubernetesVersion: Automatic
 clusterDomain: cluster.local
 defaultCRI: Containerd
----
+`
+	// Init is the InitConfiguration of every lab cluster: the rig's registry, its CA and
+	// credentials.
+	Init = `---
 apiVersion: deckhouse.io/v1
 kind: InitConfiguration
 deckhouse:
@@ -46,11 +58,6 @@ deckhouse:
   registryScheme: HTTPS
   registryCA: |
 {{.RegistryCA}}
----
-apiVersion: deckhouse.io/v1
-kind: StaticClusterConfiguration
-internalNetworkCIDRs:
-- {{.Prefix}}
 `
 	// Platform is what the install phase applies beyond the control plane: the workers'
 	// NodeGroup and the CNI's ModuleConfig.
@@ -89,6 +96,15 @@ type ConfigData struct {
 	DockerCfg  string // base64 of a docker config.json with the registry's credentials
 	RegistryCA string // the registry's CA certificate, indented for a block scalar under deckhouse:
 	Prefix     string // the rig's network, e.g. 10.77.1.0/24
+	// Gateway is the rig's bridge address: the machines' default gateway, where the registry
+	// (and any other service a test starts in the rig's namespace) listens.
+	Gateway string
+	// Addresses are the machines' addresses, in start order (a cloud configuration gives them to
+	// the machines it makes).
+	Addresses []string
+	// SSHPublicKey is the rig's key as an authorized_keys line (a cloud configuration's
+	// sshPublicKey).
+	SSHPublicKey string
 }
 
 // NodeImages are the images a node bundle pulls (kubeadm's control plane, etcd, CoreDNS,
@@ -248,17 +264,29 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 func (l *Lab) WriteConfig(name, password string) (string, error) {
 	reg := l.Registry
 	auth := base64.StdEncoding.EncodeToString([]byte(reg.User + ":" + password))
+	var addrs []string
+	for _, m := range l.Machines {
+		addrs = append(addrs, m.Address.String())
+	}
 	var b strings.Builder
 	err := l.config.Execute(&b, ConfigData{
-		ImagesRepo: l.ImagesRepo,
-		DockerCfg:  base64.StdEncoding.EncodeToString(fmt.Appendf(nil, `{"auths":{%q:{"auth":%q}}}`, reg.Host, auth)),
-		RegistryCA: "    " + strings.ReplaceAll(strings.TrimSpace(string(reg.CACert)), "\n", "\n    "),
-		Prefix:     l.Rig.Prefix().String(),
+		ImagesRepo:   l.ImagesRepo,
+		DockerCfg:    base64.StdEncoding.EncodeToString(fmt.Appendf(nil, `{"auths":{%q:{"auth":%q}}}`, reg.Host, auth)),
+		RegistryCA:   "    " + strings.ReplaceAll(strings.TrimSpace(string(reg.CACert)), "\n", "\n    "),
+		Prefix:       l.Rig.Prefix().String(),
+		Gateway:      l.Rig.BridgeAddress().String(),
+		Addresses:    addrs,
+		SSHPublicKey: l.SSHPublicKey(),
 	})
 	if err != nil {
 		return "", fmt.Errorf("lab: the configuration template: %w", err)
 	}
 	return l.write(name, b.String())
+}
+
+// SSHPublicKey is the rig's key as an authorized_keys line, without a comment.
+func (l *Lab) SSHPublicKey() string {
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(l.Rig.SSHSigner().PublicKey())))
 }
 
 func (l *Lab) build(ctx context.Context, checkout string) error {
