@@ -1,0 +1,414 @@
+// Package cloud_test is `dhctl bootstrap` of a Cloud cluster on the rig, run as a user runs it:
+// the real binary in the rig's network namespace, the real engine (OpenTofu, and Terraform for
+// the base infrastructure) with the vSphere provider from the local mirror, against govmomi's
+// vCenter simulator listening inside the rig's namespace. The simulator's VMs have no guests:
+// two plain rig machines stand in for them, their addresses given to the VMs as static
+// addresses (mainNetworkIPAddresses), so the machines dhctl reads from the node steps' outputs
+// are those it then bootstraps over SSH.
+//
+//   - a preflight with a wrong datastore fails naming it, and nothing is made;
+//   - bootstrap makes the VM folder, the resource pools and the VMs lab-master-0 and
+//     lab-worker-0 (CPUs and memory as configured), and a cluster whose nodes carry those names,
+//     with the infrastructure states and the discovery data in the cluster;
+//   - the same command again finds the infrastructure in sync and makes nothing;
+//   - bootstrap-phase base-infra works alone, with OpenTofu and with Terraform.
+package cloud_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmware/govmomi/vim25/mo"
+
+	"github.com/dhctl-dev/dhctl/e2e/artifacts"
+	"github.com/dhctl-dev/dhctl/e2e/internal/lab"
+	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
+	"github.com/dhctl-dev/dhctl/providers/vsphere/vspheretest"
+)
+
+// vcenterPort is where the simulator listens on the rig's bridge address: the configuration
+// names it before the simulator starts, and the rig's namespace is the test's own, with only the
+// registry (:5000) in it.
+const vcenterPort = "8443"
+
+// vcenterPassword is the provider's password (the simulator takes any): distinct enough that its
+// absence from every output and log means it was kept out of them.
+const vcenterPassword = "vcsim-0c7e51d3-secret"
+
+// vsphereCluster is the Cloud configuration a user writes for vSphere on the rig: the lab's
+// cluster settings and registry (ClusterSettings, Init), a VsphereClusterConfiguration for the simulator whose two VMs get the rig
+// machines' addresses, the lab's NodeGroup and CNI (Platform) and kube-proxy settings.
+const vsphereCluster = `apiVersion: deckhouse.io/v1
+kind: ClusterConfiguration
+clusterType: Cloud
+cloud:
+  provider: vSphere
+  prefix: lab
+` + lab.ClusterSettings + lab.Init + `---
+apiVersion: deckhouse.io/v1
+kind: VsphereClusterConfiguration
+layout: Standard
+provider:
+  server: "{{.Gateway}}:` + vcenterPort + `"
+  username: ` + vspheretest.Username + `
+  password: ` + vcenterPassword + `
+  insecure: true
+vmFolderPath: lab
+regionTagCategory: ` + vspheretest.RegionCat + `
+region: ` + vspheretest.RegionTag + `
+zones: [` + vspheretest.Cluster + `, ` + vspheretest.ZoneB + `]
+sshPublicKey: {{.SSHPublicKey}}
+masterNodeGroup:
+  replicas: 1
+  instanceClass:
+    numCPUs: 2
+    memory: 2048
+    template: ` + vspheretest.Template + `
+    mainNetwork: ` + vspheretest.Network + `
+    datastore: ` + vspheretest.Datastore + `
+    rootDiskSize: 12
+    mainNetworkIPAddresses:
+    - address: {{index .Addresses 0}}/24
+      gateway: {{.Gateway}}
+      nameservers: {}
+nodeGroups:
+- name: worker
+  replicas: 1
+  zones: [` + vspheretest.ZoneB + `]
+  instanceClass:
+    numCPUs: 1
+    memory: 1024
+    template: ` + vspheretest.Template + `
+    mainNetwork: ` + vspheretest.Network + `
+    datastore: ` + vspheretest.Datastore + `
+    mainNetworkIPAddresses:
+    - address: {{index .Addresses 1}}/24
+      gateway: {{.Gateway}}
+      nameservers: {}
+` + lab.Platform + lab.KubeProxy
+
+// engine is the infrastructure engine and the provider mirror a run gives dhctl.
+type engine struct{ binary, plugins string }
+
+// dhctl is a dhctl command line for the lab: command (e.g. "bootstrap" or "bootstrap-phase",
+// "base-infra"), a configuration, the lab's SSH settings and state dir, a cluster name, the rig's
+// version map override and an engine. No --ssh-host: the machines come from the infrastructure.
+func dhctl(l *lab.Lab, command []string, config, cluster string, e engine) []string {
+	args := append(append(slices.Clone(command), "--config", config), l.CommonArgs()...)
+	return append(args, "--cluster-name", cluster, "--version-map-override", l.OverridePath,
+		"--terraform-binary", e.binary, "--terraform-plugins-dir", e.plugins)
+}
+
+// run runs dhctl in the rig's namespace and logs its output, which must not show the vCenter
+// password.
+func run(ctx context.Context, t *testing.T, l *lab.Lab, args []string) (string, int, time.Duration) {
+	t.Helper()
+	out, code, took := rigtest.Run(t, l.Command(ctx, args...))
+	t.Logf("dhctl %s: exit %d in %v\n%s", strings.Join(args[:2], " "), code, took.Round(10*time.Millisecond), out)
+	if strings.Contains(out, vcenterPassword) {
+		t.Errorf("dhctl %s shows the vCenter password", strings.Join(args[:2], " "))
+	}
+	return out, code, took
+}
+
+func TestVsphereBootstrap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 19*time.Minute)
+	defer cancel()
+	l := rigtest.StartLab(ctx, t, lab.Options{Machines: 2, Config: vsphereCluster})
+	opts := artifacts.Options{Logf: t.Logf}
+	bins, err := artifacts.Build(ctx, opts, artifacts.OpenTofu, artifacts.Terraform)
+	if err != nil {
+		t.Fatalf("building the engines: %v", err)
+	}
+	mirror, err := artifacts.ProviderMirror(ctx, opts)
+	if err != nil {
+		t.Fatalf("building the provider mirror: %v", err)
+	}
+	tofu, terraform := engine{bins["tofu"], mirror}, engine{bins["terraform"], mirror}
+	if tofu.binary == "" || terraform.binary == "" {
+		t.Fatalf("the artifacts lack an engine: %v", bins)
+	}
+	// dhctl runs in the rig's namespace: the simulator listens there, on the bridge address.
+	sim := vspheretest.StartWith(t, ctx, vspheretest.Options{
+		Listen:      net.JoinHostPort(l.Rig.BridgeAddress().String(), vcenterPort),
+		Within:      l.Rig.InNetNS,
+		DialContext: l.Rig.DialContext,
+	})
+	before := sim.VMNames(t, ctx)
+	master, worker := l.Machines[0], l.Machines[1]
+
+	// A wrong datastore: the preflight names it, and nothing is made.
+	badConfig := writeVariant(t, l, "bad-datastore.yml", "datastore: "+vspheretest.Datastore+"\n    mainNetworkIPAddresses:\n    - address: "+worker.Address.String(),
+		"datastore: no-such-datastore\n    mainNetworkIPAddresses:\n    - address: "+worker.Address.String())
+	out, code, _ := run(ctx, t, l, dhctl(l, []string{"bootstrap"}, badConfig, "bad", tofu))
+	if code == 0 || !strings.Contains(out, `nodeGroups[0].instanceClass.datastore: datastore "no-such-datastore" not found`) {
+		t.Errorf("bootstrap with a wrong datastore: exit %d, want non-zero naming nodeGroups[0].instanceClass.datastore and the datastore", code)
+	}
+	if got := sim.VMNames(t, ctx); !slices.Equal(got, before) {
+		t.Errorf("after the failed preflight the VMs are %v, want %v", got, before)
+	}
+	if _, err := sim.Finder.Folder(ctx, "/"+vspheretest.Datacenter+"/vm/lab"); err == nil {
+		t.Errorf("after the failed preflight the VM folder lab exists")
+	}
+	if states, _ := filepath.Glob(filepath.Join(l.StateDir, "bad", "*", "*.tfstate")); len(states) > 0 {
+		t.Errorf("after the failed preflight terraform states exist: %v", states)
+	}
+
+	// The bootstrap.
+	args := dhctl(l, []string{"bootstrap"}, l.ConfigPath, l.ClusterName, tofu)
+	out, code, took := run(ctx, t, l, args)
+	if code != 0 {
+		t.Fatalf("dhctl bootstrap: exit %d", code)
+	}
+	t.Logf("FIGURE vSphere bootstrap 1 master + 1 worker (OpenTofu), command start to all nodes Ready: %v", took.Round(100*time.Millisecond))
+	for _, p := range []string{"preflight", "base-infra", "node-infra", "first-master", "nodes/workers", "wait-cluster"} {
+		t.Logf("FIGURE first run, phase %s: %s", p, phaseTook(out, p))
+	}
+	checkVMs(ctx, t, sim, before, master.Address.String(), worker.Address.String(), l.SSHPublicKey())
+	checkCluster(ctx, t, l, master.Address.String(), worker.Address.String())
+
+	// The same command again: the infrastructure is in sync, nothing is made.
+	out, code, took = run(ctx, t, l, args)
+	if code != 0 {
+		t.Fatalf("second dhctl bootstrap: exit %d", code)
+	}
+	t.Logf("FIGURE vSphere bootstrap re-run on the finished cluster: %v (base-infra %s, node-infra %s)", took.Round(100*time.Millisecond),
+		phaseTook(out, "base-infra"), phaseTook(out, "node-infra"))
+	for _, step := range []string{"base-infrastructure", "lab-master-0", "lab-worker-0"} {
+		if !inSync(out, step) {
+			t.Errorf("re-run: step %s not reported in sync", step)
+		}
+	}
+	if strings.Contains(out, "infrastructure plan") {
+		t.Errorf("re-run: an infrastructure plan with changes was made")
+	}
+	checkVMs(ctx, t, sim, before, master.Address.String(), worker.Address.String(), l.SSHPublicKey())
+
+	// base-infra on its own, with OpenTofu: in sync.
+	out, code, _ = run(ctx, t, l, dhctl(l, []string{"bootstrap-phase", "base-infra"}, l.ConfigPath, l.ClusterName, tofu))
+	if code != 0 || !inSync(out, "base-infrastructure") {
+		t.Errorf("bootstrap-phase base-infra (OpenTofu): exit %d, want 0 with the base infrastructure in sync", code)
+	}
+
+	// base-infra on its own with Terraform, for another cluster (its own prefix and VM folder) on
+	// the same vCenter: made, then in sync.
+	tfConfig := writeVariant(t, l, "terraform.yml", "prefix: lab\n", "prefix: tf\n", "vmFolderPath: lab\n", "vmFolderPath: tf\n")
+	tfArgs := dhctl(l, []string{"bootstrap-phase", "base-infra"}, tfConfig, "tf", terraform)
+	out, code, took = run(ctx, t, l, tfArgs)
+	if code != 0 || !strings.Contains(out, "Terraform 1.5.7") {
+		t.Errorf("bootstrap-phase base-infra (Terraform): exit %d, want 0 with Terraform 1.5.7 as the engine", code)
+	}
+	t.Logf("FIGURE bootstrap-phase base-infra with Terraform, from nothing: %v", took.Round(100*time.Millisecond))
+	if _, err := sim.Finder.Folder(ctx, "/"+vspheretest.Datacenter+"/vm/tf"); err != nil {
+		t.Errorf("the base infrastructure Terraform made has no VM folder tf: %v", err)
+	}
+	if out, code, _ = run(ctx, t, l, tfArgs); code != 0 || !inSync(out, "base-infrastructure") {
+		t.Errorf("bootstrap-phase base-infra (Terraform) again: exit %d, want 0 with the base infrastructure in sync", code)
+	}
+	if got := sim.VMNames(t, ctx); len(got) != len(before)+2 {
+		t.Errorf("VMs at the end: %v, want the simulator's and the cluster's two", got)
+	}
+	checkLogs(t, l)
+}
+
+// writeVariant writes the lab's configuration with each old string replaced by its new one
+// (pairs) and returns its path.
+func writeVariant(t *testing.T, l *lab.Lab, name string, pairs ...string) string {
+	t.Helper()
+	data, err := os.ReadFile(l.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if !strings.Contains(s, pairs[i]) {
+			t.Fatalf("%s: the lab's configuration has no %q", name, pairs[i])
+		}
+		s = strings.Replace(s, pairs[i], pairs[i+1], 1)
+	}
+	p := filepath.Join(l.Dir, name)
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// inSync reports whether dhctl's output says step's infrastructure is in sync.
+func inSync(out, step string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "infrastructure in sync") && strings.Contains(line, step) {
+			return true
+		}
+	}
+	return false
+}
+
+// phaseTook is a phase's time in the summary's phase table ("status" when it did not run).
+func phaseTook(out, phase string) string {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == phase {
+			if len(f) >= 3 {
+				return f[2]
+			}
+			return f[1]
+		}
+	}
+	return "not in the summary"
+}
+
+// checkVMs: the simulator holds its own VMs and the cluster's two, sized as configured, with the
+// first-boot data the configuration gives them.
+func checkVMs(ctx context.Context, t *testing.T, sim *vspheretest.Env, before []string, masterIP, workerIP, publicKey string) {
+	t.Helper()
+	want := append(slices.Clone(before), "lab-master-0", "lab-worker-0")
+	slices.Sort(want)
+	if got := sim.VMNames(t, ctx); !slices.Equal(got, want) {
+		t.Errorf("VMs: %v, want %v", got, want)
+	}
+	for _, vm := range []struct {
+		name        string
+		cpus, memMB int32
+		address     string
+	}{{"lab-master-0", 2, 2048, masterIP}, {"lab-worker-0", 1, 1024, workerIP}} { // vsphereCluster's instance classes
+		obj, err := sim.Finder.VirtualMachine(ctx, "/"+vspheretest.Datacenter+"/vm/lab/"+vm.name)
+		if err != nil {
+			t.Errorf("VM %s in the folder lab: %v", vm.name, err)
+			continue
+		}
+		var m mo.VirtualMachine
+		if err := obj.Properties(ctx, obj.Reference(), []string{"config.hardware", "config.extraConfig"}, &m); err != nil {
+			t.Errorf("VM %s: %v", vm.name, err)
+			continue
+		}
+		if hw := m.Config.Hardware; hw.NumCPU != vm.cpus || hw.MemoryMB != vm.memMB {
+			t.Errorf("VM %s: %d CPUs, %d MiB; want %d, %d", vm.name, hw.NumCPU, hw.MemoryMB, vm.cpus, vm.memMB)
+		}
+		// The first-boot data a real guest's cloud-init would read: its name, the SSH key and
+		// the static address dhctl then reaches it at.
+		var metadata string
+		for _, o := range m.Config.ExtraConfig {
+			if v := o.GetOptionValue(); v.Key == "guestinfo.metadata" {
+				metadata, _ = v.Value.(string)
+			}
+		}
+		raw, err := base64.StdEncoding.DecodeString(metadata)
+		var md struct {
+			Hostname string `json:"local-hostname"`
+			Keys     string `json:"public-keys-data"`
+		}
+		if err == nil {
+			err = json.Unmarshal(raw, &md)
+		}
+		if err != nil || md.Hostname != vm.name || strings.TrimSpace(md.Keys) != publicKey || !strings.Contains(string(raw), `"`+vm.address+`/24"`) {
+			t.Errorf("VM %s: guestinfo.metadata %s (%v), want its name, the rig's public key and the address %s/24", vm.name, raw, err, vm.address)
+		}
+	}
+}
+
+// checkCluster: both nodes Ready under the layout's names with the machines' addresses, and the
+// infrastructure's states and discovery data in the cluster.
+func checkCluster(ctx context.Context, t *testing.T, l *lab.Lab, masterIP, workerIP string) {
+	t.Helper()
+	out, err := l.Kubectl(ctx, "get", "nodes", "-o",
+		`jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(out), "lab-master-0 True "+masterIP+"\nlab-worker-0 True "+workerIP; got != want {
+		t.Errorf("nodes (name, Ready, InternalIP):\n%s\nwant:\n%s", got, want)
+	}
+	for _, s := range []string{"d8-system/d8-cluster-terraform-state", "d8-system/d8-node-terraform-state-lab-master-0",
+		"d8-system/d8-node-terraform-state-lab-worker-0", "kube-system/d8-provider-cluster-configuration"} {
+		ns, name, _ := strings.Cut(s, "/")
+		if _, err := l.Kubectl(ctx, "-n", ns, "get", "secret", name, "-o", "name"); err != nil {
+			t.Errorf("Secret %s: %v", s, err)
+		}
+	}
+	enc, err := l.Kubectl(ctx, "-n", "kube-system", "get", "secret", "d8-provider-cluster-configuration", "-o", `jsonpath={.data.cloud-provider-discovery-data\.json}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(enc))
+	var d struct{ Datacenter string }
+	if err == nil {
+		err = json.Unmarshal(raw, &d)
+	}
+	if err != nil || d.Datacenter != "/"+vspheretest.Datacenter {
+		t.Errorf("cloud-provider-discovery-data.json: %s (%v), want the datacenter /%s", raw, err, vspheretest.Datacenter)
+	}
+	t.Logf("cloud-provider-discovery-data.json: %s", raw)
+
+	// The infrastructure states in the cluster are the ones in the state dir, each node's with
+	// Deckhouse's labels and its node group's settings.
+	local := func(step string) string {
+		data, err := os.ReadFile(filepath.Join(l.StateDir, l.ClusterName, "terraform", step+".tfstate"))
+		if err != nil {
+			t.Errorf("the local state of %s: %v", step, err)
+		}
+		return string(data)
+	}
+	inCluster := func(name, key string) string {
+		enc, err := l.Kubectl(ctx, "-n", "d8-system", "get", "secret", name, "-o", "jsonpath={.data."+strings.ReplaceAll(key, ".", `\.`)+"}")
+		if err != nil {
+			t.Error(err)
+			return ""
+		}
+		data, err := base64.StdEncoding.DecodeString(strings.TrimSpace(enc))
+		if err != nil {
+			t.Errorf("Secret d8-system/%s %s: %v", name, key, err)
+		}
+		return string(data)
+	}
+	if got, want := inCluster("d8-cluster-terraform-state", "cluster-tf-state.json"), local("base-infrastructure"); got != want || want == "" {
+		t.Errorf("d8-cluster-terraform-state differs from the local base-infrastructure state (%d and %d bytes)", len(got), len(want))
+	}
+	for node, group := range map[string]string{"lab-master-0": "master", "lab-worker-0": "worker"} {
+		name := "d8-node-terraform-state-" + node
+		if got, want := inCluster(name, "node-tf-state.json"), local(node); got != want || want == "" {
+			t.Errorf("%s differs from the local state of %s (%d and %d bytes)", name, node, len(got), len(want))
+		}
+		labels, err := l.Kubectl(ctx, "-n", "d8-system", "get", "secret", name, "-o", "jsonpath={.metadata.labels}")
+		if err != nil {
+			t.Error(err)
+		}
+		var lb map[string]string
+		if err := json.Unmarshal([]byte(labels), &lb); err != nil || lb["node.deckhouse.io/node-group"] != group ||
+			lb["node.deckhouse.io/node-name"] != node {
+			t.Errorf("%s labels %s (%v): want node-group %s and node-name %s", name, labels, err, group, node)
+		}
+		var settings struct {
+			InstanceClass struct{ NumCPUs int } `json:"instanceClass"`
+		}
+		if err := json.Unmarshal([]byte(inCluster(name, "node-group-settings.json")), &settings); err != nil || settings.InstanceClass.NumCPUs == 0 {
+			t.Errorf("%s node-group-settings.json: %+v (%v), want the node group's instance class", name, settings, err)
+		}
+	}
+}
+
+// checkLogs: the vCenter password is in none of dhctl's debug logs (every cluster's of the
+// state dir).
+func checkLogs(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	logs, _ := filepath.Glob(filepath.Join(l.StateDir, "*", "logs", "*.log"))
+	if len(logs) == 0 {
+		t.Errorf("no debug logs under %s", l.StateDir)
+	}
+	for _, f := range logs {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Error(err)
+		}
+		if strings.Contains(string(data), vcenterPassword) {
+			t.Errorf("the debug log %s holds the vCenter password", f)
+		}
+	}
+}
