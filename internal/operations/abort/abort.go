@@ -139,27 +139,21 @@ func Hosts(l *clusterstate.Local, extra []string) ([]string, error) {
 
 // destroyInfra destroys what a cloud bootstrap made so far: every machine with a state (the
 // last made first), then the base infrastructure, then the local state forgets the cluster.
-// A step that fails stops the abort with its state kept, so a re-run goes on from there.
 func destroyInfra(ctx context.Context, o Options) error {
-	specs, err := o.Provider.Nodes(o.Cluster)
-	if err != nil {
-		return exitcode.Usage(err)
-	}
-	var made []providers.NodeSpec
-	for _, s := range specs {
-		st, err := o.State.TerraformState(s.Name)
-		if err != nil {
-			return err
-		}
-		if len(st) > 0 {
-			made = append(made, s)
-		}
-	}
-	base, err := o.State.TerraformState(clusterstate.BaseInfrastructure)
+	uuid, err := o.State.ClusterUUID()
 	if err != nil {
 		return err
 	}
-	if len(made) == 0 && len(base) == 0 {
+	d, err := o.State.DiscoveryData()
+	if err != nil {
+		return err
+	}
+	steps := providers.Steps{Provider: o.Provider, Cluster: o.Cluster, UUID: uuid, Discovery: d}
+	made, base, err := steps.Made(o.State)
+	if err != nil {
+		return exitcode.Usage(err)
+	}
+	if len(made) == 0 && !base {
 		if _, err := o.State.ForgetHosts(nil, nil, o.Now()); err != nil {
 			return err
 		}
@@ -171,45 +165,15 @@ func destroyInfra(ctx context.Context, o Options) error {
 		for _, s := range made {
 			what = append(what, "machine "+s.Name)
 		}
-		if len(base) > 0 {
+		if base {
 			what = append(what, "the base infrastructure")
 		}
 		if err := o.Confirm(o.Name, what); err != nil {
 			return err
 		}
 	}
-	uuid, err := o.State.ClusterUUID()
-	if err != nil {
+	if err := steps.DestroyAll(ctx, o.Infra, o.State, made, base, o.Out, o.Log); err != nil {
 		return err
-	}
-	d, err := o.State.DiscoveryData()
-	if err != nil {
-		return err
-	}
-	steps := providers.Steps{Provider: o.Provider, Cluster: o.Cluster, UUID: uuid, Discovery: d}
-	for i := len(made) - 1; i >= 0; i-- {
-		s, err := steps.Node(made[i])
-		if err != nil {
-			return err
-		}
-		o.Log.Info("destroying", "machine", made[i].Name)
-		if err := o.Infra.Destroy(ctx, s); err != nil {
-			return fmt.Errorf("machine %s: %w (its state is kept: run abort again)", made[i].Name, err)
-		}
-		if err := o.State.ForgetMachine(made[i].Name); err != nil {
-			return err
-		}
-		fmt.Fprintf(o.Out, "%s: destroyed\n", made[i].Name)
-	}
-	if len(base) > 0 {
-		s, err := steps.Base(clusterstate.BaseInfrastructure)
-		if err != nil {
-			return err
-		}
-		if err := o.Infra.Destroy(ctx, s); err != nil {
-			return fmt.Errorf("base infrastructure: %w (its state is kept: run abort again)", err)
-		}
-		fmt.Fprintln(o.Out, "base infrastructure: destroyed")
 	}
 	touched, err := o.State.TouchedHosts()
 	if err != nil {
