@@ -47,7 +47,6 @@ func TestVersion(t *testing.T) {
 func TestCommandsNotYetAvailableSaySoAndExit2(t *testing.T) {
 	for _, args := range [][]string{
 		{"converge"},
-		{"destroy"},
 		{"mirror", "pull"},
 		{"mirror", "push"},
 	} {

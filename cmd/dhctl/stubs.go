@@ -48,17 +48,6 @@ func newConvergeCommand(_ *globalOptions) *cobra.Command {
 	}
 }
 
-func newDestroyCommand(_ *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "destroy",
-		Short: "Destroy the cluster and everything dhctl made for it",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return notAvailable("dhctl destroy", "the destroy issue")
-		},
-	}
-}
-
 func newMirrorCommand(_ *globalOptions) *cobra.Command {
 	cmd := newGroupCommand("mirror", "Copy every image and package a cluster needs into a bundle or a private registry")
 	for _, sub := range []struct{ use, short string }{

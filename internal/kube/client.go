@@ -5,6 +5,7 @@
 package kube
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -86,4 +87,18 @@ func (c *Client) Close() error {
 		return c.closer()
 	}
 	return nil
+}
+
+// WithCloser makes Close also run closer (after what the client closed already): a client
+// handed out with the SSH connection it tunnels through owns it.
+func (c *Client) WithCloser(closer func() error) *Client {
+	prev := c.closer
+	c.closer = func() error {
+		var err error
+		if prev != nil {
+			err = prev()
+		}
+		return errors.Join(err, closer())
+	}
+	return c
 }
