@@ -13,12 +13,16 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/simulator/esx"
 	"github.com/vmware/govmomi/vapi/rest"
 	"github.com/vmware/govmomi/vapi/tags"
 	"github.com/vmware/govmomi/view"
@@ -68,6 +72,10 @@ type Options struct {
 	Within func(fn func() error) error
 	// DialContext is how the test's own client reaches Listen (nil = the default dialer).
 	DialContext func(ctx context.Context, network, address string) (net.Conn, error)
+	// Delays hold SOAP methods back before they run ("CloneVM_Task": 10 * time.Second), as a
+	// real vCenter takes minutes to clone: what a run killed meanwhile leaves can be tested.
+	// The set-up StartWith does itself is held back as well.
+	Delays map[string]time.Duration
 }
 
 // Start runs the simulator on loopback until the test ends.
@@ -93,6 +101,26 @@ func StartWith(t testing.TB, ctx context.Context, o Options) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(model.Remove)
+	// The simulator's hosts answer QueryConfigOption with hardware version vmx-13 (its VMs'),
+	// but without the number that goes with it (HardwareOptions.HwVersion 0): the provider then
+	// sees a VM newer than its host and "upgrades" it to vmx-13 in every update of a VM, which the
+	// simulator refuses (AlreadyUpgradedFault). A real ESXi gives both; so do these.
+	for _, ref := range model.Map().AllReference("EnvironmentBrowser") {
+		if b, ok := ref.(*simulator.EnvironmentBrowser); ok {
+			b.QueryConfigOptionResponse.Returnval = &types.VirtualMachineConfigOption{
+				Version:         esx.HardwareVersion,
+				DefaultDevice:   esx.VirtualDevice,
+				HardwareOptions: types.VirtualHardwareOption{HwVersion: hwVersion(esx.HardwareVersion)},
+			}
+		}
+	}
+	// Set before the server starts: the simulator reads them unlocked.
+	if len(o.Delays) > 0 {
+		model.DelayConfig.MethodDelay = map[string]int{}
+		for m, d := range o.Delays {
+			model.DelayConfig.MethodDelay[m] = int(d.Milliseconds())
+		}
+	}
 	// HTTPS as a vCenter; the vapi endpoints (REST sessions, tagging) on.
 	model.Service.Listen = &url.URL{Host: listen}
 	model.Service.TLS = new(tls.Config)
@@ -176,6 +204,12 @@ func StartWith(t testing.TB, ctx context.Context, o Options) *Env {
 		}
 	}
 	return env
+}
+
+// hwVersion is the number of a hardware version ("vmx-13" → 13).
+func hwVersion(v string) int32 {
+	n, _ := strconv.Atoi(strings.TrimPrefix(v, "vmx-"))
+	return int32(n)
 }
 
 // checkLoopback refuses a listen address that is not loopback.
