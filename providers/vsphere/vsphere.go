@@ -408,12 +408,17 @@ func vmAddress(step string) string {
 	return "vsphere_virtual_machine.node"
 }
 
-// Orphans finds the node's VM when the step's state does not hold it (an apply killed before the
-// engine saved its state): it is imported instead of cloned again (which would fail with
-// DuplicateName, and leave the VM outside any state).
+// Orphans finds what an apply killed before the engine saved its state made of a node: its VM,
+// imported instead of cloned again (which would fail with DuplicateName, and leave the VM outside
+// any state), and a master's data disk, made before the VM and imported on its own when the kill
+// came between the two (creating it again fails with FileAlreadyExists).
 func (p *Provider) Orphans(ctx context.Context, _ *config.Cluster, uuid string, spec providers.NodeSpec, state []byte) ([]providers.Import, error) {
 	addr := vmAddress(spec.Step)
-	if stateHas(state, addr) {
+	// The master's etcd disk is a resource of its own (it outlives a replaced VM).
+	const disk = "vsphere_virtual_disk.kubernetes_data"
+	wantVM := !stateHas(state, addr)
+	wantDisk := spec.Step == providers.MasterNode && !stateHas(state, disk)
+	if !wantVM && !wantDisk {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
@@ -427,29 +432,35 @@ func (p *Provider) Orphans(ctx context.Context, _ *config.Cluster, uuid string, 
 	if err != nil {
 		return nil, err
 	}
-	path := strings.TrimSuffix(dc.InventoryPath, "/") + "/vm/" + strings.Trim(p.cfg.VMFolderPath, "/") + "/" + spec.Name
 	finder := find.NewFinder(s.vim.Client, false)
 	finder.SetDatacenter(dc)
-	if _, err := finder.VirtualMachine(ctx, path); err != nil {
+	var imports []providers.Import
+	if wantVM {
+		path := strings.TrimSuffix(dc.InventoryPath, "/") + "/vm/" + strings.Trim(p.cfg.VMFolderPath, "/") + "/" + spec.Name
+		_, err := finder.VirtualMachine(ctx, path)
 		var nf *find.NotFoundError
-		if errors.As(err, &nf) {
-			return nil, nil
+		switch {
+		case err == nil:
+			imports = append(imports, providers.Import{Address: addr, ID: path})
+		case !errors.As(err, &nf):
+			return nil, fmt.Errorf("node %s: looking for a VM left by an interrupted run at %s: %w", spec.Name, path, err)
 		}
-		return nil, fmt.Errorf("node %s: looking for a VM left by an interrupted run at %s: %w", spec.Name, path, err)
 	}
-	imports := []providers.Import{{Address: addr, ID: path}}
-	// The master's etcd disk is a resource of its own (it outlives a replaced VM): adopt it too
-	// when it exists and the state lacks it.
-	const disk = "vsphere_virtual_disk.kubernetes_data"
-	if spec.Step == providers.MasterNode && !stateHas(state, disk) {
+	if wantDisk {
 		dsName := p.cfg.MasterNodeGroup.InstanceClass.Datastore
 		ds, err := finder.Datastore(ctx, dsName)
 		if err != nil {
 			return nil, fmt.Errorf("node %s: datastore %q: %w", spec.Name, dsName, err)
 		}
 		file := fmt.Sprintf("deckhouse/%s-kubernetes-data-%d.vmdk", uuid, spec.Index)
-		if _, err := ds.Stat(ctx, file); err == nil {
+		_, err = ds.Stat(ctx, file)
+		var noFile object.DatastoreNoSuchFileError
+		var noDir object.DatastoreNoSuchDirectoryError
+		switch {
+		case err == nil:
 			imports = append(imports, providers.Import{Address: disk, ID: fmt.Sprintf("%s/[%s] %s", dc.InventoryPath, dsName, file)})
+		case !errors.As(err, &noFile) && !errors.As(err, &noDir):
+			return nil, fmt.Errorf("node %s: looking for a data disk left by an interrupted run at [%s] %s: %w", spec.Name, dsName, file, err)
 		}
 	}
 	return imports, nil

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/dhctl-dev/dhctl/internal/config"
@@ -93,8 +95,8 @@ func TestNodesAndMachines(t *testing.T) {
 	}
 }
 
-// Against the simulator: discovery by tags, a preflight that names what is missing, and a VM a
-// killed run left found for adoption.
+// Against the simulator: discovery by tags, a preflight that names what is missing, and what a
+// killed run left (a master's data disk alone, then with its VM) found for adoption.
 func TestDiscoveryPreflightAndOrphansInSimulator(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -133,11 +135,35 @@ func TestDiscoveryPreflightAndOrphansInSimulator(t *testing.T) {
 	if imports, err := p.Orphans(ctx, nil, testUUID, specs[0], nil); err != nil || len(imports) != 0 {
 		t.Fatalf("nothing made yet: %v %v", imports, err)
 	}
-	// A VM of the node's name in the cluster's folder, as a killed apply leaves it.
 	dc, err := env.Finder.Datacenter(ctx, vspheretest.Datacenter)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The master's data disk alone, as an apply killed before the VM's clone leaves it.
+	diskDir := "[" + vspheretest.Datastore + "] deckhouse"
+	diskPath := diskDir + "/" + testUUID + "-kubernetes-data-0.vmdk"
+	if err := object.NewFileManager(env.Client.Client).MakeDirectory(ctx, diskDir, dc, true); err != nil {
+		t.Fatal(err)
+	}
+	task, err := object.NewVirtualDiskManager(env.Client.Client).CreateVirtualDisk(ctx, diskPath, dc, &types.FileBackedVirtualDiskSpec{
+		VirtualDiskSpec: types.VirtualDiskSpec{DiskType: string(types.VirtualDiskTypeThin), AdapterType: string(types.VirtualDiskAdapterTypeLsiLogic)},
+		CapacityKb:      1024,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	diskImport := providers.Import{Address: "vsphere_virtual_disk.kubernetes_data", ID: "/" + vspheretest.Datacenter + "/" + diskPath}
+	if imports, err := p.Orphans(ctx, nil, testUUID, specs[0], nil); err != nil || !slices.Equal(imports, []providers.Import{diskImport}) {
+		t.Errorf("the data disk alone: %+v %v, want %+v", imports, err, diskImport)
+	}
+	if imports, err := p.Orphans(ctx, nil, testUUID, specs[1], nil); err != nil || len(imports) != 0 {
+		t.Errorf("the second master has no disk yet: %+v %v", imports, err)
+	}
+
+	// A VM of the node's name in the cluster's folder, as a killed apply leaves it.
 	df, err := dc.Folders(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -150,19 +176,25 @@ func TestDiscoveryPreflightAndOrphansInSimulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task, err := tpl.Clone(ctx, folder, "lab-master-0", types.VirtualMachineCloneSpec{})
+	task, err = tpl.Clone(ctx, folder, "lab-master-0", types.VirtualMachineCloneSpec{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := task.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
+	vmImport := providers.Import{Address: "vsphere_virtual_machine.master", ID: "/DC0/vm/lab/lab-master-0"}
 	imports, err := p.Orphans(ctx, nil, testUUID, specs[0], nil)
-	if err != nil || len(imports) != 1 || imports[0] != (providers.Import{Address: "vsphere_virtual_machine.master", ID: "/DC0/vm/lab/lab-master-0"}) {
-		t.Fatalf("orphan: %+v %v", imports, err)
+	if err != nil || !slices.Equal(imports, []providers.Import{vmImport, diskImport}) {
+		t.Fatalf("orphans: %+v %v", imports, err)
 	}
-	state := []byte(`{"resources":[{"mode":"managed","type":"vsphere_virtual_machine","name":"master","instances":[{}]}]}`)
-	if imports, err := p.Orphans(ctx, nil, testUUID, specs[0], state); err != nil || len(imports) != 0 {
-		t.Errorf("a VM the state holds is not an orphan: %v %v", imports, err)
+	vmState := []byte(`{"resources":[{"mode":"managed","type":"vsphere_virtual_machine","name":"master","instances":[{}]}]}`)
+	if imports, err := p.Orphans(ctx, nil, testUUID, specs[0], vmState); err != nil || !slices.Equal(imports, []providers.Import{diskImport}) {
+		t.Errorf("a VM the state holds is not an orphan, its disk outside the state is: %+v %v", imports, err)
+	}
+	bothState := []byte(`{"resources":[{"mode":"managed","type":"vsphere_virtual_machine","name":"master","instances":[{}]},` +
+		`{"mode":"managed","type":"vsphere_virtual_disk","name":"kubernetes_data","instances":[{}]}]}`)
+	if imports, err := p.Orphans(ctx, nil, testUUID, specs[0], bothState); err != nil || len(imports) != 0 {
+		t.Errorf("the state holds both: %+v %v", imports, err)
 	}
 }
