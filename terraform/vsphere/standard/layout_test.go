@@ -332,14 +332,20 @@ func TestStandardLayoutInSimulator(t *testing.T) {
 	}
 
 	// A VM adopted by an import is kept: the provider's first apply after an import only
-	// updates in place what an import cannot read (the clone settings, the waits). (That
-	// apply itself fails in the simulator, which refuses to reconfigure a powered-on VM.)
+	// updates in place what an import cannot read (the clone settings, the waits, the first-boot
+	// data). That includes a VM the killed apply cloned and never configured: without its
+	// first-boot data here, it gets it (checkVM below).
 	sw.run(t, ctx, "state-rm", 0, "state", "rm", "-no-color", "vsphere_virtual_machine.node")
+	sim.dropGuestinfo(t, ctx, prefix+"-worker-0")
 	sw.run(t, ctx, "import", 0, "import", "-input=false", "-no-color", "vsphere_virtual_machine.node",
 		"/"+datacenter+"/vm/"+vmFolder+"/"+prefix+"-worker-0")
 	sw.run(t, ctx, "plan-imported", -1, "plan", "-input=false", "-no-color", "-out=imported.tfplan")
 	if actions := sw.plannedActions(t, ctx, "imported.tfplan"); len(actions) != 1 || !slices.Equal(actions["vsphere_virtual_machine.node"], []string{"update"}) {
 		t.Errorf("static-node: after importing the VM the plan is %v, want an update in place", actions)
+	}
+	sw.run(t, ctx, "apply-imported", 0, "apply", "-input=false", "-no-color", "-auto-approve", "imported.tfplan")
+	if out := sw.run(t, ctx, "replan-imported", -1, "plan", "-input=false", "-no-color", "-detailed-exitcode"); out.code != 0 {
+		t.Errorf("static-node: after the adopted VM's apply a plan wants changes (exit %d):\n%s", out.code, out.stdout)
 	}
 
 	// A new master template replaces the machine and keeps the Kubernetes data disk.
@@ -495,6 +501,33 @@ func startSimulator(t *testing.T, ctx context.Context) *simulatorEnv {
 
 func (s *simulatorEnv) vmNames(t *testing.T, ctx context.Context) []string {
 	return s.env.VMNames(t, ctx)
+}
+
+// dropGuestinfo removes a VM's first-boot data, as it is when an apply was killed between the
+// clone and the configuration of the VM.
+func (s *simulatorEnv) dropGuestinfo(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	obj, err := s.finder.VirtualMachine(ctx, vmFolder+"/"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var drop []types.BaseOptionValue
+	for _, k := range []string{"guestinfo.metadata", "guestinfo.metadata.encoding", "guestinfo.userdata", "guestinfo.userdata.encoding"} {
+		drop = append(drop, &types.OptionValue{Key: k, Value: ""})
+	}
+	task, err := obj.Reconfigure(ctx, types.VirtualMachineConfigSpec{ExtraConfig: drop})
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		t.Fatalf("dropping the first-boot data of %s: %v", name, err)
+	}
+	vm := s.vm(t, ctx, name)
+	for _, o := range vm.Config.ExtraConfig {
+		if v := o.GetOptionValue(); strings.HasPrefix(v.Key, "guestinfo.") && v.Value != "" {
+			t.Fatalf("%s still has %s", name, v.Key)
+		}
+	}
 }
 
 func (s *simulatorEnv) pool(t *testing.T, ctx context.Context, path string) types.ManagedObjectReference {

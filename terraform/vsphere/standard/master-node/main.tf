@@ -91,7 +91,7 @@ resource "vsphere_virtual_machine" "master" {
   memory_reservation = local.memory_reservation
 
   sync_time_with_host = !local.disable_timesync
-  extra_config        = local.extra_config
+  extra_config        = terraform_data.first_boot.output
 
   clone {
     template_uuid = data.vsphere_virtual_machine.template.id
@@ -106,11 +106,10 @@ resource "vsphere_virtual_machine" "master" {
   wait_for_guest_net_routable = false
 
   lifecycle {
-    # extra_config is first-boot data (cloud-init runs once): a later cloudConfig or key does
-    # not touch a running machine. vSphere reports no swap placement for some VMs (and vcsim
-    # never does), which would otherwise show as a change in every plan. vApp properties are
-    # the template's.
-    ignore_changes = [extra_config, swap_placement_policy, vapp]
+    # extra_config is first-boot data, fixed when the machine is made (terraform_data
+    # first_boot). vSphere reports no swap placement for some VMs (and vcsim never does), which
+    # would otherwise show as a change in every plan. vApp properties are the template's.
+    ignore_changes = [swap_placement_policy, vapp]
 
     precondition {
       condition     = length(local.main_addresses) == 0 || var.nodeIndex < length(local.main_addresses)

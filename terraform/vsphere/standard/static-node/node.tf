@@ -87,6 +87,19 @@ locals {
   memory_reservation = try(local.runtime_options.memoryReservation, null) == null ? null : floor(local.instance_class.memory * local.runtime_options.memoryReservation / 100)
 }
 
+# The machine's first-boot data (cloud-init runs once), fixed when the machine is made: a later
+# cloudConfig or key does not touch a running machine. The VM takes its extra_config from here
+# rather than ignoring changes to it, so a VM adopted from an interrupted apply (an import reads
+# none of its extra_config, and the apply may have been killed before the VM got it) still gets
+# it.
+resource "terraform_data" "first_boot" {
+  input = local.extra_config
+
+  lifecycle {
+    ignore_changes = [input]
+  }
+}
+
 data "vsphere_tag" "zone" {
   name        = local.zone
   category_id = data.vsphere_tag_category.zone.id
