@@ -6,18 +6,25 @@
 // addresses (mainNetworkIPAddresses), so the machines dhctl reads from the node steps' outputs
 // are those it then bootstraps over SSH.
 //
+// TestVsphereBootstrap:
 //   - a preflight with a wrong datastore fails naming it, and nothing is made;
 //   - bootstrap makes the VM folder, the resource pools and the VMs lab-master-0 and
-//     lab-worker-0 (CPUs and memory as configured), and a cluster whose nodes carry those names,
-//     with the infrastructure states and the discovery data in the cluster;
+//     lab-worker-0 (CPUs, memory and first-boot data as configured), and a cluster whose nodes
+//     carry those names, with the infrastructure states and the discovery data in the cluster;
 //   - the same command again finds the infrastructure in sync and makes nothing;
-//   - bootstrap-phase base-infra works alone, with OpenTofu and with Terraform.
+//   - bootstrap-phase base-infra works alone, with OpenTofu and with Terraform (on the state
+//     OpenTofu wrote, and from nothing for another cluster); the vCenter password is in no
+//     output and no log.
+//
+// TestVsphereBootstrapKilled: dhctl killed inside node-infra twice (vCenter held back so the
+// kills land where a real one takes its time); the runs after adopt what each left.
 package cloud_test
 
 import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -119,10 +126,10 @@ func run(ctx context.Context, t *testing.T, l *lab.Lab, args []string) (string, 
 	return out, code, took
 }
 
-func TestVsphereBootstrap(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 19*time.Minute)
-	defer cancel()
-	l := rigtest.StartLab(ctx, t, lab.Options{Machines: 2, Config: vsphereCluster})
+// start brings up the lab with two plain machines, the engines and the simulator (with delays).
+func start(ctx context.Context, t *testing.T, delays map[string]time.Duration) (l *lab.Lab, sim *vspheretest.Env, tofu, terraform engine) {
+	t.Helper()
+	l = rigtest.StartLab(ctx, t, lab.Options{Machines: 2, Config: vsphereCluster})
 	opts := artifacts.Options{Logf: t.Logf}
 	bins, err := artifacts.Build(ctx, opts, artifacts.OpenTofu, artifacts.Terraform)
 	if err != nil {
@@ -132,16 +139,24 @@ func TestVsphereBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatalf("building the provider mirror: %v", err)
 	}
-	tofu, terraform := engine{bins["tofu"], mirror}, engine{bins["terraform"], mirror}
+	tofu, terraform = engine{bins["tofu"], mirror}, engine{bins["terraform"], mirror}
 	if tofu.binary == "" || terraform.binary == "" {
 		t.Fatalf("the artifacts lack an engine: %v", bins)
 	}
 	// dhctl runs in the rig's namespace: the simulator listens there, on the bridge address.
-	sim := vspheretest.StartWith(t, ctx, vspheretest.Options{
+	sim = vspheretest.StartWith(t, ctx, vspheretest.Options{
 		Listen:      net.JoinHostPort(l.Rig.BridgeAddress().String(), vcenterPort),
 		Within:      l.Rig.InNetNS,
 		DialContext: l.Rig.DialContext,
+		Delays:      delays,
 	})
+	return l, sim, tofu, terraform
+}
+
+func TestVsphereBootstrap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
+	defer cancel()
+	l, sim, tofu, terraform := start(ctx, t, nil)
 	before := sim.VMNames(t, ctx)
 	master, worker := l.Machines[0], l.Machines[1]
 
@@ -196,6 +211,12 @@ func TestVsphereBootstrap(t *testing.T) {
 	out, code, _ = run(ctx, t, l, dhctl(l, []string{"bootstrap-phase", "base-infra"}, l.ConfigPath, l.ClusterName, tofu))
 	if code != 0 || !inSync(out, "base-infrastructure") {
 		t.Errorf("bootstrap-phase base-infra (OpenTofu): exit %d, want 0 with the base infrastructure in sync", code)
+	}
+
+	// An operator may change engines: the state OpenTofu wrote is in sync for Terraform too.
+	out, code, _ = run(ctx, t, l, dhctl(l, []string{"bootstrap-phase", "base-infra"}, l.ConfigPath, l.ClusterName, terraform))
+	if code != 0 || !inSync(out, "base-infrastructure") {
+		t.Errorf("bootstrap-phase base-infra with Terraform on the state OpenTofu wrote: exit %d, want 0 with the base infrastructure in sync", code)
 	}
 
 	// base-infra on its own with Terraform, for another cluster (its own prefix and VM folder) on
@@ -349,13 +370,6 @@ func checkCluster(ctx context.Context, t *testing.T, l *lab.Lab, masterIP, worke
 
 	// The infrastructure states in the cluster are the ones in the state dir, each node's with
 	// Deckhouse's labels and its node group's settings.
-	local := func(step string) string {
-		data, err := os.ReadFile(filepath.Join(l.StateDir, l.ClusterName, "terraform", step+".tfstate"))
-		if err != nil {
-			t.Errorf("the local state of %s: %v", step, err)
-		}
-		return string(data)
-	}
 	inCluster := func(name, key string) string {
 		enc, err := l.Kubectl(ctx, "-n", "d8-system", "get", "secret", name, "-o", "jsonpath={.data."+strings.ReplaceAll(key, ".", `\.`)+"}")
 		if err != nil {
@@ -368,12 +382,12 @@ func checkCluster(ctx context.Context, t *testing.T, l *lab.Lab, masterIP, worke
 		}
 		return string(data)
 	}
-	if got, want := inCluster("d8-cluster-terraform-state", "cluster-tf-state.json"), local("base-infrastructure"); got != want || want == "" {
+	if got, want := inCluster("d8-cluster-terraform-state", "cluster-tf-state.json"), localState(t, l, "base-infrastructure"); got != want || want == "" {
 		t.Errorf("d8-cluster-terraform-state differs from the local base-infrastructure state (%d and %d bytes)", len(got), len(want))
 	}
 	for node, group := range map[string]string{"lab-master-0": "master", "lab-worker-0": "worker"} {
 		name := "d8-node-terraform-state-" + node
-		if got, want := inCluster(name, "node-tf-state.json"), local(node); got != want || want == "" {
+		if got, want := inCluster(name, "node-tf-state.json"), localState(t, l, node); got != want || want == "" {
 			t.Errorf("%s differs from the local state of %s (%d and %d bytes)", name, node, len(got), len(want))
 		}
 		labels, err := l.Kubectl(ctx, "-n", "d8-system", "get", "secret", name, "-o", "jsonpath={.metadata.labels}")
@@ -411,4 +425,130 @@ func checkLogs(t *testing.T, l *lab.Lab) {
 			t.Errorf("the debug log %s holds the vCenter password", f)
 		}
 	}
+}
+
+// diskDelay and powerOnDelay hold the simulator's disk creations and power-ons back, as a real
+// vCenter takes its time over them, and well below the 20 s after which the engine writes its
+// state during an apply: a run killed meanwhile leaves what vCenter goes on to make outside any
+// state.
+const (
+	diskDelay    = 8 * time.Second
+	powerOnDelay = 8 * time.Second
+)
+
+// TestVsphereBootstrapKilled: dhctl killed (SIGKILL, the engine with it) while vCenter makes the
+// master's data disk, then once the worker's VM exists and waits for its power-on. Each next run
+// adopts what the killed one left (no second disk, no second VM), and the last one ends with the
+// cluster a clean run makes.
+func TestVsphereBootstrapKilled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
+	defer cancel()
+	l, sim, tofu, _ := start(ctx, t, map[string]time.Duration{"CreateVirtualDisk_Task": diskDelay, "PowerOnVM_Task": powerOnDelay})
+	before := sim.VMNames(t, ctx)
+	master, worker := l.Machines[0], l.Machines[1]
+	args := dhctl(l, []string{"bootstrap"}, l.ConfigPath, l.ClusterName, tofu)
+	ds, err := sim.Finder.Datastore(ctx, vspheretest.Datastore)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Killed while vCenter makes the data disk: it is made, the VM never asked for.
+	killWhen(ctx, t, l, args, "the master's data disk is under way", time.Second, func() bool {
+		return debugLogHas(t, l, "vsphere_virtual_disk.kubernetes_data: Creating...")
+	})
+	rigtest.WaitFor(ctx, t, 3*diskDelay, "the data disk the killed run asked for", func() (bool, string) {
+		uuid, err := os.ReadFile(filepath.Join(l.StateDir, l.ClusterName, "cluster-uuid"))
+		if err != nil {
+			return false, err.Error()
+		}
+		file := "deckhouse/" + strings.TrimSpace(string(uuid)) + "-kubernetes-data-0.vmdk"
+		if _, err := ds.Stat(ctx, file); err != nil {
+			return false, fmt.Sprintf("%s: %v", file, err)
+		}
+		return true, ""
+	})
+	if slices.Contains(sim.VMNames(t, ctx), "lab-master-0") {
+		t.Fatalf("the master's VM exists: the kill came too late")
+	}
+	if strings.Contains(localState(t, l, "lab-master-0"), "kubernetes_data") {
+		t.Fatalf("the master's state holds the data disk: the kill came too late")
+	}
+
+	// The next run adopts the disk; killed once the worker's VM exists, before its power-on.
+	out := killWhen(ctx, t, l, args, "the worker's VM is made", 0, func() bool {
+		return slices.Contains(sim.VMNames(t, ctx), "lab-worker-0")
+	})
+	if !strings.Contains(out, "adopting a machine an interrupted run made") || !strings.Contains(out, "vsphere_virtual_disk.kubernetes_data") {
+		t.Errorf("the run after the first kill did not adopt the master's data disk")
+	}
+	if strings.Contains(localState(t, l, "lab-worker-0"), "vsphere_virtual_machine") {
+		t.Fatalf("the worker's state holds its VM: the kill came too late")
+	}
+
+	out, code, took := run(ctx, t, l, args)
+	if code != 0 {
+		t.Fatalf("dhctl bootstrap after two kills: exit %d", code)
+	}
+	t.Logf("FIGURE vSphere bootstrap after two kills in node-infra (disk creations and power-ons held back %v and %v): %v", diskDelay, powerOnDelay, took.Round(100*time.Millisecond))
+	if !strings.Contains(out, "adopting a machine an interrupted run made") || !strings.Contains(out, "vsphere_virtual_machine.node") {
+		t.Errorf("the last run did not adopt the worker's VM")
+	}
+	checkVMs(ctx, t, sim, before, master.Address.String(), worker.Address.String(), l.SSHPublicKey())
+	checkCluster(ctx, t, l, master.Address.String(), worker.Address.String())
+	checkLogs(t, l)
+}
+
+// debugLogHas reports whether the newest bootstrap debug log of the lab's cluster holds s.
+func debugLogHas(t *testing.T, l *lab.Lab, s string) bool {
+	t.Helper()
+	logs, _ := filepath.Glob(filepath.Join(l.StateDir, l.ClusterName, "logs", "*-bootstrap.log"))
+	if len(logs) == 0 {
+		return false
+	}
+	slices.Sort(logs)
+	data, err := os.ReadFile(logs[len(logs)-1])
+	return err == nil && strings.Contains(string(data), s)
+}
+
+// killWhen runs dhctl and SIGKILLs it `after` cond holds (polled every 100 ms); it fails the
+// test if dhctl ends first. It returns what dhctl printed.
+func killWhen(ctx context.Context, t *testing.T, l *lab.Lab, args []string, what string, after time.Duration, cond func() bool) string {
+	t.Helper()
+	cmd := l.Command(ctx, args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("dhctl ended (%v) before %s:\n%s", err, what, out.String())
+		case <-tick.C:
+			if !cond() {
+				continue
+			}
+			time.Sleep(after)
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			err := <-done
+			t.Logf("dhctl killed once %s (%v):\n%s", what, err, out.String())
+			return out.String()
+		}
+	}
+}
+
+// localState is a step's Terraform state in the state dir ("" when there is none).
+func localState(t *testing.T, l *lab.Lab, step string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(l.StateDir, l.ClusterName, "terraform", step+".tfstate"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(data)
 }
