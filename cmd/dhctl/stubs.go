@@ -25,18 +25,6 @@ func newBootstrapPhaseGroup(opts *globalOptions) *cobra.Command {
 	return cmd
 }
 
-// notAvailableCommand is a registered command whose capability lands in a later issue.
-func notAvailableCommand(use, short, what, comesWith string) *cobra.Command {
-	return &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return notAvailable(what, comesWith)
-		},
-	}
-}
-
 func newConvergeCommand(_ *globalOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "converge",
