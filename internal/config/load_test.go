@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"io/fs"
 	"math/big"
 	"os"
 	"strings"
@@ -200,57 +201,83 @@ func TestProviderDocumentRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What a provider package does to add its ClusterConfiguration kind.
-	err = reg.Add("VsphereClusterConfiguration", "deckhouse.io/v1", []byte(`
+	err = reg.Add("OpenStackClusterConfiguration", "deckhouse.io/v1", []byte(`
 type: object
 additionalProperties: false
-required: [apiVersion, kind, vmFolderPath]
+required: [apiVersion, kind, layout]
 properties:
   apiVersion: {type: string}
   kind: {type: string}
-  vmFolderPath: {type: string}
-  regionTagCategory: {type: string, default: k8s-region}
+  layout: {type: string}
+  sshPublicKey: {type: string, default: none}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := reg.Add("VsphereClusterConfiguration", "deckhouse.io/v1", []byte("type: object")); err == nil {
+	if err := reg.Add("OpenStackClusterConfiguration", "deckhouse.io/v1", []byte("type: object")); err == nil {
 		t.Error("registering a kind twice must fail")
 	}
-	cloudCC := strings.Replace(validCC, "Static", "Cloud", 1) + "cloud:\n  provider: vSphere\n  prefix: dev\n"
-	vsphere := "apiVersion: deckhouse.io/v1\nkind: VsphereClusterConfiguration\nvmFolderPath: dev\n"
+	if err := reg.Add("VsphereClusterConfiguration", "deckhouse.io/v1", []byte("type: object")); err == nil {
+		t.Error("registering a built-in provider kind again must fail")
+	}
+	cloudCC := strings.Replace(validCC, "Static", "Cloud", 1) + "cloud:\n  provider: OpenStack\n  prefix: dev\n"
+	openstack := "apiVersion: deckhouse.io/v1\nkind: OpenStackClusterConfiguration\nlayout: Standard\n"
 
-	cfg := writeFile(t, "cloud.yml", cloudCC+"---\n"+vsphere)
+	cfg := writeFile(t, "cloud.yml", cloudCC+"---\n"+openstack)
 	c, ps := loadProblems(t, LoadOptions{ConfigPaths: []string{cfg}, Schemas: reg})
 	if ps != nil {
 		t.Fatal(ps)
 	}
-	if c.ProviderClusterConfiguration == nil || c.ProviderClusterConfiguration.Object["regionTagCategory"] != "k8s-region" {
+	if c.ProviderClusterConfiguration == nil || c.ProviderClusterConfiguration.Object["sshPublicKey"] != "none" {
 		t.Errorf("provider document = %+v", c.ProviderClusterConfiguration)
 	}
 
 	// The reverse: a provider document in a Static cluster.
-	cfg = writeFile(t, "static.yml", validCC+"---\n"+vsphere)
+	cfg = writeFile(t, "static.yml", validCC+"---\n"+openstack)
 	_, ps = loadProblems(t, LoadOptions{ConfigPaths: []string{cfg}, Schemas: reg})
-	want := "static.yml: document 2 (VsphereClusterConfiguration), line 7: this document needs clusterType: Cloud, but ClusterConfiguration (" + cfg + " document 1) says Static; remove this document or set clusterType: Cloud with cloud.provider"
+	want := "static.yml: document 2 (OpenStackClusterConfiguration), line 7: this document needs clusterType: Cloud, but ClusterConfiguration (" + cfg + " document 1) says Static; remove this document or set clusterType: Cloud with cloud.provider"
 	if len(ps) != 1 || !strings.HasSuffix(ps[0].Error(), want) {
 		t.Errorf("got %v\nwant ...%s", ps, want)
 	}
 
-	// A Cloud cluster whose provider document has another provider's kind.
-	if err := reg.Add("OpenStackClusterConfiguration", "deckhouse.io/v1", []byte("type: object\nproperties: {apiVersion: {type: string}, kind: {type: string}}\nadditionalProperties: false\n")); err != nil {
+	// A Cloud cluster whose provider document has another provider's kind
+	// (the built-in vSphere schema, so the document is otherwise valid).
+	if err := reg.Add("AWSClusterConfiguration", "deckhouse.io/v1", []byte("type: object\nproperties: {apiVersion: {type: string}, kind: {type: string}}\nadditionalProperties: false\n")); err != nil {
 		t.Fatal(err)
 	}
-	cfg = writeFile(t, "mismatch.yml", cloudCC+"---\napiVersion: deckhouse.io/v1\nkind: OpenStackClusterConfiguration\n")
+	cfg = writeFile(t, "mismatch.yml", cloudCC+"---\napiVersion: deckhouse.io/v1\nkind: AWSClusterConfiguration\n")
 	_, ps = loadProblems(t, LoadOptions{ConfigPaths: []string{cfg}, Schemas: reg})
-	if len(ps) != 1 || !strings.Contains(ps[0].Error(), "kind: OpenStackClusterConfiguration does not match cloud.provider vSphere") {
+	if len(ps) != 1 || !strings.Contains(ps[0].Error(), "kind: AWSClusterConfiguration does not match cloud.provider OpenStack") {
 		t.Errorf("mismatch problems = %v", ps)
 	}
 	// Two provider documents.
-	cfg = writeFile(t, "two.yml", cloudCC+"---\n"+vsphere+"---\n"+vsphere)
+	cfg = writeFile(t, "two.yml", cloudCC+"---\n"+openstack+"---\n"+openstack)
 	_, ps = loadProblems(t, LoadOptions{ConfigPaths: []string{cfg}, Schemas: reg})
-	if len(ps) != 1 || !strings.Contains(ps[0].Error(), "a second VsphereClusterConfiguration document") {
+	if len(ps) != 1 || !strings.Contains(ps[0].Error(), "a second OpenStackClusterConfiguration document") {
 		t.Errorf("duplicate provider problems = %v", ps)
 	}
+
+	// A build without any provider schema says so.
+	bare, err := NewRegistry(onlyOpenAPI{os.DirFS("../../candi")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = writeFile(t, "bare.yml", validCC+"---\n"+openstack)
+	_, ps = loadProblems(t, LoadOptions{ConfigPaths: []string{cfg}, Schemas: bare})
+	if len(ps) != 1 || !strings.HasSuffix(ps[0].Error(), "kind: no schema for provider document OpenStackClusterConfiguration; this dhctl has no cloud provider built in; use clusterType: Static") {
+		t.Errorf("no providers built in: %v", ps)
+	}
+}
+
+// onlyOpenAPI is candi without its cloud-providers directory: a dhctl built
+// without providers.
+type onlyOpenAPI struct{ fs.FS }
+
+func (o onlyOpenAPI) Open(name string) (fs.File, error) {
+	if name == "cloud-providers" || strings.HasPrefix(name, "cloud-providers/") {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return o.FS.Open(name)
 }
 
 // newCACertificate makes a real self-signed CA certificate in PEM.

@@ -94,7 +94,7 @@ func TestRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"ClusterConfiguration", "InitConfiguration", "ModuleConfig", "NodeGroup", "SSHConfig", "SSHHost", "StaticClusterConfiguration"}
+	want := []string{"ClusterConfiguration", "InitConfiguration", "ModuleConfig", "NodeGroup", "SSHConfig", "SSHHost", "StaticClusterConfiguration", "VsphereClusterConfiguration"}
 	if got := reg.Kinds(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Kinds() = %v", got)
 	}
