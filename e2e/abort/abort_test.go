@@ -127,24 +127,7 @@ func TestAbort(t *testing.T) {
 			t.Errorf("the abort report lacks %q", want)
 		}
 	}
-	checks := []struct{ what, cmd string }{
-		{"kubelet gone", "! systemctl is-active --quiet kubelet && ! test -e /etc/systemd/system/kubelet.service && ! command -v kubelet"},
-		{"containerd stopped and removed", "! systemctl is-active --quiet containerd && ! command -v containerd && ! pgrep -x containerd-shim-runc-v2 >/dev/null"},
-		{"no /etc/kubernetes (no static pods)", "! test -e /etc/kubernetes"},
-		{"no etcd, kubelet or CNI state", "! test -e /var/lib/etcd && ! test -e /var/lib/kubelet && ! test -e /etc/cni && ! test -e /var/lib/cni && ! test -e /opt/cni"},
-		{"no control-plane processes", "! pgrep -x kube-apiserver >/dev/null && ! pgrep -x etcd >/dev/null && ! pgrep -x kube-proxy >/dev/null"},
-		{"nothing listens on 6443, 2379, 10250", "! ss -Hltn | grep -E ':(6443|2379|10250) '"},
-		{"no cni0, no flannel.1", "! ip link show cni0 2>/dev/null && ! ip link show flannel.1 2>/dev/null"},
-		{"no kube-proxy, flannel or CNI iptables rules", "! iptables-save | grep -E 'KUBE-|FLANNEL|CNI-'"},
-		{"no bundle, step markers or package records", "! test -e /var/lib/dhctl"},
-		{"/var/lib/containerd: still a mount point, empty", "mountpoint -q /var/lib/containerd && test -z \"$(ls -A /var/lib/containerd)\""},
-		{"no pod mounts left", "! grep -E ' (/var/lib/kubelet|/run/containerd|/var/lib/containerd/)' /proc/self/mounts"},
-	}
-	for _, c := range checks {
-		if out, err := m.Run(ctx, c.cmd, nil); err != nil {
-			t.Errorf("after abort, %s: %v\n%s", c.what, err, out)
-		}
-	}
+	rigtest.CheckClean(ctx, t, m, "abort")
 	for _, gone := range []string{"checkpoints", "node", "kubeconfig"} {
 		if _, err := os.Stat(filepath.Join(clusterState, gone)); !os.IsNotExist(err) {
 			t.Errorf("the state dir still holds %s after abort (%v)", gone, err)

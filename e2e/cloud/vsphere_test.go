@@ -14,7 +14,11 @@
 //   - the same command again finds the infrastructure in sync and makes nothing;
 //   - bootstrap-phase base-infra works alone, with OpenTofu and with Terraform (on the state
 //     OpenTofu wrote, and from nothing for another cluster); the vCenter password is in no
-//     output and no log.
+//     output and no log;
+//   - destroy removes the other cluster's base infrastructure (Terraform), then this cluster,
+//     SIGKILLed inside the infrastructure's destroy and run again: the simulator then holds
+//     what it held before the bootstrap (entities and datastore files; the data disks' shared
+//     directory is kept, empty), and a destroy once more says the cluster is already destroyed.
 //
 // TestVsphereBootstrapKilled: dhctl killed inside node-infra twice (vCenter held back so the
 // kills land where a real one takes its time); the runs after adopt what each left.
@@ -154,10 +158,11 @@ func start(ctx context.Context, t *testing.T, delays map[string]time.Duration) (
 }
 
 func TestVsphereBootstrap(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	l, sim, tofu, terraform := start(ctx, t, nil)
 	before := sim.VMNames(t, ctx)
+	inventory := sim.Inventory(t, ctx)
 	master, worker := l.Machines[0], l.Machines[1]
 
 	// A wrong datastore: the preflight names it, and nothing is made.
@@ -237,7 +242,50 @@ func TestVsphereBootstrap(t *testing.T) {
 	if got := sim.VMNames(t, ctx); len(got) != len(before)+2 {
 		t.Errorf("VMs at the end: %v, want the simulator's and the cluster's two", got)
 	}
+
+	// destroy: the other cluster (its base infrastructure alone, with Terraform), then this one,
+	// SIGKILLed once the worker's VM is gone (inside the infrastructure's destroy) and run again.
+	out, code, took = run(ctx, t, l, destroyArgs(l, tfConfig, "tf", terraform))
+	if code != 0 || !strings.Contains(out, "base infrastructure: destroyed") {
+		t.Errorf("destroy of the base infrastructure alone (Terraform): exit %d, want 0 with it destroyed", code)
+	}
+	t.Logf("FIGURE destroy of a base infrastructure alone (Terraform): %v", took.Round(100*time.Millisecond))
+	destroyLab := destroyArgs(l, l.ConfigPath, l.ClusterName, tofu)
+	killWhen(ctx, t, l, destroyLab, "the worker's VM is destroyed", 0, func() bool {
+		return !slices.Contains(sim.VMNames(t, ctx), "lab-worker-0")
+	})
+	if !slices.Contains(sim.VMNames(t, ctx), "lab-master-0") {
+		t.Errorf("the master's VM is gone too: the kill came too late to land inside the destroy")
+	}
+	out, code, took = run(ctx, t, l, destroyLab)
+	if code != 0 {
+		t.Fatalf("destroy after a kill inside the infrastructure's destroy: exit %d", code)
+	}
+	t.Logf("FIGURE vSphere destroy after a kill (the rest: master, base infrastructure): %v", took.Round(100*time.Millisecond))
+	for _, want := range []string{"lab-master-0: destroyed", "base infrastructure: destroyed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the destroy after the kill does not say %q", want)
+		}
+	}
+	if got := vspheretest.WithoutDiskDirs(sim.Inventory(t, ctx)); !slices.Equal(got, inventory) {
+		t.Errorf("after destroy the simulator holds:\n%s\nbefore the bootstrap it held:\n%s", strings.Join(got, "\n"), strings.Join(inventory, "\n"))
+	}
+	for _, cluster := range []string{l.ClusterName, "tf"} {
+		if states, _ := filepath.Glob(filepath.Join(l.StateDir, cluster, "terraform", "*")); len(states) > 0 {
+			t.Errorf("cluster %s: the state dir keeps %v after destroy", cluster, states)
+		}
+	}
+	// Once more: nothing left, and it says so.
+	if out, code, _ = run(ctx, t, l, destroyLab); code != 0 || !strings.Contains(out, "already destroyed") {
+		t.Errorf("destroy of the destroyed cluster: exit %d, want 0 saying it is already destroyed", code)
+	}
 	checkLogs(t, l)
+}
+
+// destroyArgs is the `dhctl destroy` command line for a cloud cluster of the lab, confirmed.
+func destroyArgs(l *lab.Lab, config, cluster string, e engine) []string {
+	return append(append([]string{"destroy", "--yes-i-am-sane-and-i-understand-what-i-am-doing", "--config", config}, l.CommonArgs()...),
+		"--cluster-name", cluster, "--terraform-binary", e.binary, "--terraform-plugins-dir", e.plugins)
 }
 
 // writeVariant writes the lab's configuration with each old string replaced by its new one

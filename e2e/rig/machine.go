@@ -318,3 +318,7 @@ func (m *Machine) Leader() (int, error) {
 	}
 	return leader, nil
 }
+
+// PowerOff ends the machine at once, as a host that lost its power: its address then answers
+// nothing. The rig's Close is still what tears it down.
+func (m *Machine) PowerOff() error { return m.stop(0) }

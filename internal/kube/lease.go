@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -22,18 +25,51 @@ const (
 	LockName      = "d8-converge-lock"
 )
 
-// DefaultLeaseDuration is how long a lock outlives its holder: a run killed with kill -9 blocks
-// the next for at most this long (or until `dhctl lock release`).
+// DefaultLeaseDuration is how long a lock outlives a holder that died on another machine: a run
+// killed with kill -9 there blocks runs elsewhere for at most this long. On its own machine the
+// next run sees that the holder is gone and takes the lock over at once.
 const DefaultLeaseDuration = 5 * time.Minute
 
-// Holder names this process: user@host, pid.
+// Holder names this process: user@host, pid and pid namespace. The namespace makes the pid
+// meaningful: a later run on the same host, in the same namespace, can tell that the holder
+// died (see heldByTheDead); in any other place the pid says nothing and the lease must expire.
 func Holder() string {
+	return fmt.Sprintf("%spid %d in %s", holderPrefix(), os.Getpid(), pidNamespace())
+}
+
+func holderPrefix() string {
 	name := "unknown"
 	if u, err := user.Current(); err == nil {
 		name = u.Username
 	}
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s@%s pid %d", name, host, os.Getpid())
+	return name + "@" + host + " "
+}
+
+// pidNamespace is this process's pid namespace, e.g. "pid:[4026531836]" ("" when unknown).
+func pidNamespace() string {
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	return ns
+}
+
+// heldByTheDead reports whether holder (as Holder makes it, with any suffix) is a process of this
+// user on this host, in this pid namespace, that no longer exists. Anything else, a holder that
+// cannot be parsed included, is presumed alive. A pid reused since only makes the caller wait.
+func heldByTheDead(holder string) bool {
+	rest, ok := strings.CutPrefix(holder, holderPrefix()+"pid ")
+	if !ok {
+		return false
+	}
+	f := strings.Fields(rest)
+	ns := pidNamespace()
+	if len(f) < 3 || f[1] != "in" || ns == "" || f[2] != ns {
+		return false
+	}
+	pid, err := strconv.Atoi(f[0])
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
 // Lock is a held Lease, renewed in the background until Release. Lost reports (once) that a
@@ -56,13 +92,13 @@ type LockedError struct {
 }
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("the cluster is locked by %s (Lease %s/%s, renewed %s, expires %s): another converge or destroy is running; wait for it, or if it died, wait until the lease expires or run `dhctl lock release`",
-		e.Holder, LockNamespace, LockName, e.Renewed.Format(time.RFC3339), e.Expires.Format(time.RFC3339))
+	return fmt.Sprintf("the cluster is locked by %s (Lease %s/%s, renewed %s, expires %s): another converge or destroy is running; wait for it, or, if it died on another machine, until the lease expires (or, once sure no run holds it, kubectl -n %s delete lease %s)",
+		e.Holder, LockNamespace, LockName, e.Renewed.Format(time.RFC3339), e.Expires.Format(time.RFC3339), LockNamespace, LockName)
 }
 
-// AcquireLock takes the lock for holder: it creates the Lease, takes it over when it expired, or
-// renews it when holder already has it (a re-run of the same command after a crash, by the same
-// identity, would still wait for expiry: the pid differs).
+// AcquireLock takes the lock for holder: it creates the Lease, takes it over when it expired or
+// its holder died on this machine (a re-run after kill -9 goes on at once), or renews it when
+// holder already has it.
 func AcquireLock(ctx context.Context, k kubernetes.Interface, holder string, duration time.Duration) (*Lock, error) {
 	if duration <= 0 {
 		duration = DefaultLeaseDuration
@@ -84,7 +120,7 @@ func AcquireLock(ctx context.Context, k kubernetes.Interface, holder string, dur
 		}
 	case err != nil:
 	default:
-		if h, renewed, expires := leaseInfo(cur); h != "" && h != holder && time.Now().Before(expires) {
+		if h, renewed, expires := leaseInfo(cur); h != "" && h != holder && time.Now().Before(expires) && !heldByTheDead(h) {
 			return nil, &LockedError{Holder: h, Renewed: renewed, Expires: expires}
 		}
 		cur.Spec.HolderIdentity, cur.Spec.LeaseDurationSeconds, cur.Spec.AcquireTime, cur.Spec.RenewTime = &holder, &secs, &now, &now
@@ -159,8 +195,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	return ReleaseLock(ctx, l.k, l.holder)
 }
 
-// ReleaseLock deletes the lease: when holder is "" whoever holds it (`dhctl lock release`, for a
-// lock left by a dead run), else only if holder holds it.
+// ReleaseLock deletes the lease: when holder is "" whoever holds it, else only if holder holds it.
 func ReleaseLock(ctx context.Context, k kubernetes.Interface, holder string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

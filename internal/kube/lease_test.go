@@ -3,6 +3,8 @@ package kube
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +16,8 @@ import (
 )
 
 // Against a real API server: one holder at a time, the second told who holds it; a lock whose
-// holder died is taken over once it expired; `lock release` clears a stale one.
+// holder died is taken over once it expired, or at once when it died on this machine; a release
+// without a holder clears any.
 func TestConvergeLock(t *testing.T) {
 	t.Parallel()
 	cluster := kubetest.Start(t, kubetest.Options{})
@@ -35,7 +38,7 @@ func TestConvergeLock(t *testing.T) {
 	}
 	_, err = AcquireLock(ctx, k, "ops@other pid 2", time.Minute)
 	var locked *LockedError
-	if !errors.As(err, &locked) || locked.Holder != "ops@laptop pid 1" || !strings.Contains(err.Error(), "dhctl lock release") {
+	if !errors.As(err, &locked) || locked.Holder != "ops@laptop pid 1" || !strings.Contains(err.Error(), "kubectl -n d8-system delete lease d8-converge-lock") {
 		t.Fatalf("second taker: %v", err)
 	}
 	if err := a.Release(ctx); err != nil {
@@ -68,6 +71,55 @@ func TestConvergeLock(t *testing.T) {
 	}
 	c2.stop <- struct{}{}
 	<-c2.done
+
+	// A holder of this machine, user and pid namespace: taken over at once when its process is
+	// gone (a run killed with kill -9, then run again), refused while it lives; the same pid
+	// and namespace on another host, or another namespace here, must wait for the expiry.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	alive := exec.Command("sleep", "120")
+	if err := alive.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { alive.Process.Kill(); alive.Wait() }()
+	here := func(pid int, ns string) string {
+		return fmt.Sprintf("%spid %d in %s (destroy)", holderPrefix(), pid, ns)
+	}
+	for _, tc := range []struct {
+		name, holder string
+		takeOver     bool
+	}{
+		{"died here", here(dead.Process.Pid, pidNamespace()), true},
+		{"alive here", here(alive.Process.Pid, pidNamespace()), false},
+		{"another pid namespace", here(dead.Process.Pid, "pid:[1]"), false},
+		{"another host", fmt.Sprintf("ops@elsewhere pid %d in %s", dead.Process.Pid, pidNamespace()), false},
+		{"not dhctl's format", "someone", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := ReleaseLock(ctx, k, ""); err != nil {
+				t.Fatal(err)
+			}
+			held, err := AcquireLock(ctx, k, tc.holder, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held.stop <- struct{}{} // it stops renewing: dead or not, it holds a fresh lease
+			<-held.done
+			next, err := AcquireLock(ctx, k, Holder(), time.Minute)
+			if tc.takeOver && err != nil {
+				t.Fatalf("a fresh lease of a holder that died here was not taken over: %v", err)
+			}
+			if !tc.takeOver && !errors.As(err, new(*LockedError)) {
+				t.Fatalf("the lease of %q: %v, want it refused as locked", tc.holder, err)
+			}
+			if next != nil {
+				next.stop <- struct{}{}
+				<-next.done
+			}
+		})
+	}
 	if err := ReleaseLock(ctx, k, ""); err != nil {
 		t.Fatalf("lock release: %v", err)
 	}

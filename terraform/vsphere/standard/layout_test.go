@@ -220,7 +220,7 @@ masterNodeGroup:
         search: [e2e.example.com]
 nodeGroups:
 - name: worker
-  replicas: 1
+  replicas: 2
   zones: [zone-b]
   instanceClass:
     numCPUs: 1
@@ -230,6 +230,9 @@ nodeGroups:
     datastore: ` + datastoreName + `
     mainNetworkIPAddresses:
     - address: 10.0.0.20/24
+      gateway: 10.0.0.1
+      nameservers: {}
+    - address: 10.0.0.21/24
       gateway: 10.0.0.1
       nameservers: {}
     runtimeOptions:
@@ -260,6 +263,7 @@ func TestStandardLayoutInSimulator(t *testing.T) {
 
 	sim := startSimulator(t, ctx)
 	before := sim.vmNames(t, ctx)
+	beforeAll := sim.env.Inventory(t, ctx)
 
 	reg := registry(t)
 	cfg := writeFile(t, "config.yml", simulatorConfig(sim.host, ""))
@@ -369,12 +373,23 @@ func TestStandardLayoutInSimulator(t *testing.T) {
 		t.Errorf("static-node with zones outside the global ones: want the validation's message, got:\n%s", out.stderr)
 	}
 
+	// The group's second node: its own step (work dir and state), the second address.
 	second := *nodes[providers.StaticNode]
 	second.Index, second.Name = 1, prefix+"-worker-1"
 	w1 := eng.workspace(t, providers.StaticNode, providers.StaticNode+"-1", varsFor(c, &second))
 	w1.run(t, ctx, "init", 0, "init", "-input=false", "-no-color")
-	if out := w1.run(t, ctx, "plan", 1, "plan", "-input=false", "-no-color"); !strings.Contains(strings.Join(strings.Fields(out.stderr), " "), "has no address for node 1 (it lists 1)") {
-		t.Errorf("static-node index 1 without an address: want the precondition's message, got:\n%s", out.stderr)
+	w1.run(t, ctx, "apply", 0, "apply", "-input=false", "-no-color", "-auto-approve")
+	w1.outputs = w1.output(t, ctx)
+	if out := w1.run(t, ctx, "replan", -1, "plan", "-input=false", "-no-color", "-detailed-exitcode"); out.code != 0 {
+		t.Errorf("static-node 1: a second plan wants changes (exit %d):\n%s", out.code, out.stdout)
+	}
+	// A third one has no address in the configuration.
+	third := second
+	third.Index, third.Name = 2, prefix+"-worker-2"
+	w2 := eng.workspace(t, providers.StaticNode, providers.StaticNode+"-2", varsFor(c, &third))
+	w2.run(t, ctx, "init", 0, "init", "-input=false", "-no-color")
+	if out := w2.run(t, ctx, "plan", 1, "plan", "-input=false", "-no-color"); !strings.Contains(strings.Join(strings.Fields(out.stderr), " "), "has no address for node 2 (it lists 2)") {
+		t.Errorf("static-node index 2 without an address: want the precondition's message, got:\n%s", out.stderr)
 	}
 
 	// base-infrastructure: the folder, the cluster's pool in both zones, the discovery data.
@@ -427,9 +442,19 @@ func TestStandardLayoutInSimulator(t *testing.T) {
 	if workerIP != "10.0.0.20" {
 		t.Errorf("static-node output node_internal_ip_address = %q, want 10.0.0.20", workerIP)
 	}
+	worker1 := sim.vm(t, ctx, prefix+"-worker-1")
+	checkVM(t, worker1, vmCheck{cpus: 1, memory: 1024, pool: hostPool, disksGiB: []int64{30}, hostname: prefix + "-worker-1", address: "10.0.0.21/24", userdata: cloudConfig, reservation: 512})
+	decode(t, w1.outputs, "node_internal_ip_address", &workerIP)
+	if workerIP != "10.0.0.21" {
+		t.Errorf("static-node 1 output node_internal_ip_address = %q, want 10.0.0.21", workerIP)
+	}
 
+	w1.run(t, ctx, "destroy", 0, "destroy", "-input=false", "-no-color", "-auto-approve")
 	for _, step := range slices.Backward(steps()) {
 		work[step].run(t, ctx, "destroy", 0, "destroy", "-input=false", "-no-color", "-auto-approve")
+	}
+	if got := vspheretest.WithoutDiskDirs(sim.env.Inventory(t, ctx)); !slices.Equal(got, beforeAll) {
+		t.Errorf("after destroy the simulator holds:\n%s\nbefore the steps it held:\n%s", strings.Join(got, "\n"), strings.Join(beforeAll, "\n"))
 	}
 	if after := sim.vmNames(t, ctx); !slices.Equal(after, before) {
 		t.Errorf("after destroy the simulator's VMs are %v, want %v", after, before)

@@ -1,0 +1,197 @@
+// Package destroy_test is `dhctl destroy` of a static cluster on the rig, the real binary in the
+// rig's network namespace, as an operator runs it:
+//
+//   - a cluster of 1 master + 1 worker, with a PodDisruptionBudget, a Service of type
+//     LoadBalancer and a PersistentVolumeClaim in it; destroy without confirmation changes
+//     nothing;
+//   - destroy, SIGKILLed once it cleans the nodes, then run again: it finishes; nothing of the
+//     cluster is left on either machine (the checks abort's test makes), the state dir forgets
+//     the cluster, and a destroy once more says it is already destroyed;
+//   - the machines are reusable: a fresh bootstrap on them makes a cluster whose nodes are Ready;
+//   - its first master then powered off: destroy cleans the worker from what the state dir
+//     records, names the master it could not reach and exits non-zero.
+package destroy_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dhctl-dev/dhctl/e2e/internal/lab"
+	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
+	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
+	"github.com/dhctl-dev/dhctl/e2e/rig"
+)
+
+// objects are what keep cloud resources alive in a real cluster, and what destroy deletes first.
+const objects = `apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: keep-one, namespace: default}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-lb, namespace: default}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+`
+
+const sane = "--yes-i-am-sane-and-i-understand-what-i-am-doing"
+
+func TestDestroy(t *testing.T) {
+	ctx, cancel := testctx.New(t, 20*time.Minute)
+	defer cancel()
+	start := time.Now()
+	l := rigtest.StartLab(ctx, t, lab.Options{Masters: 1, Workers: 1})
+	master, worker := l.Masters[0], l.Workers[0]
+	destroy := append([]string{"destroy", "--cluster-name", l.ClusterName}, l.CommonArgs()...)
+	clusterState := filepath.Join(l.StateDir, l.ClusterName)
+
+	bootstrap(ctx, t, l, "bootstrap")
+	path := filepath.Join(l.Dir, "objects.yml")
+	if err := os.WriteFile(path, []byte(objects), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.Kubectl(ctx, "apply", "-f", path); err != nil {
+		t.Fatalf("making the objects destroy deletes: %v\n%s", err, out)
+	}
+
+	// Without confirmation (no terminal: stdin is empty) nothing changes.
+	out, code, _ := run(ctx, t, l, destroy...)
+	if code != 3 || !strings.Contains(out, "destroy not confirmed") {
+		t.Fatalf("unconfirmed destroy: exit %d, want 3 saying it was not confirmed", code)
+	}
+	for _, want := range []string{"node " + master.Address.String(), "node " + worker.Address.String(), "PodDisruptionBudgets"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the confirmation does not show %q among what destroy removes", want)
+		}
+	}
+	rigtest.MustRun(ctx, t, worker, "systemctl is-active kubelet", "active")
+	if out, err := l.Kubectl(ctx, "get", "pdb,svc,pvc", "-n", "default", "-o", "name"); err != nil || !strings.Contains(out, "service/web-lb") {
+		t.Fatalf("the cluster's objects after the unconfirmed destroy: %v\n%s", err, out)
+	}
+
+	// SIGKILLed once the nodes are being cleaned (kubelet stopped on a node), then again.
+	confirmed := append(slices.Clone(destroy), sane)
+	out = killWhen(ctx, t, l, confirmed, "a node's cleanup began", func() bool {
+		for _, m := range []*rig.Machine{master, worker} {
+			if out, err := m.Run(ctx, "systemctl is-active kubelet || true", nil); err == nil && strings.TrimSpace(out) != "active" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, want := range []string{"deleted the platform controller", "deleted PodDisruptionBudgets", "deleted Services of type LoadBalancer", "deleted PersistentVolumeClaims"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the killed destroy had not said %q before it cleaned the nodes", want)
+		}
+	}
+	out, code, took := run(ctx, t, l, confirmed...)
+	if code != 0 {
+		t.Fatalf("destroy after a kill during the nodes' cleanup: exit %d", code)
+	}
+	t.Logf("FIGURE destroy after a kill during the nodes' cleanup: %v", took.Round(100*time.Millisecond))
+	for _, m := range []*rig.Machine{master, worker} {
+		if !strings.Contains(out, m.Address.String()+": cleaned") {
+			t.Errorf("the destroy after the kill does not report %s cleaned", m.Address)
+		}
+		rigtest.CheckClean(ctx, t, m, "destroy")
+	}
+	for _, gone := range []string{"checkpoints", "node", "kubeconfig"} {
+		if _, err := os.Stat(filepath.Join(clusterState, gone)); !os.IsNotExist(err) {
+			t.Errorf("the state dir still holds %s after destroy (%v)", gone, err)
+		}
+	}
+	if out, code, _ := run(ctx, t, l, confirmed...); code != 0 || !strings.Contains(out, "already destroyed") {
+		t.Errorf("destroy of the destroyed cluster: exit %d, want 0 saying it is already destroyed", code)
+	}
+
+	// The machines are reusable: a fresh bootstrap on them.
+	bootstrap(ctx, t, l, "fresh bootstrap on the destroyed cluster's machines")
+
+	// The first master is gone: the worker is cleaned all the same, the master named.
+	if err := master.PowerOff(); err != nil {
+		t.Fatal(err)
+	}
+	out, code, took = run(ctx, t, l, append(slices.Clone(confirmed), "--ssh-connect-timeout", "5s")...)
+	if code == 0 || !strings.Contains(out, worker.Address.String()+": cleaned") || !strings.Contains(out, master.Address.String()+": unreachable") {
+		t.Errorf("destroy without its first master: exit %d, want non-zero with %s cleaned and %s unreachable", code, worker.Address, master.Address)
+	}
+	t.Logf("FIGURE destroy with the first master powered off: %v", took.Round(100*time.Millisecond))
+	rigtest.CheckClean(ctx, t, worker, "destroy without the first master")
+	if data, err := os.ReadFile(filepath.Join(clusterState, "node", "hosts.json")); err != nil || !strings.Contains(string(data), master.Address.String()) || strings.Contains(string(data), `"`+worker.Address.String()) {
+		t.Errorf("after the partial destroy the state dir records %q (%v); want only the master %s, for the next run", data, err, master.Address)
+	}
+	t.Logf("FIGURE whole destroy test: %v", time.Since(start).Round(time.Second))
+}
+
+// bootstrap bootstraps the lab and waits for both nodes to be Ready.
+func bootstrap(ctx context.Context, t *testing.T, l *lab.Lab, what string) {
+	t.Helper()
+	out, code, took := run(ctx, t, l, l.BootstrapArgs()...)
+	if code != 0 {
+		t.Fatalf("%s: exit %d\n%s", what, code, out)
+	}
+	t.Logf("FIGURE %s, 1 master + 1 worker: %v", what, took.Round(100*time.Millisecond))
+	if out, err := l.Kubectl(ctx, "wait", "--for=condition=Ready", "node", "--all", "--timeout=2m"); err != nil {
+		t.Fatalf("%s: nodes not Ready: %v\n%s", what, err, out)
+	}
+	if out, err := l.Kubectl(ctx, "get", "nodes", "-o", "name"); err != nil || strings.Count(out, "node/") != 2 {
+		t.Fatalf("%s: nodes %q (%v), want 2", what, out, err)
+	}
+}
+
+// run runs dhctl with args and returns its combined output and exit code, logging both.
+func run(ctx context.Context, t *testing.T, l *lab.Lab, args ...string) (string, int, time.Duration) {
+	t.Helper()
+	out, code, took := rigtest.Run(t, l.Command(ctx, args...))
+	t.Logf("dhctl %s: exit %d in %v\n%s", args[0], code, took.Round(10*time.Millisecond), out)
+	return out, code, took
+}
+
+// killWhen runs dhctl and SIGKILLs it as soon as cond holds (polled every 200 ms); it fails the
+// test if dhctl ends first. It returns what dhctl printed.
+func killWhen(ctx context.Context, t *testing.T, l *lab.Lab, args []string, what string, cond func() bool) string {
+	t.Helper()
+	cmd := l.Command(ctx, args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("dhctl ended (%v) before %s:\n%s", err, what, out.String())
+		case <-tick.C:
+			if !cond() {
+				continue
+			}
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			err := <-done
+			t.Logf("dhctl killed once %s (%v):\n%s", what, err, out.String())
+			return out.String()
+		}
+	}
+}
