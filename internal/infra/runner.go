@@ -8,17 +8,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/dhctl-dev/dhctl/internal/atomicfile"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 	tfjson "github.com/hashicorp/terraform-json"
+
+	"github.com/dhctl-dev/dhctl/internal/atomicfile"
 )
 
 // StateStore keeps each step's Terraform state (clusterstate.Local is one): the copy that
@@ -330,14 +332,24 @@ func (r *Runner) Plan(ctx context.Context, step Step, destructiveTypes []string)
 		return nil, err
 	}
 	p := filepath.Join(w.dir, planFile)
-	if _, err := w.tf.Plan(ctx, tfexec.Out(p)); err != nil {
+	ui := &planUI{log: w.out}
+	_, err = w.tf.PlanJSON(ctx, ui, tfexec.Out(p))
+	w.tf.SetStdout(w.out) // PlanJSON leaves its writer in place
+	ui.flush()
+	if err != nil {
+		if len(ui.errors) > 0 {
+			err = fmt.Errorf("%s (%w)", strings.Join(ui.errors, "; "), err)
+		}
 		return nil, w.fail("plan", err)
 	}
-	tp, err := quiet(w, func() (*tfjson.Plan, error) { return w.tf.ShowPlanFile(ctx, p) })
-	if err != nil {
-		return nil, w.fail("show", err)
+	plan, ok := analyseUI(step.Name, ui.changes, destructiveTypes)
+	if !ok {
+		tp, err := quiet(w, func() (*tfjson.Plan, error) { return w.tf.ShowPlanFile(ctx, p) })
+		if err != nil {
+			return nil, w.fail("show", err)
+		}
+		plan = analyse(step.Name, tp, destructiveTypes)
 	}
-	plan := analyse(step.Name, tp, destructiveTypes)
 	plan.file, plan.ws = p, w
 	return plan, nil
 }
