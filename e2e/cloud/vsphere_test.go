@@ -56,7 +56,8 @@ const vcenterPassword = "vcsim-0c7e51d3-secret"
 
 // vsphereCluster is the Cloud configuration a user writes for vSphere on the rig: the lab's
 // cluster settings and registry (ClusterSettings, Init), a VsphereClusterConfiguration for the simulator whose two VMs get the rig
-// machines' addresses, the lab's NodeGroup and CNI (Platform) and kube-proxy settings.
+// machines' addresses and whose worker group carries a nodeTemplate, the lab's CNI and
+// kube-proxy settings (no NodeGroup document: the worker group is the provider's).
 const vsphereCluster = `apiVersion: deckhouse.io/v1
 kind: ClusterConfiguration
 clusterType: Cloud
@@ -94,6 +95,8 @@ nodeGroups:
 - name: worker
   replicas: 1
   zones: [` + vspheretest.ZoneB + `]
+  nodeTemplate:
+    labels: {dhctl.example.com/pool: vsphere}
   instanceClass:
     numCPUs: 1
     memory: 1024
@@ -104,7 +107,7 @@ nodeGroups:
     - address: {{index .Addresses 1}}/24
       gateway: {{.Gateway}}
       nameservers: {}
-` + lab.Platform + lab.KubeProxy
+` + lab.CNI + lab.KubeProxy
 
 // engine is the infrastructure engine and the provider mirror a run gives dhctl.
 type engine struct{ binary, plugins string }
@@ -394,6 +397,12 @@ func checkCluster(ctx context.Context, t *testing.T, l *lab.Lab, masterIP, worke
 	}
 	if got, want := strings.TrimSpace(out), "lab-master-0 True "+masterIP+"\nlab-worker-0 True "+workerIP; got != want {
 		t.Errorf("nodes (name, Ready, InternalIP):\n%s\nwant:\n%s", got, want)
+	}
+	// The NodeGroups: master and the provider's worker group, both CloudPermanent (dhctl makes
+	// their machines), worker with its entry's nodeTemplate.
+	groups, err := l.Kubectl(ctx, "get", "nodegroups", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.nodeType} {.spec.nodeTemplate.labels.dhctl\.example\.com/pool}{"\n"}{end}`)
+	if got, want := strings.TrimSpace(groups), "master CloudPermanent \nworker CloudPermanent vsphere"; err != nil || got != want {
+		t.Errorf("NodeGroups (name, nodeType, nodeTemplate label):\n%s (%v)\nwant:\n%s", got, err, want)
 	}
 	for _, s := range []string{"d8-system/d8-cluster-terraform-state", "d8-system/d8-node-terraform-state-lab-master-0",
 		"d8-system/d8-node-terraform-state-lab-worker-0", "kube-system/d8-provider-cluster-configuration"} {

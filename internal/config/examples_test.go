@@ -2,7 +2,9 @@ package config
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -99,5 +101,26 @@ func TestVsphereExampleValidates(t *testing.T) {
 	out, err := c.RenderDefaults()
 	if err != nil || strings.Contains(string(out), "change-me") {
 		t.Errorf("render defaults shows the password (%v)", err)
+	}
+}
+
+// A NodeGroup document named like one of the provider's nodeGroups is refused: dhctl makes that
+// group itself from the entry.
+func TestProviderNodeGroupAlsoADocument(t *testing.T) {
+	example, err := os.ReadFile(filepath.Join(examplesDir, "vsphere-cluster.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeFile(t, "config.yml", string(example)+"\n---\napiVersion: deckhouse.io/v1\nkind: NodeGroup\nmetadata:\n  name: worker\nspec:\n  nodeType: CloudPermanent\n")
+	c, ps := loadProblems(t, LoadOptions{ConfigPaths: []string{cfg}})
+	if len(ps) != 1 || !strings.Contains(ps[0].Error(), "metadata.name: NodeGroup worker is also nodeGroups[0] of VsphereClusterConfiguration") ||
+		!strings.HasSuffix(ps[0].Error(), "remove this document (set nodeTemplate in the nodeGroups entry), or rename it") {
+		t.Errorf("problems = %v", ps)
+	}
+	if c, err = Load(context.Background(), LoadOptions{ConfigPaths: []string{filepath.Join(examplesDir, "vsphere-cluster.yml")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ProviderNodeGroupNames(c.ProviderClusterConfiguration); !slices.Equal(got, []string{"worker"}) {
+		t.Errorf("ProviderNodeGroupNames = %v", got)
 	}
 }

@@ -7,14 +7,16 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	dhssh "github.com/dhctl-dev/dhctl/internal/ssh"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	dhssh "github.com/dhctl-dev/dhctl/internal/ssh"
 )
 
 // assemble decodes the valid documents into a Cluster and runs the cross-field rules. Problems
@@ -99,6 +101,9 @@ func (l *loader) assemble(needClusterConfiguration bool) *Cluster {
 		l.checkNetworks(cc, ccDoc, c.StaticClusterConfiguration, staticDoc)
 		c.KubernetesVersion = l.checkKubernetesVersion(cc, ccDoc)
 		l.checkNodeGroups(cc, c.NodeGroups, ngDocs)
+		if cc.ClusterType == ClusterTypeCloud && providerDoc != nil {
+			l.checkProviderNodeGroups(c.NodeGroups, ngDocs, providerDoc)
+		}
 	}
 	if c.InitConfiguration != nil {
 		l.checkRegistry(&c.InitConfiguration.Deckhouse, initDoc)
@@ -357,6 +362,40 @@ func validLabelKey(k string) bool {
 		return labelName.MatchString(k)
 	}
 	return len(prefix) <= 253 && labelPrefix.MatchString(prefix) && labelName.MatchString(name)
+}
+
+// ProviderNodeGroupNames are the names of a provider document's nodeGroups entries, in order
+// (every Deckhouse provider's ClusterConfiguration has them): dhctl makes their machines and
+// their CloudPermanent NodeGroups.
+func ProviderNodeGroupNames(provider *Document) []string {
+	if provider == nil {
+		return nil
+	}
+	list, _ := provider.Object["nodeGroups"].([]any)
+	var names []string
+	for _, e := range list {
+		if m, ok := e.(map[string]any); ok {
+			if name, ok := m["name"].(string); ok {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
+}
+
+// checkProviderNodeGroups: a NodeGroup document must not be named like one of the provider's
+// nodeGroups, whose NodeGroup dhctl makes itself (CloudPermanent, with the entry's nodeTemplate).
+func (l *loader) checkProviderNodeGroups(ngs []NodeGroup, docs []*loadedDoc, providerDoc *loadedDoc) {
+	doc := providerDoc.Document
+	names := ProviderNodeGroupNames(&doc)
+	for i, ng := range ngs {
+		if j := slices.Index(names, ng.Metadata.Name); j >= 0 {
+			l.add(docs[i].problem([]string{"metadata", "name"},
+				fmt.Sprintf("NodeGroup %s is also nodeGroups[%d] of %s (%s), whose NodeGroup dhctl makes (CloudPermanent, with that entry's nodeTemplate)",
+					docs[i].showName([]string{"metadata", "name"}, ng.Metadata.Name), j, providerDoc.Kind, providerDoc.where()),
+				"remove this document (set nodeTemplate in the nodeGroups entry), or rename it"))
+		}
+	}
 }
 
 func (l *loader) checkNodeGroups(cc *ClusterConfiguration, ngs []NodeGroup, docs []*loadedDoc) {

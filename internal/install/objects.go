@@ -78,5 +78,53 @@ func nodeGroupObjects(c *config.Cluster) ([]*unstructured.Unstructured, error) {
 			return groups, nil
 		}
 	}
+	groups = append(groups, cloudNodeGroups(c)...)
 	return append([]*unstructured.Unstructured{masterNodeGroup(c.ClusterConfiguration.ClusterType)}, groups...), nil
+}
+
+// cloudNodeGroups are the NodeGroups of a cloud cluster's provider nodeGroups entries (the
+// configuration refuses a NodeGroup document of the same name): CloudPermanent, since dhctl
+// makes and converges their machines, disruptions approved by hand as for the masters, and the
+// entry's nodeTemplate.
+func cloudNodeGroups(c *config.Cluster) []*unstructured.Unstructured {
+	if c.ClusterConfiguration.ClusterType != config.ClusterTypeCloud || c.ProviderClusterConfiguration == nil {
+		return nil
+	}
+	entries, _ := c.ProviderClusterConfiguration.Object["nodeGroups"].([]any)
+	var out []*unstructured.Unstructured
+	for _, e := range entries {
+		entry, ok := e.(map[string]any)
+		name, _ := entry["name"].(string)
+		if !ok || name == "" {
+			continue // the provider's schema requires a name: not reached with a loaded configuration
+		}
+		spec := map[string]any{
+			"nodeType":    config.NodeTypeCloudPermanent,
+			"disruptions": map[string]any{"approvalMode": "Manual"},
+		}
+		if t, ok := entry["nodeTemplate"].(map[string]any); ok && len(t) > 0 {
+			spec["nodeTemplate"] = runtimeCopy(t)
+		}
+		out = append(out, &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "deckhouse.io/v1",
+			"kind":       "NodeGroup",
+			"metadata":   map[string]any{"name": name},
+			"spec":       spec,
+		}})
+	}
+	return out
+}
+
+// runtimeCopy is v with the types the Kubernetes machinery expects (through JSON), and shares
+// nothing with the loaded configuration.
+func runtimeCopy(v map[string]any) map[string]any {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	var out map[string]any
+	if json.Unmarshal(js, &out) != nil {
+		return nil
+	}
+	return out
 }

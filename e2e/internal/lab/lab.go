@@ -68,7 +68,9 @@ metadata:
   name: worker
 spec:
   nodeType: Static
----
+` + CNI
+	// CNI is the CNI's ModuleConfig alone (a cloud cluster's worker group is the provider's).
+	CNI = `---
 apiVersion: deckhouse.io/v1alpha1
 kind: ModuleConfig
 metadata:
