@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dhctl-dev/dhctl/candi"
-	"github.com/dhctl-dev/dhctl/internal/exitcode"
 	"github.com/dhctl-dev/dhctl/internal/kube"
 	"github.com/dhctl-dev/dhctl/internal/operations/destroy"
 	"github.com/dhctl-dev/dhctl/internal/session"
@@ -109,13 +108,5 @@ func confirmDestroy(in io.Reader, out io.Writer, cluster string, what []string) 
 	for _, w := range what {
 		fmt.Fprintf(out, "  - %s\n", w)
 	}
-	fmt.Fprint(out, "Type yes to go on: ")
-	var line string
-	if _, err := fmt.Fscanln(in, &line); err != nil && !errors.Is(err, io.EOF) && err.Error() != "unexpected newline" {
-		return err
-	}
-	if strings.TrimSpace(line) != "yes" {
-		return exitcode.Aborted(errors.New("destroy not confirmed: nothing was changed (answer yes, or pass --yes-i-am-sane-and-i-understand-what-i-am-doing when no one can answer)"))
-	}
-	return nil
+	return confirm(in, out, "", "destroy", "nothing was changed")
 }

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dhctl-dev/dhctl/candi"
-	"github.com/dhctl-dev/dhctl/internal/exitcode"
 	"github.com/dhctl-dev/dhctl/internal/operations/abort"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
 )
@@ -77,13 +73,5 @@ func confirmAbort(in io.Reader, out io.Writer, cluster string, hosts []string) e
 	for _, h := range hosts {
 		fmt.Fprintf(out, "  %s\n", h)
 	}
-	fmt.Fprint(out, "Type yes to go on: ")
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	if strings.TrimSpace(line) != "yes" {
-		return exitcode.Aborted(errors.New("abort not confirmed: nothing was changed (answer yes, or pass --yes-i-am-sane-and-i-understand-what-i-am-doing when no one can answer)"))
-	}
-	return nil
+	return confirm(in, out, "", "abort", "nothing was changed")
 }

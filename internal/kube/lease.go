@@ -92,8 +92,8 @@ type LockedError struct {
 }
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("the cluster is locked by %s (Lease %s/%s, renewed %s, expires %s): another converge or destroy is running; wait for it, or, if it died on another machine, until the lease expires (or, once sure no run holds it, kubectl -n %s delete lease %s)",
-		e.Holder, LockNamespace, LockName, e.Renewed.Format(time.RFC3339), e.Expires.Format(time.RFC3339), LockNamespace, LockName)
+	return fmt.Sprintf("the cluster is locked by %s (Lease %s/%s, renewed %s, expires %s): another converge or destroy is running; wait for it, or, if it died on another machine, until the lease expires (or, once sure no run holds it, run dhctl lock release)",
+		e.Holder, LockNamespace, LockName, e.Renewed.Format(time.RFC3339), e.Expires.Format(time.RFC3339))
 }
 
 // AcquireLock takes the lock for holder: it creates the Lease, takes it over when it expired or
@@ -193,6 +193,29 @@ func (l *Lock) Release(ctx context.Context) error {
 	close(l.stop)
 	<-l.done
 	return ReleaseLock(ctx, l.k, l.holder)
+}
+
+// LockInfo is who holds the lock and until when.
+type LockInfo struct {
+	Holder           string
+	Renewed, Expires time.Time
+	// Dead: the holder was a process of this machine that is gone (its lease can be taken now).
+	Dead bool
+}
+
+// ReadLock tells who holds the lock; nil when no lease exists.
+func ReadLock(ctx context.Context, k kubernetes.Interface) (*LockInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cur, err := k.CoordinationV1().Leases(LockNamespace).Get(ctx, LockName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the lock (Lease %s/%s): %w", LockNamespace, LockName, err)
+	}
+	h, renewed, expires := leaseInfo(cur)
+	return &LockInfo{Holder: h, Renewed: renewed, Expires: expires, Dead: heldByTheDead(h)}, nil
 }
 
 // ReleaseLock deletes the lease: when holder is "" whoever holds it, else only if holder holds it.

@@ -38,7 +38,7 @@ func TestConvergeLock(t *testing.T) {
 	}
 	_, err = AcquireLock(ctx, k, "ops@other pid 2", time.Minute)
 	var locked *LockedError
-	if !errors.As(err, &locked) || locked.Holder != "ops@laptop pid 1" || !strings.Contains(err.Error(), "kubectl -n d8-system delete lease d8-converge-lock") {
+	if !errors.As(err, &locked) || locked.Holder != "ops@laptop pid 1" || !strings.Contains(err.Error(), "run dhctl lock release") {
 		t.Fatalf("second taker: %v", err)
 	}
 	if err := a.Release(ctx); err != nil {
