@@ -15,7 +15,8 @@ import (
 func newLockCommand(opts *globalOptions) *cobra.Command {
 	cmd := newGroupCommand("lock", "Show or release the cluster's converge lock")
 	var kubeconfig string
-	open := func(cmd *cobra.Command) (*kube.Client, func(), error) {
+	// connect reaches the API server: with --kubeconfig, or through the first master.
+	connect := func(cmd *cobra.Command) (*kube.Client, func(), error) {
 		if kubeconfig != "" {
 			k, err := kube.FromKubeconfig(kubeconfig)
 			if err != nil {
@@ -34,22 +35,30 @@ func newLockCommand(opts *globalOptions) *cobra.Command {
 		}
 		return k, func() { k.Close(); s.Close() }, nil
 	}
+	// open connects, reads the lock and shows it; done closes what it opened.
+	open := func(cmd *cobra.Command) (*kube.Client, func(), *kube.LockInfo, error) {
+		k, done, err := connect(cmd)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		info, err := kube.ReadLock(cmd.Context(), k.Typed())
+		if err != nil {
+			done()
+			return nil, nil, nil, err
+		}
+		writeLock(cmd.OutOrStdout(), info, time.Now())
+		return k, done, info, nil
+	}
 	show := &cobra.Command{
 		Use:   "show",
 		Short: "Show who holds the converge lock",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			k, done, err := open(cmd)
-			if err != nil {
-				return err
+			_, done, _, err := open(cmd)
+			if err == nil {
+				done()
 			}
-			defer done()
-			info, err := kube.ReadLock(cmd.Context(), k.Typed())
-			if err != nil {
-				return err
-			}
-			writeLock(cmd.OutOrStdout(), info, time.Now())
-			return nil
+			return err
 		},
 	}
 	release := &cobra.Command{
@@ -62,16 +71,11 @@ and any lock is taken over once it expires. Releasing the lock of a run that is 
 another converge or destroy race it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			k, done, err := open(cmd)
+			k, done, info, err := open(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
-			info, err := kube.ReadLock(cmd.Context(), k.Typed())
-			if err != nil {
-				return err
-			}
-			writeLock(cmd.OutOrStdout(), info, time.Now())
 			if info == nil {
 				return nil
 			}

@@ -254,7 +254,7 @@ func TestVsphereBootstrap(t *testing.T) {
 	}
 	t.Logf("FIGURE destroy of a base infrastructure alone (Terraform): %v", took.Round(100*time.Millisecond))
 	destroyLab := destroyArgs(l, l.ConfigPath, l.ClusterName, tofu)
-	killWhen(ctx, t, l, destroyLab, "the worker's VM is destroyed", 0, func() bool {
+	rigtest.KillWhen(t, l.Command(ctx, destroyLab...), "the worker's VM is destroyed", 0, func() bool {
 		return !slices.Contains(sim.VMNames(t, ctx), "lab-worker-0")
 	})
 	if !slices.Contains(sim.VMNames(t, ctx), "lab-master-0") {
@@ -510,7 +510,7 @@ func TestVsphereBootstrapKilled(t *testing.T) {
 	}
 
 	// Killed while vCenter makes the data disk: it is made, the VM never asked for.
-	killWhen(ctx, t, l, args, "the master's data disk is under way", time.Second, func() bool {
+	rigtest.KillWhen(t, l.Command(ctx, args...), "the master's data disk is under way", time.Second, func() bool {
 		return debugLogHas(t, l, "vsphere_virtual_disk.kubernetes_data: Creating...")
 	})
 	rigtest.WaitFor(ctx, t, 3*diskDelay, "the data disk the killed run asked for", func() (bool, string) {
@@ -532,7 +532,7 @@ func TestVsphereBootstrapKilled(t *testing.T) {
 	}
 
 	// The next run adopts the disk; killed once the worker's VM exists, before its power-on.
-	out := killWhen(ctx, t, l, args, "the worker's VM is made", 0, func() bool {
+	out := rigtest.KillWhen(t, l.Command(ctx, args...), "the worker's VM is made", 0, func() bool {
 		return slices.Contains(sim.VMNames(t, ctx), "lab-worker-0")
 	})
 	if !strings.Contains(out, "adopting a machine an interrupted run made") || !strings.Contains(out, "vsphere_virtual_disk.kubernetes_data") {
@@ -565,39 +565,6 @@ func debugLogHas(t *testing.T, l *lab.Lab, s string) bool {
 	slices.Sort(logs)
 	data, err := os.ReadFile(logs[len(logs)-1])
 	return err == nil && strings.Contains(string(data), s)
-}
-
-// killWhen runs dhctl and SIGKILLs it `after` cond holds (polled every 100 ms); it fails the
-// test if dhctl ends first. It returns what dhctl printed.
-func killWhen(ctx context.Context, t *testing.T, l *lab.Lab, args []string, what string, after time.Duration, cond func() bool) string {
-	t.Helper()
-	cmd := l.Command(ctx, args...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("dhctl ended (%v) before %s:\n%s", err, what, out.String())
-		case <-tick.C:
-			if !cond() {
-				continue
-			}
-			time.Sleep(after)
-			if err := cmd.Process.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			err := <-done
-			t.Logf("dhctl killed once %s (%v):\n%s", what, err, out.String())
-			return out.String()
-		}
-	}
 }
 
 // localState is a step's Terraform state in the state dir ("" when there is none).

@@ -88,7 +88,7 @@ func TestDestroy(t *testing.T) {
 
 	// SIGKILLed once the nodes are being cleaned (kubelet stopped on a node), then again.
 	confirmed := append(slices.Clone(destroy), sane)
-	out = killWhen(ctx, t, l, confirmed, "a node's cleanup began", func() bool {
+	out = rigtest.KillWhen(t, l.Command(ctx, confirmed...), "a node's cleanup began", 0, func() bool {
 		for _, m := range []*rig.Machine{master, worker} {
 			if out, err := m.Run(ctx, "systemctl is-active kubelet || true", nil); err == nil && strings.TrimSpace(out) != "active" {
 				return true
@@ -162,36 +162,4 @@ func run(ctx context.Context, t *testing.T, l *lab.Lab, args ...string) (string,
 	out, code, took := rigtest.Run(t, l.Command(ctx, args...))
 	t.Logf("dhctl %s: exit %d in %v\n%s", args[0], code, took.Round(10*time.Millisecond), out)
 	return out, code, took
-}
-
-// killWhen runs dhctl and SIGKILLs it as soon as cond holds (polled every 200 ms); it fails the
-// test if dhctl ends first. It returns what dhctl printed.
-func killWhen(ctx context.Context, t *testing.T, l *lab.Lab, args []string, what string, cond func() bool) string {
-	t.Helper()
-	cmd := l.Command(ctx, args...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("dhctl ended (%v) before %s:\n%s", err, what, out.String())
-		case <-tick.C:
-			if !cond() {
-				continue
-			}
-			if err := cmd.Process.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			err := <-done
-			t.Logf("dhctl killed once %s (%v):\n%s", what, err, out.String())
-			return out.String()
-		}
-	}
 }

@@ -174,6 +174,27 @@ func Clean(ctx context.Context, clients []*ssh.Client, script []byte, opts Optio
 	return rep
 }
 
+// Hosts opens hosts with open, cleans them all with candi's script (see Clean), closes them and
+// writes the report to out: what abort and destroy do to static machines.
+func Hosts(ctx context.Context, candi fs.FS, hosts []string, open func(hosts []string) ([]*ssh.Client, error), opts Options, out io.Writer) (Report, error) {
+	script, err := Script(candi)
+	if err != nil {
+		return Report{}, err
+	}
+	clients, err := open(hosts)
+	if err != nil {
+		return Report{}, err
+	}
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	rep := Clean(ctx, clients, script, opts)
+	_, err = rep.WriteTo(out)
+	return rep, err
+}
+
 // cleanOne runs the script and reads its report lines. The script is fed on stdin to a temporary
 // file and run with stdin closed (as ssh.Client.RunScript does), its stdout captured.
 func cleanOne(ctx context.Context, c *ssh.Client, script []byte) (HostReport, error) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,9 @@ type Forward struct {
 	mu     sync.Mutex
 	err    error
 	active sync.WaitGroup
+	// refused counts connections the host could not make: a client retrying against a port
+	// nothing listens on yet is warned about once, the rest go to the debug log.
+	refused atomic.Int64
 }
 
 // Addr is the listening address: local for LocalForward, remote (on the host) for RemoteForward.
@@ -90,7 +94,7 @@ func (c *Client) LocalForward(ctx context.Context, localAddr, remoteAddr string)
 			f.active.Add(1)
 			go func() {
 				defer f.active.Done()
-				c.forwardLocalConn(fctx, local, remoteAddr)
+				c.forwardLocalConn(fctx, f, local, remoteAddr)
 			}()
 		}
 	}()
@@ -98,7 +102,7 @@ func (c *Client) LocalForward(ctx context.Context, localAddr, remoteAddr string)
 	return f, nil
 }
 
-func (c *Client) forwardLocalConn(ctx context.Context, local net.Conn, remoteAddr string) {
+func (c *Client) forwardLocalConn(ctx context.Context, f *Forward, local net.Conn, remoteAddr string) {
 	defer local.Close()
 	dialCtx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout*time.Duration(c.cfg.ReconnectAttempts+1))
 	defer cancel()
@@ -114,7 +118,11 @@ func (c *Client) forwardLocalConn(ctx context.Context, local net.Conn, remoteAdd
 			break
 		}
 		if attempt > 0 || !c.lost(conn) {
-			c.log.Warn("local forward: host could not connect", "remote", remoteAddr, "err", err)
+			if f.refused.Add(1) == 1 {
+				c.log.Warn("local forward: host could not connect (further refusals of this forward are in the debug log)", "remote", remoteAddr, "err", err)
+			} else {
+				c.log.Debug("local forward: host could not connect", "remote", remoteAddr, "err", err)
+			}
 			return
 		}
 	}

@@ -438,3 +438,39 @@ func TestKeepaliveDetectsSilentDrop(t *testing.T) {
 		t.Fatalf("no reconnect logged:\n%s", logs.String())
 	}
 }
+
+// A client retrying through a local forward to a port nothing listens on (an API server not up
+// yet) is warned about once; the retries go to the debug log, and the forward keeps working.
+func TestForwardRefusalsWarnOnce(t *testing.T) {
+	t.Parallel()
+	lab := sshtest.NewLab(t, 1, sshtest.Options{})
+	h := lab.Hosts[0]
+	logs := &logBuffer{}
+	c := newClient(t, rootConfig(t, lab, h, logs))
+	ln, err := netns.Listen(h.NetNS, "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	lf, err := c.LocalForward(ctxT(t, 10*time.Second), "127.0.0.1:0", closed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lf.Close() })
+	for range 4 {
+		conn, err := net.Dial("tcp", lf.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, conn) // the forward closes it once the host refused
+		conn.Close()
+	}
+	out := logs.String()
+	if n := strings.Count(out, "level=WARN msg=\"local forward: host could not connect"); n != 1 {
+		t.Errorf("%d warnings for 4 refused connections, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "level=DEBUG msg=\"local forward: host could not connect\""); n != 3 {
+		t.Errorf("%d debug lines for the 3 later refusals, want 3:\n%s", n, out)
+	}
+}

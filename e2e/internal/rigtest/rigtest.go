@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,4 +88,54 @@ func MustRun(ctx context.Context, tb testing.TB, m *rig.Machine, cmd, want strin
 	if err != nil || !strings.Contains(out, want) {
 		tb.Fatalf("%s on %s: %q, %v; want %q", cmd, m.Name, out, err, want)
 	}
+}
+
+// KillWhen starts cmd, SIGKILLs it `after` cond first holds (polled every 100 ms) and returns
+// what it printed; it fails the test if cmd ends first.
+func KillWhen(tb testing.TB, cmd *exec.Cmd, what string, after time.Duration, cond func() bool) string {
+	tb.Helper()
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			tb.Fatalf("%s ended (%v) before %s:\n%s", filepath.Base(cmd.Path), err, what, out.String())
+		case <-tick.C:
+			if !cond() {
+				continue
+			}
+			time.Sleep(after)
+			if err := cmd.Process.Kill(); err != nil {
+				tb.Fatal(err)
+			}
+			err := <-done
+			tb.Logf("killed once %s (%v):\n%s", what, err, out.String())
+			return out.String()
+		}
+	}
+}
+
+// lockedBuffer is a buffer a command writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -85,22 +85,9 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	script, err := cleanup.Script(o.Candi)
-	if err != nil {
-		return err
-	}
-	clients, err := o.Clients(hosts)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
 	start := o.Now()
-	rep := cleanup.Clean(ctx, clients, script, cleanup.Options{Concurrency: o.Concurrency, Log: o.Log})
-	if _, err := rep.WriteTo(o.Out); err != nil {
+	rep, err := cleanup.Hosts(ctx, o.Candi, hosts, o.Clients, cleanup.Options{Concurrency: o.Concurrency, Log: o.Log}, o.Out)
+	if err != nil {
 		return err
 	}
 	reset, err := o.State.ForgetHosts(rep.Cleaned(), rep.NotCleaned(), o.Now())

@@ -242,21 +242,8 @@ func staticHosts(touched []clusterstate.TouchedHost, given, nodeIPs []string) []
 // recorded for a re-run, and fails the command (the others are cleaned all the same).
 func cleanHosts(ctx context.Context, o Options, hosts []string) error {
 	if len(hosts) > 0 {
-		script, err := cleanup.Script(o.Candi)
+		rep, err := cleanup.Hosts(ctx, o.Candi, hosts, o.Clients, cleanup.Options{Concurrency: o.Concurrency, Log: o.Log}, o.Out)
 		if err != nil {
-			return err
-		}
-		clients, err := o.Clients(hosts)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			for _, c := range clients {
-				c.Close()
-			}
-		}()
-		rep := cleanup.Clean(ctx, clients, script, cleanup.Options{Concurrency: o.Concurrency, Log: o.Log})
-		if _, err := rep.WriteTo(o.Out); err != nil {
 			return err
 		}
 		if _, err := o.State.ForgetHosts(rep.Cleaned(), rep.NotCleaned(), o.Now()); err != nil {
