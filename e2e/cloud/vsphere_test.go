@@ -511,7 +511,7 @@ func TestVsphereBootstrapKilled(t *testing.T) {
 
 	// Killed while vCenter makes the data disk: it is made, the VM never asked for.
 	rigtest.KillWhen(t, l.Command(ctx, args...), "the master's data disk is under way", time.Second, func() bool {
-		return debugLogHas(t, l, "vsphere_virtual_disk.kubernetes_data: Creating...")
+		return rigtest.DebugLogHas(l, "bootstrap", "vsphere_virtual_disk.kubernetes_data: Creating...")
 	})
 	rigtest.WaitFor(ctx, t, 3*diskDelay, "the data disk the killed run asked for", func() (bool, string) {
 		uuid, err := os.ReadFile(filepath.Join(l.StateDir, l.ClusterName, "cluster-uuid"))
@@ -553,18 +553,6 @@ func TestVsphereBootstrapKilled(t *testing.T) {
 	checkVMs(ctx, t, sim, before, master.Address.String(), worker.Address.String(), l.SSHPublicKey())
 	checkCluster(ctx, t, l, master.Address.String(), worker.Address.String())
 	checkLogs(t, l)
-}
-
-// debugLogHas reports whether the newest bootstrap debug log of the lab's cluster holds s.
-func debugLogHas(t *testing.T, l *lab.Lab, s string) bool {
-	t.Helper()
-	logs, _ := filepath.Glob(filepath.Join(l.StateDir, l.ClusterName, "logs", "*-bootstrap.log"))
-	if len(logs) == 0 {
-		return false
-	}
-	slices.Sort(logs)
-	data, err := os.ReadFile(logs[len(logs)-1])
-	return err == nil && strings.Contains(string(data), s)
 }
 
 // localState is a step's Terraform state in the state dir ("" when there is none).

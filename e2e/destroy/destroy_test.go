@@ -7,7 +7,9 @@
 //   - destroy, SIGKILLed once it cleans the nodes, then run again: it finishes; nothing of the
 //     cluster is left on either machine (the checks abort's test makes), the state dir forgets
 //     the cluster, and a destroy once more says it is already destroyed;
-//   - the machines are reusable: a fresh bootstrap on them makes a cluster whose nodes are Ready;
+//   - the machines are reusable: a fresh bootstrap of the master on them, then, once its join
+//     token is gone (as 24 h after a bootstrap), a run adding the worker: it joins with a new
+//     token and both nodes are Ready;
 //   - its first master then powered off: destroy cleans the worker from what the state dir
 //     records, names the master it could not reach and exits non-zero.
 package destroy_test
@@ -121,8 +123,29 @@ func TestDestroy(t *testing.T) {
 		t.Errorf("destroy of the destroyed cluster: exit %d, want 0 saying it is already destroyed", code)
 	}
 
-	// The machines are reusable: a fresh bootstrap on them.
-	bootstrap(ctx, t, l, "fresh bootstrap on the destroyed cluster's machines")
+	// The machines are reusable: a fresh bootstrap on them, the master first. Its join token
+	// then goes (as the token cleaner removes it 24 h on), and the worker added by the next run
+	// still joins, with a new one.
+	var masterOnly []string
+	for _, a := range l.BootstrapArgs() {
+		if len(masterOnly) > 0 && masterOnly[len(masterOnly)-1] == "--worker-host" {
+			masterOnly = masterOnly[:len(masterOnly)-1]
+			continue
+		}
+		masterOnly = append(masterOnly, a)
+	}
+	out, code, took = run(ctx, t, l, masterOnly...)
+	if code != 0 {
+		t.Fatalf("fresh bootstrap of the master alone on the destroyed cluster's machine: exit %d", code)
+	}
+	t.Logf("FIGURE fresh bootstrap of the master alone: %v", took.Round(100*time.Millisecond))
+	if out, err := l.Kubectl(ctx, "-n", "kube-system", "delete", "secret", "--field-selector", "type=bootstrap.kubernetes.io/token"); err != nil || !strings.Contains(out, "deleted") {
+		t.Fatalf("deleting the join token: %v\n%s", err, out)
+	}
+	bootstrap(ctx, t, l, "bootstrap adding the worker after the join token is gone")
+	if !rigtest.DebugLogHas(l, "bootstrap", "the join token had expired or was deleted: made a new one") {
+		t.Errorf("the worker joined without a new token being made")
+	}
 
 	// The first master is gone: the worker is cleaned all the same, the master named.
 	if err := master.PowerOff(); err != nil {

@@ -6,8 +6,10 @@ package rigtest
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -138,4 +140,16 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// DebugLogHas reports whether the newest debug log of command (e.g. "bootstrap") for the lab's
+// cluster holds s.
+func DebugLogHas(l *lab.Lab, command, s string) bool {
+	logs, _ := filepath.Glob(filepath.Join(l.StateDir, l.ClusterName, "logs", "*-"+command+".log"))
+	if len(logs) == 0 {
+		return false
+	}
+	sort.Strings(logs)
+	data, err := os.ReadFile(logs[len(logs)-1])
+	return err == nil && strings.Contains(string(data), s)
 }

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/dhctl-dev/dhctl/internal/install"
 	"github.com/dhctl-dev/dhctl/internal/inventory"
+	"github.com/dhctl-dev/dhctl/internal/kube"
+	"github.com/dhctl-dev/dhctl/internal/kubeadm"
 	"github.com/dhctl-dev/dhctl/internal/node"
 	"github.com/dhctl-dev/dhctl/internal/phase"
 	"github.com/dhctl-dev/dhctl/internal/preflight"
@@ -297,6 +300,9 @@ func logBundle(log *slog.Logger, h inventory.Host, rep node.Report, start time.T
 // joinMasters joins control-plane nodes one at a time: etcd grows one member at a time, and a
 // second join during a member add would fail (or worse, lose quorum).
 func (b *Bootstrap) joinMasters(ctx context.Context) error {
+	if err := b.ensureJoinToken(ctx); err != nil {
+		return err
+	}
 	for _, h := range b.otherMasters() {
 		if err := b.join(ctx, h); err != nil {
 			return err
@@ -307,6 +313,9 @@ func (b *Bootstrap) joinMasters(ctx context.Context) error {
 
 // joinWorkers joins workers in parallel: they share nothing but the API server.
 func (b *Bootstrap) joinWorkers(ctx context.Context) error {
+	if err := b.ensureJoinToken(ctx); err != nil {
+		return err
+	}
 	workers := b.workers()
 	errs := make([]error, len(workers))
 	var wg sync.WaitGroup
@@ -319,6 +328,36 @@ func (b *Bootstrap) joinWorkers(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// ensureJoinToken replaces the join token of the local state when the cluster no longer has it:
+// the first one lives 24 h, so a node added by a later run would not join with it.
+func (b *Bootstrap) ensureJoinToken(ctx context.Context) error {
+	st, err := b.o.State.Join()
+	if err != nil {
+		return err
+	}
+	if !st.Ready() {
+		return nil // the join itself says the first master is not bootstrapped
+	}
+	k, err := b.kubeClient(ctx)
+	if err != nil {
+		return err
+	}
+	fresh := func() (string, error) {
+		s, err := kubeadm.NewSecrets()
+		return s.Token, err
+	}
+	token, renewed, err := kube.EnsureBootstrapToken(ctx, k.Typed(), st.Join.Token, fresh, time.Now())
+	if err != nil || !renewed {
+		return err
+	}
+	st.Join.Token, st.Secrets.Token = token, token
+	if err := b.o.State.SaveJoin(st); err != nil {
+		return err
+	}
+	b.o.Log.Info("the join token had expired or was deleted: made a new one, valid for "+kube.BootstrapTokenTTL.String(), "token_id", strings.SplitN(token, ".", 2)[0])
+	return nil
 }
 
 func (b *Bootstrap) postBootstrap(ctx context.Context) error {
