@@ -134,7 +134,7 @@ func TestDestroy(t *testing.T) {
 		}
 		masterOnly = append(masterOnly, a)
 	}
-	out, code, took = run(ctx, t, l, masterOnly...)
+	_, code, took = run(ctx, t, l, masterOnly...)
 	if code != 0 {
 		t.Fatalf("fresh bootstrap of the master alone on the destroyed cluster's machine: exit %d", code)
 	}

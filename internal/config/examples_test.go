@@ -112,12 +112,13 @@ func TestProviderNodeGroupAlsoADocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := writeFile(t, "config.yml", string(example)+"\n---\napiVersion: deckhouse.io/v1\nkind: NodeGroup\nmetadata:\n  name: worker\nspec:\n  nodeType: CloudPermanent\n")
-	c, ps := loadProblems(t, LoadOptions{ConfigPaths: []string{cfg}})
+	_, ps := loadProblems(t, LoadOptions{ConfigPaths: []string{cfg}})
 	if len(ps) != 1 || !strings.Contains(ps[0].Error(), "metadata.name: NodeGroup worker is also nodeGroups[0] of VsphereClusterConfiguration") ||
 		!strings.HasSuffix(ps[0].Error(), "remove this document (set nodeTemplate in the nodeGroups entry), or rename it") {
 		t.Errorf("problems = %v", ps)
 	}
-	if c, err = Load(context.Background(), LoadOptions{ConfigPaths: []string{filepath.Join(examplesDir, "vsphere-cluster.yml")}}); err != nil {
+	c, err := Load(context.Background(), LoadOptions{ConfigPaths: []string{filepath.Join(examplesDir, "vsphere-cluster.yml")}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got := ProviderNodeGroupNames(c.ProviderClusterConfiguration); !slices.Equal(got, []string{"worker"}) {
