@@ -42,6 +42,7 @@ const (
 	terraformWork  = "terraform-work"
 	machinesFile   = "infra/machines.json"       // the machines the infrastructure made
 	discoveryFile  = "infra/discovery-data.json" // the provider's discovery data
+	destroyFile    = "destroy/resources-deleted.json"
 )
 
 // What a new bootstrap on the same machines must not find after an abort: phase checkpoints
@@ -49,8 +50,9 @@ const (
 // touched hosts too), the settings of the removed control plane, its admin kubeconfig and the
 // completion mark. Pinned host keys, the UUID, logs and the packages cache stay: the machines and
 // the packages are the same. A cloud cluster's machine records, discovery data and engine work
-// dirs go too (its machines were destroyed); its Terraform states went with each step.
-var forgottenAfterAbort = []string{checkpointsDir, "node", "bootstrap", kubeconfigFile, completedFile, "infra", terraformWork}
+// dirs go too (its machines were destroyed); its Terraform states went with each step. So does
+// a destroy's progress.
+var forgottenAfterAbort = []string{checkpointsDir, "node", "bootstrap", kubeconfigFile, completedFile, "infra", terraformWork, "destroy"}
 
 // Local is the state dir half of a cluster's state. It is safe for concurrent use: writes of
 // the touched-hosts record take turns, every write is atomic (see internal/state).
@@ -250,6 +252,20 @@ func (l *Local) Completed() (bool, time.Time, error) {
 		// Unreadable but present: the safe answer is "finished".
 		return true, time.Time{}, nil
 	}
+	return found, r.At, err
+}
+
+// MarkResourcesDeleted records that a destroy deleted the cluster's own objects and goes on with
+// its machines: a re-run after an interruption leaves the API server alone (its control plane may
+// be half torn down by then).
+func (l *Local) MarkResourcesDeleted(at time.Time) error {
+	return l.writeJSON(destroyFile, completedRecord{At: at.UTC()})
+}
+
+// ResourcesDeleted reports whether a destroy deleted the cluster's objects, and when.
+func (l *Local) ResourcesDeleted() (bool, time.Time, error) {
+	var r completedRecord
+	found, err := l.readJSON(destroyFile, &r, "remove it to have destroy delete the cluster's objects again")
 	return found, r.At, err
 }
 

@@ -312,3 +312,33 @@ func TestMachinesAndDiscoveryData(t *testing.T) {
 		t.Errorf("discovery data %q", d)
 	}
 }
+
+// A destroy's progress mark is kept until the cluster is forgotten, then gone with it.
+func TestResourcesDeletedUntilForgotten(t *testing.T) {
+	l := openLocal(t)
+	if done, _, err := l.ResourcesDeleted(); err != nil || done {
+		t.Fatalf("fresh dir: deleted=%v err=%v", done, err)
+	}
+	at := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
+	if err := l.RecordHost("a", "master", at); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.MarkResourcesDeleted(at); err != nil {
+		t.Fatal(err)
+	}
+	if done, when, err := l.ResourcesDeleted(); err != nil || !done || !when.Equal(at) {
+		t.Fatalf("after MarkResourcesDeleted: %v %v %v", done, when, err)
+	}
+	if _, err := l.ForgetHosts(nil, []string{"a"}, at); err != nil {
+		t.Fatal(err)
+	}
+	if done, _, _ := l.ResourcesDeleted(); !done {
+		t.Error("a host still to clean, yet the mark is gone: a re-run would go to the API server again")
+	}
+	if reset, err := l.ForgetHosts([]string{"a"}, nil, at); err != nil || !reset {
+		t.Fatalf("ForgetHosts = %v, %v", reset, err)
+	}
+	if done, _, _ := l.ResourcesDeleted(); done {
+		t.Error("the cluster is forgotten, yet its destroy mark stays: a new cluster's destroy would skip its objects")
+	}
+}

@@ -109,7 +109,14 @@ func Run(ctx context.Context, o Options) error {
 	var k *kube.Client
 	var lock *kube.Lock
 	var nodeIPs []string
-	if o.Kube != nil && join.MasterIP != "" {
+	deleted, at, err := o.State.ResourcesDeleted()
+	if err != nil {
+		return err
+	}
+	if deleted {
+		fmt.Fprintf(o.Out, "the cluster's objects were deleted by an earlier destroy (%s): the API server is left alone, the machines are removed\n", at.Format(time.RFC3339))
+	}
+	if o.Kube != nil && join.MasterIP != "" && !deleted {
 		if k, err = connect(ctx, o); err != nil {
 			o.Log.Warn("the API server does not answer: destroying from the state dir alone", "error", err)
 			fmt.Fprintf(o.Out, "API server unreachable (%v): the cluster's own objects are not deleted; the machines are removed from what the state dir records\n", err)
@@ -160,6 +167,9 @@ func Run(ctx context.Context, o Options) error {
 		if err := deleteResources(ctx, o, k.Typed(), lock); err != nil {
 			return err
 		}
+		if err := o.State.MarkResourcesDeleted(o.Now()); err != nil {
+			return err
+		}
 	}
 	if o.Provider != nil {
 		if err := steps.DestroyAll(ctx, o.Infra, o.State, made, base, o.Out, o.Log); err != nil {
@@ -171,6 +181,19 @@ func Run(ctx context.Context, o Options) error {
 		}
 		_, err = o.State.ForgetHosts(gone, nil, o.Now())
 		return err
+	}
+	// Every machine to clean is recorded first: a re-run after an interruption, which no longer
+	// asks the cluster for its nodes, still knows them all.
+	recorded := map[string]bool{}
+	for _, t := range touched {
+		recorded[t.Host] = true
+	}
+	for _, h := range hosts {
+		if !recorded[h] {
+			if err := o.State.RecordHost(h, "node", o.Now()); err != nil {
+				return err
+			}
+		}
 	}
 	return cleanHosts(ctx, o, hosts)
 }
