@@ -10,6 +10,14 @@ die() {
 	exit 1
 }
 
+# kubelet_diagnosis prints what the kubelet said about itself when kubeadm failed
+# (kubeadm only says the kubelet did not become healthy).
+kubelet_diagnosis() {
+	echo "--- the kubelet's state and its last journal lines:" >&2
+	systemctl show kubelet -p ActiveState -p SubState -p NRestarts -p ExecMainStatus --no-pager 2>&1 | paste -sd' ' >&2 || true
+	journalctl -u kubelet -n 25 --no-pager -o cat 2>&1 | cut -c1-400 >&2 || true
+}
+
 # wait_for SECONDS WHAT COMMAND...: bounded wait until COMMAND succeeds.
 wait_for() {
 	local timeout=$1 what=$2

@@ -57,7 +57,7 @@ func (f *bootstrapFlags) add(cmd *cobra.Command, phases []phase.Phase) {
 	cmd.Flags().StringArrayVar(&f.WorkerHosts, "worker-host", nil, "a machine that becomes a worker (repeatable; same SSH settings as --ssh-host)")
 	cmd.Flags().StringVar(&f.PostBootstrap, "post-bootstrap-script-path", "", "a script run as root on the first master once the cluster is ready")
 	cmd.Flags().StringVar(&f.CNI, "cni", "", "the CNI to install (default: the enabled ModuleConfig cni-<name>, else flannel)")
-	cmd.Flags().StringVar(&f.PlatformImage, "platform-image", "", `platform controller image: a full reference, or ":<tag>" for Deckhouse's layout <imagesRepo>:<tag> (default <imagesRepo>/platform-controller:<the version map's tag>)`)
+	cmd.Flags().StringVar(&f.PlatformImage, "platform-image", "", `platform controller image, overriding InitConfiguration deckhouse.platformImage/devBranch: a full reference, or ":<tag>" for Deckhouse's layout <imagesRepo>:<tag>; a version tag, never a release channel (default <nodeImagesRepo>/platform-controller:<the version map's tag>)`)
 	cmd.Flags().DurationVar(&f.PlatformTimeout, "deckhouse-timeout", install.DefaultPlatformTimeout, "how long to wait for the CNI, CoreDNS and the platform controller")
 	cmd.Flags().DurationVar(&f.ResourcesTimeout, "resources-timeout", install.DefaultResourcesTimeout, "how long to wait for the resources' kinds to be served and for them to be ready")
 	cmd.Flags().DurationVar(&f.ClusterTimeout, "cluster-timeout", bootstrap.DefaultClusterTimeout, "how long to wait for every node Ready")
@@ -209,6 +209,7 @@ func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags, su
 		UpstreamPackages:        f.Node.PackagesSource == "upstream",
 		CNI:                     f.CNI,
 		PlatformImage:           f.PlatformImage,
+		InstallerVersion:        buildVersion(),
 		PlatformTimeout:         f.PlatformTimeout,
 		ResourcesTimeout:        f.ResourcesTimeout,
 		ClusterTimeout:          f.ClusterTimeout,

@@ -45,7 +45,7 @@ Prints "valid", or every problem found with its file, document, field path and l
 			return err
 		},
 	})
-	render.AddCommand(newRenderKubeadmConfigCommand(opts), newRenderBashibleBundleCommand(opts))
+	render.AddCommand(newRenderKubeadmConfigCommand(opts), newRenderBashibleBundleCommand(opts), newRenderPlatformCommand(opts))
 	cmd.AddCommand(render)
 	return cmd
 }

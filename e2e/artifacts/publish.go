@@ -37,6 +37,7 @@ type imageSpec struct {
 	entrypoint []string
 	userland   bool // iptables, conntrack and libc, for kube-proxy and flannel
 	busybox    bool // sh, cp, ... for flannel's init steps
+	extra      []images.File
 }
 
 func imageSpecs() []imageSpec {
@@ -57,8 +58,15 @@ func imageSpecs() []imageSpec {
 		{name: "flannel", tag: FlannelVersion, components: []string{Flannel},
 			binaries: map[string]string{"flanneld": "/opt/bin/flanneld"}, entrypoint: []string{"/opt/bin/flanneld"},
 			userland: true, busybox: true},
+		// Laid out as Deckhouse's image is: the controller at /usr/bin/deckhouse-controller, its
+		// version in /deckhouse/version, its modules under /deckhouse/modules, and a shell for
+		// the init container the Deployment runs from the same image.
 		{name: "platform-controller", tag: PlatformControllerVersion, components: []string{PlatformController},
-			binaries: map[string]string{"platform-controller": "/platform-controller"}, entrypoint: []string{"/platform-controller"}},
+			binaries: map[string]string{"platform-controller": "/usr/bin/deckhouse-controller"}, entrypoint: []string{"/usr/bin/deckhouse-controller"},
+			busybox: true, extra: []images.File{
+				{Path: "/deckhouse/version", Data: []byte(PlatformControllerVersion + "\n"), Mode: 0o644},
+				{Path: "/deckhouse/modules/README", Data: []byte("The stand-in controller has no modules of its own.\n"), Mode: 0o644},
+			}},
 	}
 }
 
@@ -242,6 +250,7 @@ func packImage(ctx context.Context, opts Options, layerDir string, s imageSpec, 
 		}
 		files = append(files, images.File{Path: s.binaries[b], Source: src, Mode: 0o755})
 	}
+	files = append(files, s.extra...)
 	l, err := images.LayerFromFiles(layerDir, files)
 	if err != nil {
 		return nil, fmt.Errorf("artifacts: image %s: %w", s.name, err)
@@ -273,8 +282,9 @@ func userlandLayer(ctx context.Context, opts Options, layerDir string) (v1.Layer
 	return images.LayerFromFiles(layerDir, files)
 }
 
-// busyboxApplets are the commands flannel's manifests and debugging need.
-var busyboxApplets = []string{"sh", "cp", "mv", "rm", "ln", "ls", "cat", "mkdir", "echo", "sleep", "test", "[", "grep", "sed", "chmod", "env"}
+// busyboxApplets are the commands flannel's manifests, the platform's init container and
+// debugging need.
+var busyboxApplets = []string{"sh", "cp", "mv", "rm", "ln", "ls", "cat", "mkdir", "echo", "sleep", "test", "[", "grep", "sed", "chmod", "chown", "env"}
 
 func busyboxLayer(ctx context.Context, opts Options, layerDir string) (v1.Layer, error) {
 	debs, err := FetchDebs(ctx, opts, busyboxDeb)

@@ -105,10 +105,11 @@ func TestInstallOnRig(t *testing.T) {
 	}
 
 	// The install, through an SSH tunnel to the master.
-	_, took, err := dhctl(master.Address.String(), "bootstrap-phase", "install-deckhouse", "--deckhouse-timeout", "8m")
+	installOut, took, err := dhctl(master.Address.String(), "bootstrap-phase", "install-deckhouse", "--deckhouse-timeout", "8m", "--log-format", "json")
 	if err != nil {
 		t.Fatalf("install-deckhouse: %v", err)
 	}
+	checkPlatformContract(ctx, t, master, installOut)
 	t.Logf("FIGURE install-deckhouse on a fresh control plane + worker (CNI, platform Ready): %v", took.Round(100*time.Millisecond))
 
 	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
@@ -146,6 +147,58 @@ func TestInstallOnRig(t *testing.T) {
 }
 
 // dumpNetwork logs what explains a pod network that does not carry traffic.
+// checkPlatformContract: the platform was installed the way Deckhouse's installer does it, and
+// dhctl followed it the way that installer does: the bootstrap lock is gone, install-data
+// records the installer, the working pod holds the leader Lease, dhctl saw the modules converge
+// and the first converge end in the pod's log, and the release channel was set only after it.
+func checkPlatformContract(ctx context.Context, t *testing.T, master *rig.Machine, installOut string) {
+	t.Helper()
+	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf -n d8-system "
+	if out, err := master.Run(ctx, kubectl+"get configmap deckhouse-bootstrap-lock 2>&1", nil); err == nil || !strings.Contains(out, "NotFound") {
+		t.Errorf("the bootstrap lock is still there (%v): %s", err, out)
+	}
+	run := func(cmd string) string {
+		out, err := master.Run(ctx, cmd, nil)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	if v := run(kubectl + "get configmap install-data -o jsonpath={.data.version}"); v == "" {
+		t.Error("install-data records no installer version")
+	}
+	pod := run(kubectl + "get pods -l app=deckhouse -o jsonpath={.items[0].metadata.name}")
+	holder := run(kubectl + "get lease deckhouse-leader-election -o jsonpath={.spec.holderIdentity}")
+	if !strings.HasPrefix(holder, pod+".") {
+		t.Errorf("the leader Lease is held by %q, not by the platform pod %s", holder, pod)
+	}
+	lineWith := func(parts ...string) int {
+		for i, l := range strings.Split(installOut, "\n") {
+			all := true
+			for _, p := range parts {
+				all = all && strings.Contains(l, p)
+			}
+			if all {
+				return i
+			}
+		}
+		t.Errorf("dhctl's output has no line with %q", parts)
+		return -1
+	}
+	lineWith(`"msg":"platform module ready"`, `"module":"cni-flannel"`)
+	lineWith(`"msg":"platform module ready"`, `"module":"deckhouse"`)
+	if converged, set := lineWith(`"msg":"the platform finished its first converge"`), lineWith(`"msg":"release channel set"`, `"releaseChannel":"Stable"`); converged > set {
+		t.Error("dhctl set the release channel before the platform finished its first converge")
+	}
+	rigtest.MustRun(ctx, t, master, "kubectl --kubeconfig /etc/kubernetes/admin.conf get moduleconfig deckhouse -o jsonpath={.spec.settings.releaseChannel}", "Stable")
+	// The controller's own view: no channel at its first converge, then the change to Stable.
+	rigtest.WaitFor(ctx, t, 30*time.Second, "the platform logs the release channel change", func() (bool, string) {
+		out, _ := master.Run(ctx, kubectl+"logs "+pod, nil)
+		return strings.Contains(out, `"msg":"ConvergeModules task done"`) && strings.Contains(out, `"releaseChannel":""`) &&
+			strings.Contains(out, `"msg":"release channel changed","from":"","releaseChannel":"Stable"`), out
+	})
+}
+
 func dumpNetwork(ctx context.Context, t *testing.T, master, worker *rig.Machine) {
 	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
 	out, _ := master.Run(ctx, kubectl+"get pods -A -o wide; "+kubectl+"-n kube-flannel logs -l app=flannel --tail 30 --prefix", nil)

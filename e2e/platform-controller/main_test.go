@@ -1,77 +1,267 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/dhctl-dev/dhctl/internal/kube"
+	"github.com/dhctl-dev/dhctl/internal/kubetest"
+	"github.com/dhctl-dev/dhctl/templates"
 )
 
-func TestServesProbes(t *testing.T) {
+// syncBuffer collects the controller's log while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// lines are the JSON log lines so far.
+func (s *syncBuffer) lines(t *testing.T) []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Errorf("log line is not JSON: %q", l)
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func (s *syncBuffer) find(t *testing.T, msg string) map[string]any {
+	for _, l := range s.lines(t) {
+		if l["msg"] == msg {
+			return l
+		}
+	}
+	return nil
+}
+
+// fullEnv is what Deckhouse's Deployment gives the controller.
+func fullEnv(t *testing.T) map[string]string {
+	downloaded := t.TempDir()
+	if err := os.Mkdir(filepath.Join(downloaded, "modules"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, k := range requiredEnv {
+		env[k] = "x"
+	}
+	env["LOG_TYPE"] = "json"
+	env["DECKHOUSE_POD"] = "deckhouse-5d4f7c9b8-abcde"
+	env["DECKHOUSE_BUNDLE"] = "Minimal"
+	env["DOWNLOADED_MODULES_DIR"] = downloaded
+	return env
+}
+
+func start(t *testing.T, env map[string]string, cfg func() (*rest.Config, error)) (url string, log *syncBuffer, stop func() error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	log = &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, ln) }()
-	for _, p := range []string{"/healthz", "/readyz", "/version"} {
-		resp, err := http.Get("http://" + ln.Addr().String() + p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || len(body) == 0 {
-			t.Errorf("GET %s: %s %q", p, resp.Status, body)
-		}
+	go func() { done <- run(ctx, func(k string) string { return env[k] }, log, cfg, ln) }()
+	var once sync.Once
+	var stopErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(20 * time.Second):
+				stopErr = errors.New("run did not return within 20 s of cancel")
+			}
+		})
+		return stopErr
 	}
-	resp, err := http.Get("http://" + ln.Addr().String() + "/nothing")
+	t.Cleanup(func() { _ = stop() })
+	return "http://" + ln.Addr().String(), log, stop
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 404 {
-		t.Errorf("GET /nothing: %s, want 404", resp.Status)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve after cancel: %v", err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body))
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, state := cond()
+		if ok {
+			return
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not stop within 10s of cancel")
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v; last: %s", what, within, state)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
-func TestPortFrom(t *testing.T) {
-	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-	cases := []struct {
-		args    []string
-		env     map[string]string
-		want    int
-		wantErr string
-	}{
-		{nil, nil, 8080, ""},
-		{nil, map[string]string{"PLATFORM_CONTROLLER_PORT": "9000"}, 9000, ""},
-		{[]string{"--port=9100"}, map[string]string{"PLATFORM_CONTROLLER_PORT": "9000"}, 9100, ""},
-		{nil, map[string]string{"PLATFORM_CONTROLLER_PORT": "http"}, 0, "PLATFORM_CONTROLLER_PORT"},
-		{[]string{"--port=70000"}, nil, 0, "--port=70000"},
+func TestRefusesReadinessWithoutTheDeploymentsEnvironment(t *testing.T) {
+	noAPI := func() (*rest.Config, error) {
+		t.Error("the controller reached for the API server although its environment is incomplete")
+		return nil, errors.New("no API")
 	}
-	for _, c := range cases {
-		got, err := portFrom(c.args, env(c.env))
-		if c.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-				t.Errorf("portFrom(%v, %v) error %v, want one naming %s", c.args, c.env, err, c.wantErr)
-			}
-			continue
+	for _, drop := range []string{"DECKHOUSE_BUNDLE", "ADDON_OPERATOR_LISTEN_PORT", "KUBERNETES_SERVICE_HOST", "MODULES_DIR"} {
+		env := fullEnv(t)
+		delete(env, drop)
+		url, log, stop := start(t, env, noAPI)
+		eventually(t, 5*time.Second, "readyz names "+drop, func() (bool, string) {
+			code, body := get(t, url+"/readyz")
+			return code == http.StatusServiceUnavailable && strings.Contains(body, drop), body
+		})
+		if code, _ := get(t, url+"/healthz"); code != 200 {
+			t.Errorf("without %s: /healthz %d, want 200 (alive, not ready)", drop, code)
 		}
-		if err != nil || got != c.want {
-			t.Errorf("portFrom(%v, %v) = %d, %v; want %d", c.args, c.env, got, err, c.want)
+		if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("stop: %v", err)
+		}
+		if l := log.lines(t); len(l) < 2 || l[len(l)-1]["level"] != "error" {
+			t.Errorf("without %s: want an error line last, log %v", drop, l)
 		}
 	}
+	env := fullEnv(t)
+	env["LOG_TYPE"] = "text"
+	url, _, _ := start(t, env, noAPI)
+	eventually(t, 5*time.Second, "readyz refuses LOG_TYPE=text", func() (bool, string) {
+		code, body := get(t, url+"/readyz")
+		return code == 503 && strings.Contains(body, "LOG_TYPE"), body
+	})
+	env = fullEnv(t)
+	env["DOWNLOADED_MODULES_DIR"] = t.TempDir() // without modules/, which the init container makes
+	url, _, _ = start(t, env, noAPI)
+	eventually(t, 5*time.Second, "readyz refuses a missing modules dir", func() (bool, string) {
+		code, body := get(t, url+"/readyz")
+		return code == 503 && strings.Contains(body, "init container"), body
+	})
+}
+
+func TestHonoursTheBootstrapLockLeaseAndLogContract(t *testing.T) {
+	cluster := kubetest.Start(t, kubetest.Options{})
+	client, err := kube.New(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	crd, err := templates.FS.ReadFile("crds/moduleconfig.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := []*unstructured.Unstructured{object(t, string(crd)),
+		object(t, `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"d8-system"}}`),
+		object(t, `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"deckhouse-bootstrap-lock","namespace":"d8-system"}}`),
+		object(t, `{"apiVersion":"deckhouse.io/v1alpha1","kind":"ModuleConfig","metadata":{"name":"deckhouse"},"spec":{"version":1,"settings":{"bundle":"Minimal","logLevel":"Info"}}}`),
+		object(t, `{"apiVersion":"deckhouse.io/v1alpha1","kind":"ModuleConfig","metadata":{"name":"cni-flannel"},"spec":{"enabled":true}}`),
+		object(t, `{"apiVersion":"deckhouse.io/v1alpha1","kind":"ModuleConfig","metadata":{"name":"prometheus"},"spec":{"enabled":false}}`),
+	}
+	if _, err := client.ApplyAll(ctx, objs, kube.ApplyOptions{Timeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	env := fullEnv(t)
+	url, log, stop := start(t, env, func() (*rest.Config, error) { return rest.CopyConfig(cluster.Config), nil })
+
+	eventually(t, 10*time.Second, "the controller sees the bootstrap lock", func() (bool, string) {
+		return log.find(t, "bootstrap lock config map exists, wait for bootstrap") != nil, ""
+	})
+	time.Sleep(3 * time.Second) // held: not leading, not Ready
+	if code, body := get(t, url+"/readyz"); code != 503 || !strings.Contains(body, "bootstrap lock") {
+		t.Errorf("while the lock exists: /readyz %d %q, want 503 naming the lock", code, body)
+	}
+	if _, err := client.Typed().CoordinationV1().Leases("d8-system").Get(ctx, leaseName, metav1.GetOptions{}); err == nil {
+		t.Error("the controller took the leader Lease while the bootstrap lock existed")
+	}
+
+	if err := client.Typed().CoreV1().ConfigMaps("d8-system").Delete(ctx, lockName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "Ready after the lock went", func() (bool, string) {
+		code, body := get(t, url+"/readyz")
+		return code == 200 && body == "ok", body
+	})
+	lease, err := client.Typed().CoordinationV1().Leases("d8-system").Get(ctx, leaseName, metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil || !strings.HasPrefix(*lease.Spec.HolderIdentity, env["DECKHOUSE_POD"]+".") {
+		t.Errorf("leader Lease: %+v %v, want a holder %q.<suffix>", lease, err, env["DECKHOUSE_POD"])
+	}
+	var ready []string
+	for _, l := range log.lines(t) {
+		if l["msg"] == msgModuleOK {
+			ready = append(ready, l["module"].(string))
+		}
+	}
+	if strings.Join(ready, ",") != "cni-flannel,deckhouse" {
+		t.Errorf("modules reported ready: %v, want cni-flannel,deckhouse (prometheus is disabled)", ready)
+	}
+	done := log.find(t, msgConverged)
+	if done == nil || done["level"] != "info" || done["releaseChannel"] != "" || done["bundle"] != "Minimal" {
+		t.Errorf("converge line: %v", done)
+	}
+
+	mc := object(t, `{"apiVersion":"deckhouse.io/v1alpha1","kind":"ModuleConfig","metadata":{"name":"deckhouse"},"spec":{"version":1,"settings":{"bundle":"Minimal","logLevel":"Info","releaseChannel":"Stable"}}}`)
+	if _, err := client.Apply(ctx, mc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the release channel change is logged", func() (bool, string) {
+		l := log.find(t, "release channel changed")
+		return l != nil && l["releaseChannel"] == "Stable", ""
+	})
+	if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("stop: %v", err)
+	}
+	// ReleaseOnCancel: the next replica need not wait out the Lease.
+	lease, err = client.Typed().CoordinationV1().Leases("d8-system").Get(context.Background(), leaseName, metav1.GetOptions{})
+	if err != nil || (lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "") {
+		t.Errorf("after stop the Lease is still held: %v %v", lease.Spec.HolderIdentity, err)
+	}
+}
+
+func object(t *testing.T, doc string) *unstructured.Unstructured {
+	t.Helper()
+	js, err := sigsyaml.YAMLToJSON([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &unstructured.Unstructured{}
+	if err := o.UnmarshalJSON(js); err != nil {
+		t.Fatal(err)
+	}
+	return o
 }

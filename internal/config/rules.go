@@ -107,6 +107,7 @@ func (l *loader) assemble(needClusterConfiguration bool) *Cluster {
 	}
 	if c.InitConfiguration != nil {
 		l.checkRegistry(&c.InitConfiguration.Deckhouse, initDoc)
+		l.checkPlatformImage(&c.InitConfiguration.Deckhouse, initDoc)
 	}
 	l.checkModuleConfigs(c.ModuleConfigs, mcDocs)
 	if c.SSHConfig != nil {
@@ -506,6 +507,76 @@ func (l *loader) checkModuleConfigs(mcs []ModuleConfig, docs []*loadedDoc) {
 		if len(mc.Spec.Settings) > 0 && mc.Spec.Version == 0 {
 			l.add(d.problem([]string{"spec", "version"},
 				"required field is missing when spec.settings is set", "add spec.version, the version of the module's settings schema (e.g. 1)"))
+		}
+		if mc.Metadata.Name == "deckhouse" {
+			l.checkDeckhouseSettings(mc.Spec.Settings, d)
+		}
+	}
+}
+
+// deckhouseSettingValues are the values the platform's own settings take: the installer reads
+// bundle and logLevel (the controller's environment) and holds releaseChannel back.
+var deckhouseSettingValues = []struct {
+	key, noun string
+	values    []string
+}{
+	{"bundle", "bundle", []string{"Default", "Minimal", "Managed"}},
+	{"logLevel", "log level", []string{"Debug", "Info", "Error"}},
+	{"releaseChannel", "release channel", []string{"Alpha", "Beta", "EarlyAccess", "Stable", "RockSolid"}},
+}
+
+func (l *loader) checkDeckhouseSettings(settings map[string]any, d *loadedDoc) {
+	for _, f := range deckhouseSettingValues {
+		v, present := settings[f.key]
+		if !present {
+			continue
+		}
+		path := []string{"spec", "settings", f.key}
+		s, ok := v.(string)
+		if !ok {
+			l.add(d.problem(path, "is not a string", "write one of "+strings.Join(f.values, ", ")))
+			continue
+		}
+		if slices.Contains(f.values, s) {
+			continue
+		}
+		hint := "write one of " + strings.Join(f.values, ", ")
+		for _, want := range f.values {
+			if strings.EqualFold(strings.ReplaceAll(s, "-", ""), want) {
+				hint = "did you mean " + want + "?"
+			}
+		}
+		l.add(d.problem(path, fmt.Sprintf("%q is not a %s", s, f.noun), hint))
+	}
+}
+
+// checkPlatformImage: one way of naming the platform image, a tag that pins a version, and node
+// images on the registry whose credentials, scheme and CA the configuration gives.
+func (l *loader) checkPlatformImage(dh *DeckhouseInit, d *loadedDoc) {
+	base := []string{"deckhouse"}
+	if dh.PlatformImage != "" && dh.DevBranch != "" {
+		l.add(d.problem(child(base, "devBranch"), "is set together with platformImage; both name the platform image",
+			"keep one: devBranch: <tag> means platformImage: \":<tag>\""))
+	}
+	for _, f := range []struct{ field, value string }{{"platformImage", dh.PlatformImage}, {"devBranch", ":" + dh.DevBranch}} {
+		if f.value == "" || f.value == ":" {
+			continue
+		}
+		ref := f.value
+		if strings.HasPrefix(ref, ":") {
+			ref = dh.ImagesRepository() + ref
+		}
+		if tag := imageTag(ref); channelTag(tag) {
+			l.add(d.problem(child(base, f.field), fmt.Sprintf("names the release channel %q, whose image moves during the bootstrap", tag),
+				"give the version tag of the platform, such as v1.70.3 (the channel is set in the deckhouse ModuleConfig's settings.releaseChannel, applied once the platform is ready)"))
+		}
+	}
+	if dh.NodeImagesRepo != "" {
+		host, _, _ := strings.Cut(dh.ImagesRepo, "/")
+		nodeHost, _, _ := strings.Cut(dh.NodeImagesRepo, "/")
+		if !strings.EqualFold(host, nodeHost) {
+			l.add(d.problem(child(base, "nodeImagesRepo"), "is on another registry than imagesRepo; the nodes use one registry's credentials, scheme and CA",
+				"put the node images on the registry of imagesRepo, under any path (dhctl mirror push <bundle> <that path>)"))
 		}
 	}
 }

@@ -81,6 +81,12 @@ type DeckhouseInit struct {
 	RegistryDockerCfg string `json:"registryDockerCfg,omitempty" yaml:"registryDockerCfg,omitempty"` // secret: base64 of a docker config.json
 	RegistryScheme    string `json:"registryScheme" yaml:"registryScheme"`                           // HTTP or HTTPS
 	RegistryCA        string `json:"registryCA,omitempty" yaml:"registryCA,omitempty"`               // PEM
+	// DevBranch is Deckhouse's field: the platform image is <imagesRepo>:<devBranch>.
+	DevBranch string `json:"devBranch,omitempty" yaml:"devBranch,omitempty"`
+	// PlatformImage is dhctl's: a full reference or ":<tag>" (see PlatformImageRef).
+	PlatformImage string `json:"platformImage,omitempty" yaml:"platformImage,omitempty"`
+	// NodeImagesRepo holds the node images and packages in dhctl's layout; "" = ImagesRepo.
+	NodeImagesRepo string `json:"nodeImagesRepo,omitempty" yaml:"nodeImagesRepo,omitempty"`
 }
 
 // StaticClusterConfiguration holds settings of static nodes (deckhouse.io/v1).

@@ -9,6 +9,7 @@ package install
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -49,8 +50,11 @@ type Options struct {
 
 	// CNI overrides the CNI choice (see chooseCNI); "" = from ModuleConfigs, default flannel.
 	CNI string
-	// PlatformImage overrides the platform controller image (see PlatformImage).
+	// PlatformImage overrides the platform controller image (see
+	// config.DeckhouseInit.PlatformImageRef).
 	PlatformImage string
+	// InstallerVersion is dhctl's version, recorded in d8-system/install-data.
+	InstallerVersion string
 
 	PlatformTimeout  time.Duration // 0 = DefaultPlatformTimeout
 	ResourcesTimeout time.Duration // 0 = DefaultResourcesTimeout
@@ -96,7 +100,7 @@ func New(opts Options) (*Installer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	values, err := newValues(opts.Cluster, opts.VersionMap, opts.CNI, opts.PlatformImage, opts.Templates)
+	values, err := newValues(opts.Cluster, opts.VersionMap, opts.CNI, opts.PlatformImage, opts.InstallerVersion, opts.Templates)
 	if err != nil {
 		return nil, err
 	}
@@ -125,12 +129,13 @@ func (in *Installer) client(ctx context.Context) (*kube.Client, error) {
 
 // Phase names, for --skip-phase/--only-phase and `dhctl bootstrap-phase`.
 const (
-	PhaseInstall         = "install"
-	PhaseCNI             = "cni"
-	PhaseNodeGroups      = "node-groups"
-	PhasePlatform        = "platform"
-	PhaseClusterState    = "cluster-state"
-	PhaseWaitPlatform    = "wait-platform"
+	PhaseInstall      = "install"
+	PhaseCNI          = "cni"
+	PhaseNodeGroups   = "node-groups"
+	PhasePlatform     = "platform"
+	PhaseClusterState = "cluster-state"
+	PhaseWaitPlatform = "wait-platform"
+	// PhaseReleaseChannel is declared with its phase (platform.go).
 	PhaseCreateResources = "create-resources"
 )
 
@@ -138,7 +143,7 @@ const (
 func Describe() phase.Group { return (&Installer{}).Group() }
 
 // Group is the install as one phase group: install/cni, install/node-groups, install/platform,
-// install/cluster-state, install/wait-platform. Names and titles do not depend on the
+// install/cluster-state, install/wait-platform, install/release-channel. Names and titles do not depend on the
 // configuration (see Describe).
 func (in *Installer) Group() phase.Group {
 	return phase.NewGroup(PhaseInstall, "Install the CNI and the platform", in.Phases()...)
@@ -149,9 +154,10 @@ func (in *Installer) Phases() []phase.Phase {
 	return []phase.Phase{
 		&applyPhase{in: in, name: PhaseCNI, title: "Install the CNI", objects: in.CNIObjects},
 		&applyPhase{in: in, name: PhaseNodeGroups, title: "Create the NodeGroup CRD and NodeGroups", objects: in.NodeGroupObjects},
-		&applyPhase{in: in, name: PhasePlatform, title: "Install the platform controller", objects: in.PlatformObjects},
+		&platformPhase{applyPhase{in: in, name: PhasePlatform, title: "Install the platform controller", objects: in.PlatformObjects}},
 		&applyPhase{in: in, name: PhaseClusterState, title: "Store the cluster state in the cluster", objects: in.ClusterStateObjects},
 		&waitPhase{in: in},
+		&releaseChannelPhase{in: in},
 	}
 }
 
@@ -173,8 +179,9 @@ func (in *Installer) NodeGroupObjects() ([]*unstructured.Unstructured, error) {
 	return append(crd, groups...), nil
 }
 
-// PlatformObjects are d8-system, the controller's identity, the registry Secret, the
-// ModuleConfig CRD, the configured ModuleConfigs and the controller's Deployment.
+// PlatformObjects are d8-system, the controller's identity, the registry Secret, install-data,
+// the ModuleConfig CRD, the configured ModuleConfigs (the deckhouse one always, its
+// releaseChannel held back) and the controller's Deployment.
 func (in *Installer) PlatformObjects() ([]*unstructured.Unstructured, error) {
 	objs, err := Render(in.opts.Templates, "platform", in.values)
 	if err != nil {
@@ -188,7 +195,13 @@ func (in *Installer) PlatformObjects() ([]*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(append(objs, crd...), mcs...), nil
+	objs = append(append(objs, crd...), in.deckhouseModuleConfig())
+	for _, mc := range mcs {
+		if mc.GetName() != DeckhouseModuleConfig {
+			objs = append(objs, mc)
+		}
+	}
+	return objs, nil
 }
 
 // ClusterStateObjects are the Secrets and ConfigMap holding the cluster's configuration, UUID
@@ -283,25 +296,23 @@ func throttled(log *slog.Logger, msg string) func(waiting []string) {
 	}
 }
 
-// waitPhase waits for the CNI's workloads, CoreDNS (when kubeadm created it) and the platform
-// controller to be ready, bounded by PlatformTimeout. It has no inputs: it checks every run.
+// waitPhase waits for the CNI's workloads and CoreDNS (when kubeadm created it) to be ready, and
+// for the platform controller to have finished its first converge (platformWatch), all bounded
+// by PlatformTimeout. It has no inputs: it checks every run.
 type waitPhase struct{ in *Installer }
 
 func (p *waitPhase) Name() string  { return PhaseWaitPlatform }
 func (p *waitPhase) Title() string { return "Wait for the CNI, CoreDNS and the platform controller" }
 
-// WaitTargets are the objects wait-platform waits for (CoreDNS is added at run time, if present).
+// WaitTargets are the workloads wait-platform waits to be ready (CoreDNS is added at run time, if
+// present; the platform controller is followed by its own rules).
 func (in *Installer) WaitTargets() ([]*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
 	cni, err := in.CNIObjects()
 	if err != nil {
 		return nil, err
 	}
-	platform, err := in.PlatformObjects()
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range append(cni, platform...) {
+	for _, o := range cni {
 		switch o.GetKind() {
 		case "Deployment", "DaemonSet", "StatefulSet":
 			out = append(out, o)
@@ -334,23 +345,59 @@ func (p *waitPhase) Run(ctx context.Context) error {
 	} else {
 		return fmt.Errorf("reading %s: %w", kube.Ref(dns), err)
 	}
-	var last time.Time
-	err = c.WaitReady(ctx, targets, kube.WaitOptions{
-		Timeout: p.in.opts.PlatformTimeout,
-		Progress: func(nr []kube.NotReady) {
-			if time.Since(last) < progressEvery {
-				return
-			}
-			last = time.Now()
-			for _, n := range nr {
-				p.in.log.Info("waiting", "object", n.Object, "reason", n.Reason)
-			}
-		},
-	})
-	if err != nil {
+	// The workloads and the platform are waited for at once, so that a failure names everything
+	// that was not ready in the bound, not only the first.
+	var wg sync.WaitGroup
+	var workloadsErr, platformErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		var last time.Time
+		workloadsErr = c.WaitReady(ctx, targets, kube.WaitOptions{
+			Timeout: p.in.opts.PlatformTimeout,
+			Progress: func(nr []kube.NotReady) {
+				if time.Since(last) < progressEvery {
+					return
+				}
+				last = time.Now()
+				for _, n := range nr {
+					p.in.log.Info("waiting", "object", n.Object, "reason", n.Reason)
+				}
+			},
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		w := &platformWatch{in: p.in, c: c}
+		platformErr = w.wait(ctx, p.in.opts.PlatformTimeout)
+	}()
+	wg.Wait()
+	if err := joinNotReady(workloadsErr, platformErr); err != nil {
 		return fmt.Errorf("%w\n(the wait is bounded by --deckhouse-timeout=%s)", err, p.in.opts.PlatformTimeout)
 	}
 	return nil
+}
+
+// joinNotReady merges the NotReadyErrors of parallel waits into one; any other error wins.
+func joinNotReady(errs ...error) error {
+	var merged *kube.NotReadyError
+	for _, err := range errs {
+		var nr *kube.NotReadyError
+		switch {
+		case err == nil:
+		case !errors.As(err, &nr):
+			return err
+		case merged == nil:
+			merged = &kube.NotReadyError{Waited: nr.Waited, Objects: append([]kube.NotReady(nil), nr.Objects...)}
+		default:
+			merged.Objects = append(merged.Objects, nr.Objects...)
+			merged.Waited = max(merged.Waited, nr.Waited)
+		}
+	}
+	if merged == nil {
+		return nil
+	}
+	return merged
 }
 
 // ResourcesPhase creates the --resources documents once the platform is ready.

@@ -3,11 +3,13 @@ package install
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -84,18 +86,45 @@ func TestInstallCreatesEverythingIdempotently(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	in := newTestInstaller(t, client, loadTestConfig(t, false), Options{})
-	applyPhases := in.Phases()[:4] // all but wait-platform: no nodes here
+	in := newTestInstaller(t, client, loadTestConfig(t, false), Options{InstallerVersion: "v1.2.3-test"})
+	applyPhases := in.Phases()[:4] // all but wait-platform and release-channel: no nodes here
+	// The bootstrap lock, watched from before the install: it must exist before the Deployment
+	// and go only after every ModuleConfig exists.
+	lockWatch, err := client.Typed().CoreV1().ConfigMaps("d8-system").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + BootstrapLockConfigMap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lockWatch.Stop()
 	if _, err := phase.Run(ctx, applyPhases, phase.Options{}); err != nil {
 		t.Fatalf("first run: %v", err)
 	}
 	objs := allObjects(t, in)
 	first := resourceVersions(t, ctx, client, objs)
+	lockEvents := map[string]int64{}
+	for len(lockEvents) < 2 {
+		select {
+		case ev := <-lockWatch.ResultChan():
+			if o, ok := ev.Object.(metav1.Object); ok {
+				lockEvents[string(ev.Type)] = rv(t, o.GetResourceVersion())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the bootstrap lock's events: %v, want ADDED and DELETED", lockEvents)
+		}
+	}
+	if d := rv(t, first["Deployment d8-system/deckhouse"]); lockEvents["ADDED"] >= d {
+		t.Errorf("the bootstrap lock (rv %d) was not created before the Deployment (rv %d)", lockEvents["ADDED"], d)
+	}
+	for ref, v := range first {
+		if strings.HasPrefix(ref, "ModuleConfig ") && rv(t, v) >= lockEvents["DELETED"] {
+			t.Errorf("%s (rv %s) was created after the bootstrap lock went (rv %d)", ref, v, lockEvents["DELETED"])
+		}
+	}
 	for _, want := range []string{
 		"DaemonSet kube-flannel/kube-flannel-ds", "ConfigMap kube-flannel/kube-flannel-cfg",
 		"CustomResourceDefinition nodegroups.deckhouse.io", "NodeGroup master", "NodeGroup worker",
 		"Namespace d8-system", "ServiceAccount d8-system/deckhouse", "ClusterRoleBinding deckhouse",
 		"Secret d8-system/deckhouse-registry", "Deployment d8-system/deckhouse", "ModuleConfig global",
+		"ConfigMap d8-system/install-data", "ModuleConfig deckhouse",
 		"ModuleConfig cni-flannel", "Secret kube-system/d8-cluster-configuration",
 		"Secret kube-system/d8-static-cluster-configuration", "ConfigMap kube-system/d8-cluster-uuid",
 	} {
@@ -137,12 +166,55 @@ func TestInstallCreatesEverythingIdempotently(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := dep.Spec.Template.Spec
-	if img := pod.Containers[0].Image; img != "10.77.1.254:5000/dhctl/platform-controller:v0.1.0" {
+	if img := pod.Containers[0].Image; img != "10.77.1.254:5000/dhctl/platform-controller:v0.2.0" {
 		t.Errorf("platform image = %q", img)
 	}
 	if !pod.HostNetwork || pod.NodeSelector["node-role.kubernetes.io/control-plane"] != "" || pod.Containers[0].ReadinessProbe == nil {
 		t.Errorf("platform Deployment: hostNetwork %v, nodeSelector %v, readiness probe %v", pod.HostNetwork, pod.NodeSelector, pod.Containers[0].ReadinessProbe)
 	}
+	if data, err := cs.CoreV1().ConfigMaps("d8-system").Get(ctx, "install-data", metav1.GetOptions{}); err != nil || data.Data["version"] != "v1.2.3-test" {
+		t.Errorf("install-data: %v %v, want version v1.2.3-test", data, err)
+	}
+	checkReleaseChannel(t, ctx, client, "") // held back until the platform is ready
+	dmc, _ := client.Get(ctx, in.deckhouseModuleConfig())
+	if b, _, _ := unstructured.NestedString(dmc.Object, "spec", "settings", "bundle"); b != "Minimal" {
+		t.Errorf("deckhouse ModuleConfig bundle = %q, want the configuration's Minimal", b)
+	}
+	if l, _, _ := unstructured.NestedString(dmc.Object, "spec", "settings", "logLevel"); l != "Info" {
+		t.Errorf("deckhouse ModuleConfig logLevel = %q, want the default Info", l)
+	}
+
+	// A run killed between creating the bootstrap lock and removing it: the re-run removes it
+	// (the Deployment exists by then, so it is not created again).
+	if _, err := cs.CoreV1().ConfigMaps("d8-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: BootstrapLockConfigMap, Namespace: "d8-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	platform := in.Phases()[2]
+	if platform.Name() != PhasePlatform {
+		t.Fatalf("phase 2 is %s", platform.Name())
+	}
+	if err := platform.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps("d8-system").Get(ctx, BootstrapLockConfigMap, metav1.GetOptions{}); err == nil {
+		t.Error("the re-run left the bootstrap lock: the platform would wait for ever")
+	}
+
+	// Once the platform is ready, install/release-channel sets the channel; applying the
+	// platform again keeps it.
+	rc := in.Phases()[5]
+	if rc.Name() != PhaseReleaseChannel {
+		t.Fatalf("phase 5 is %s", rc.Name())
+	}
+	if err := rc.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkReleaseChannel(t, ctx, client, "Stable")
+	if err := platform.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkReleaseChannel(t, ctx, client, "Stable")
+
 	cfg, err := cs.CoreV1().Secrets("kube-system").Get(ctx, "d8-cluster-configuration", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +236,27 @@ func TestInstallCreatesEverythingIdempotently(t *testing.T) {
 	}
 	if nt, _, _ := unstructured.NestedString(ng.Object, "spec", "nodeType"); nt != "Static" {
 		t.Errorf("NodeGroup master nodeType = %q, want Static", nt)
+	}
+}
+
+func rv(t *testing.T, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("resourceVersion %q: %v", s, err)
+	}
+	return n
+}
+
+func checkReleaseChannel(t *testing.T, ctx context.Context, c *kube.Client, want string) {
+	t.Helper()
+	mc := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig", "metadata": map[string]any{"name": DeckhouseModuleConfig}}}
+	live, err := c.Get(ctx, mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := unstructured.NestedString(live.Object, "spec", "settings", "releaseChannel"); got != want {
+		t.Errorf("deckhouse ModuleConfig releaseChannel = %q, want %q", got, want)
 	}
 }
 

@@ -11,26 +11,30 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/config"
 )
 
-// Images of the install, by their names in the version map (which holds every tag). The registry
-// layout (docs/registry-layout.md) puts every image flat under imagesRepo.
+// Images of the install, by their names in the version map (which holds every tag); where they
+// are pulled from is config.DeckhouseInit's to say (docs/registry-layout.md).
 const (
-	// PlatformControllerImage is dhctl's own platform controller, at
-	// <imagesRepo>/platform-controller:<tag>. Deckhouse publishes its controller at
-	// <imagesRepo>:<release tag> instead; select it with an image override of the form ":<tag>"
-	// (see PlatformImage).
-	PlatformControllerImage = "platform-controller"
-	FlannelImage            = "flannel"
+	FlannelImage = "flannel"
 
 	// DefaultCNI is installed unless a ModuleConfig cni-<name> is enabled or --cni says otherwise.
 	DefaultCNI = "flannel"
+)
 
-	platformPort          = 4222 // Deckhouse's port for its probes
+// The platform controller's contract, as Deckhouse's installer sets it up (templates/platform).
+const (
+	platformPort          = 4222 // ADDON_OPERATOR_LISTEN_PORT: probes and metrics
+	platformAdmissionPort = 4223 // ADDON_OPERATOR_ADMISSION_SERVER_LISTEN_PORT: webhooks
 	platformReadinessPath = "/readyz"
+
+	// The deckhouse ModuleConfig's defaults, as Deckhouse's installer applies them.
+	defaultBundle   = "Default"
+	defaultLogLevel = "Info"
 )
 
 // Values are what the templates see (templates/README.md lists them).
 type Values struct {
 	ImagesRepo        string
+	NodeImagesRepo    string
 	Images            map[string]string
 	PodSubnetCIDR     string
 	ServiceSubnetCIDR string
@@ -38,6 +42,7 @@ type Values struct {
 	CNI               CNIValues
 	Registry          RegistryValues
 	Platform          PlatformValues
+	InstallerVersion  string
 }
 
 // CNIValues configure the CNI templates.
@@ -55,42 +60,27 @@ type RegistryValues struct {
 	DockerConfigJSON string
 }
 
-// PlatformValues configure the platform Deployment.
+// PlatformValues configure the platform Deployment and its deckhouse ModuleConfig.
 type PlatformValues struct {
-	Port          int
-	ReadinessPath string
-	LogLevel      string
-}
-
-// PlatformImage derives the platform controller's image: override when it is a full reference,
-// <imagesRepo>:<tag> when override is ":<tag>" (Deckhouse's layout), else dhctl's own
-// <imagesRepo>/platform-controller:<tag of the version map>.
-func PlatformImage(imagesRepo, override string, rel config.KubernetesRelease) (string, error) {
-	switch {
-	case override == "":
-		return flatImage(imagesRepo, rel, PlatformControllerImage)
-	case strings.HasPrefix(override, ":"):
-		return imagesRepo + override, nil
-	}
-	return override, nil
-}
-
-// flatImage is a version map image in the cluster's registry: <imagesRepo>/<name>:<tag>.
-func flatImage(imagesRepo string, rel config.KubernetesRelease, name string) (string, error) {
-	img, ok := rel.Images[name]
-	if !ok || img.Tag == "" {
-		return "", fmt.Errorf("version map: no %s image for Kubernetes %s", name, rel.Patch)
-	}
-	return imagesRepo + "/" + name + ":" + img.Tag, nil
+	Image           string // full reference
+	DeckhouseLayout bool   // Image is <imagesRepo>:<tag> (a Deckhouse registry)
+	Port            int
+	AdmissionPort   int
+	ReadinessPath   string
+	Bundle          string // DECKHOUSE_BUNDLE, the deckhouse ModuleConfig's settings.bundle
+	LogLevel        string // LOG_LEVEL, settings.logLevel
+	// ReleaseChannel is settings.releaseChannel, held back until the platform is ready (applied
+	// by install/release-channel), so that it does not update itself mid-bootstrap; "" = none.
+	ReleaseChannel string
 }
 
 // newValues computes the template values from the configuration.
-func newValues(c *config.Cluster, vm *config.VersionMap, cni, platformImage string, fsys fs.FS) (*Values, error) {
+func newValues(c *config.Cluster, vm *config.VersionMap, cni, platformImage, installerVersion string, fsys fs.FS) (*Values, error) {
 	if c.InitConfiguration == nil {
 		return nil, fmt.Errorf("install needs an InitConfiguration document: its deckhouse.imagesRepo says where images come from")
 	}
 	init := c.InitConfiguration.Deckhouse
-	repo := strings.TrimSuffix(init.ImagesRepo, "/")
+	repo := init.ImagesRepository()
 	if repo == "" {
 		return nil, fmt.Errorf("InitConfiguration: deckhouse.imagesRepo is empty: set it to the registry path holding the images, e.g. registry.example.com/dhctl")
 	}
@@ -109,25 +99,54 @@ func newValues(c *config.Cluster, vm *config.VersionMap, cni, platformImage stri
 	if !ok {
 		return nil, fmt.Errorf("ClusterConfiguration kubernetesVersion %q: not in the version map (supported: %s)", c.KubernetesVersion, strings.Join(vm.Supported(), ", "))
 	}
-	flannel, err := flatImage(repo, rel, FlannelImage)
+	nodeRepo := init.NodeImagesRepository()
+	flannel, err := flatImage(nodeRepo, rel, FlannelImage)
 	if err != nil {
 		return nil, err
 	}
-	platform, err := PlatformImage(repo, platformImage, rel)
+	platform, err := init.PlatformImageRef(platformImage, rel)
 	if err != nil {
 		return nil, err
+	}
+	settings := deckhouseSettings(c)
+	pv := PlatformValues{
+		Image: platform, DeckhouseLayout: init.DeckhouseLayout(platform),
+		Port: platformPort, AdmissionPort: platformAdmissionPort, ReadinessPath: platformReadinessPath,
+		Bundle: defaultBundle, LogLevel: defaultLogLevel,
+	}
+	if v, _ := settings["bundle"].(string); v != "" {
+		pv.Bundle = v
+	}
+	if v, _ := settings["logLevel"].(string); v != "" {
+		pv.LogLevel = v
+	}
+	pv.ReleaseChannel, _ = settings["releaseChannel"].(string)
+	if installerVersion == "" {
+		installerVersion = "devel"
 	}
 	cc := c.ClusterConfiguration
 	return &Values{
 		ImagesRepo:        repo,
+		NodeImagesRepo:    nodeRepo,
+		InstallerVersion:  installerVersion,
 		Images:            map[string]string{"flannel": flannel, "platform": platform},
 		PodSubnetCIDR:     cc.PodSubnetCIDR,
 		ServiceSubnetCIDR: cc.ServiceSubnetCIDR,
 		ClusterDomain:     cc.ClusterDomain,
 		CNI:               cniValues,
 		Registry:          reg,
-		Platform:          PlatformValues{Port: platformPort, ReadinessPath: platformReadinessPath, LogLevel: "Info"},
+		Platform:          pv,
 	}, nil
+}
+
+// deckhouseSettings are the settings of the configuration's deckhouse ModuleConfig (nil without one).
+func deckhouseSettings(c *config.Cluster) map[string]any {
+	for _, mc := range c.ModuleConfigs {
+		if mc.Metadata.Name == DeckhouseModuleConfig {
+			return mc.Spec.Settings
+		}
+	}
+	return nil
 }
 
 func registryValues(repo string, init config.DeckhouseInit) (RegistryValues, error) {
@@ -232,4 +251,13 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// flatImage is a version map image in dhctl's layout: <repo>/<name>:<tag>.
+func flatImage(repo string, rel config.KubernetesRelease, name string) (string, error) {
+	img, ok := rel.Images[name]
+	if !ok || img.Tag == "" {
+		return "", fmt.Errorf("version map: no %s image for Kubernetes %s", name, rel.Patch)
+	}
+	return repo + "/" + name + ":" + img.Tag, nil
 }

@@ -11,28 +11,6 @@ import (
 	"github.com/dhctl-dev/dhctl/templates"
 )
 
-func TestPlatformImage(t *testing.T) {
-	for _, c := range []struct{ override, want string }{
-		{"", "r.example.com/d8/platform-controller:v0.1.0"},
-		{":stable", "r.example.com/d8:stable"}, // Deckhouse's layout
-		{"other.example.com/deckhouse:v1.70.0", "other.example.com/deckhouse:v1.70.0"},
-	} {
-		if got, err := PlatformImage("r.example.com/d8", c.override, testRelease(t)); err != nil || got != c.want {
-			t.Errorf("PlatformImage(%q) = %q %v, want %q", c.override, got, err, c.want)
-		}
-	}
-	// The tag comes from the version map, the one place every tag lives.
-	rel := testRelease(t)
-	rel.Images[PlatformControllerImage] = config.Image{Tag: "v9.9.9"}
-	if got, _ := PlatformImage("r", "", rel); got != "r/platform-controller:v9.9.9" {
-		t.Errorf("with a version-map tag v9.9.9: %q", got)
-	}
-	delete(rel.Images, PlatformControllerImage)
-	if _, err := PlatformImage("r", "", rel); err == nil || !strings.Contains(err.Error(), "no platform-controller image") {
-		t.Errorf("no platform image in the version map: %v", err)
-	}
-}
-
 func testVersionMap(t testing.TB) *config.VersionMap {
 	t.Helper()
 	vm, err := config.LoadVersionMap(candi.FS)
@@ -40,12 +18,6 @@ func testVersionMap(t testing.TB) *config.VersionMap {
 		t.Fatal(err)
 	}
 	return vm
-}
-
-func testRelease(t testing.TB) config.KubernetesRelease {
-	t.Helper()
-	rel, _ := testVersionMap(t).Release("1.33")
-	return rel
 }
 
 func TestRegistryValues(t *testing.T) {
@@ -145,7 +117,7 @@ func TestNewNeedsInitConfiguration(t *testing.T) {
 	if err == nil {
 		t.Fatal("accepted options without a client")
 	}
-	_, err = newValues(c, testVersionMap(t), "", "", templates.FS)
+	_, err = newValues(c, testVersionMap(t), "", "", "", templates.FS)
 	if err == nil || !strings.Contains(err.Error(), "InitConfiguration") {
 		t.Errorf("no InitConfiguration: %v", err)
 	}

@@ -37,7 +37,7 @@ func FromConfig(c *config.Cluster, vm *config.VersionMap, controlPlaneHost strin
 	}
 	out := Cluster{
 		KubernetesVersion:    rel.Patch,
-		ImageRepository:      strings.TrimSuffix(c.InitConfiguration.Deckhouse.ImagesRepo, "/"),
+		ImageRepository:      c.InitConfiguration.Deckhouse.NodeImagesRepository(),
 		ControlPlaneEndpoint: Endpoint(controlPlaneHost),
 		PodSubnet:            c.ClusterConfiguration.PodSubnetCIDR,
 		NodeCIDRMaskSize:     mask,

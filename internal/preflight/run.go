@@ -67,7 +67,7 @@ func InputsFrom(cfg *config.Cluster) (Inputs, error) {
 		if err != nil {
 			return in, err
 		}
-		in.Registry = &Registry{Repo: ic.Deckhouse.ImagesRepo, Scheme: nr.Scheme, CA: nr.CA, User: nr.User, Password: nr.Password}
+		in.Registry = &Registry{Repo: ic.Deckhouse.NodeImagesRepository(), Scheme: nr.Scheme, CA: nr.CA, User: nr.User, Password: nr.Password}
 		if p := node.ProxyFrom(cfg.ClusterConfiguration); p != nil {
 			in.Registry.Proxy = p.HTTPS
 			if nr.Scheme == "http" {

@@ -35,7 +35,8 @@ else
 		kubeadm reset -f
 	fi
 	started=$SECONDS
-	kubeadm init --config /etc/kubernetes/dhctl/kubeadm.yaml{{ if .UploadCerts }} --upload-certs{{ end }}
+	kubeadm init --config /etc/kubernetes/dhctl/kubeadm.yaml{{ if .UploadCerts }} --upload-certs{{ end }} ||
+		{ kubelet_diagnosis; die "kubeadm init failed (its output and the kubelet's journal are above)"; }
 	wait_for 300 "the API server to answer /readyz after kubeadm init" ready
 	log "kubeadm init took $((SECONDS - started))s"
 fi
@@ -50,7 +51,8 @@ else
 		kubeadm reset -f
 	fi
 	started=$SECONDS
-	kubeadm join --config /etc/kubernetes/dhctl/kubeadm.yaml
+	kubeadm join --config /etc/kubernetes/dhctl/kubeadm.yaml ||
+		{ kubelet_diagnosis; die "kubeadm join failed (its output and the kubelet's journal are above)"; }
 	log "kubeadm join took $((SECONDS - started))s"
 fi
 wait_for 120 "kubelet to be active after kubeadm join" systemctl is-active --quiet kubelet

@@ -60,7 +60,8 @@ deckhouse:
 {{.RegistryCA}}
 `
 	// Platform is what the install phase applies beyond the control plane: the workers'
-	// NodeGroup and the CNI's ModuleConfig.
+	// NodeGroup, the CNI's ModuleConfig and the platform's own (its release channel is set only
+	// once the platform is ready).
 	Platform = `---
 apiVersion: deckhouse.io/v1
 kind: NodeGroup
@@ -68,7 +69,19 @@ metadata:
   name: worker
 spec:
   nodeType: Static
-` + CNI
+` + CNI + DeckhouseModuleConfig
+	// DeckhouseModuleConfig configures the platform itself.
+	DeckhouseModuleConfig = `---
+apiVersion: deckhouse.io/v1alpha1
+kind: ModuleConfig
+metadata:
+  name: deckhouse
+spec:
+  version: 1
+  settings:
+    bundle: Minimal
+    releaseChannel: Stable
+`
 	// CNI is the CNI's ModuleConfig alone (a cloud cluster's worker group is the provider's).
 	CNI = `---
 apiVersion: deckhouse.io/v1alpha1

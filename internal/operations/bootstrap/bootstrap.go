@@ -73,6 +73,7 @@ type Options struct {
 
 	CNI              string
 	PlatformImage    string
+	InstallerVersion string // dhctl's version, recorded in the cluster (d8-system/install-data)
 	PlatformTimeout  time.Duration
 	ResourcesTimeout time.Duration
 	ClusterTimeout   time.Duration // 0 = DefaultClusterTimeout
@@ -152,6 +153,7 @@ func New(o Options) (*Bootstrap, error) {
 		ClusterUUID:      uuid,
 		CNI:              o.CNI,
 		PlatformImage:    o.PlatformImage,
+		InstallerVersion: o.InstallerVersion,
 		PlatformTimeout:  o.PlatformTimeout,
 		ResourcesTimeout: o.ResourcesTimeout,
 		Infra:            b.infraStates,
