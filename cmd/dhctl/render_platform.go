@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	sigsyaml "sigs.k8s.io/yaml"
 
-	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/install"
 	"github.com/dhctl-dev/dhctl/internal/kube"
 )
@@ -58,15 +56,8 @@ are shown as <redacted>.`,
 			fmt.Fprintf(w, "# platform image: %s (%s)\n", v.Platform.Image, layout)
 			fmt.Fprintf(w, "# node images and packages: %s (dhctl's layout, docs/registry-layout.md)\n", v.NodeImagesRepo)
 			if rel, ok := vm.Release(cluster.KubernetesVersion); ok {
-				names := make([]string, 0, len(rel.Images))
-				for n := range rel.Images {
-					names = append(names, n)
-				}
-				sort.Strings(names)
-				for _, n := range names {
-					if n != config.PlatformControllerImage || !v.Platform.DeckhouseLayout {
-						fmt.Fprintf(w, "#   %s/%s:%s\n", v.NodeImagesRepo, n, rel.Images[n].Tag)
-					}
+				for _, ref := range cluster.InitConfiguration.Deckhouse.NodeImageRefs(rel) {
+					fmt.Fprintf(w, "#   %s\n", ref)
 				}
 			}
 			fmt.Fprintf(w, "#   %s/packages/<name>, each file the blob of its sha256 in the version map\n", v.NodeImagesRepo)

@@ -155,16 +155,17 @@ func TestBootstrapKilled(t *testing.T) {
 	defer cancel()
 	l := rigtest.StartLab(ctx, t, lab.Options{Masters: 1, Workers: 1})
 	args := append(l.BootstrapArgs(), "--log-format", "json")
-	// Inside each phase: a few seconds after it started, while it works on the machines.
+	// Inside each phase, while it works on the machines: a moment after the phase (or, with a
+	// marker, a log line of it) started.
 	for _, at := range []struct {
-		phase string
-		after time.Duration
+		phase, marker string
+		after         time.Duration
 	}{
-		{"first-master", 20 * time.Second}, // packages, containerd or kubeadm init under way
-		{"install/wait-platform", 2 * time.Second},
-		{"nodes/workers", 3 * time.Second}, // the worker's bundle under way (it takes ~6 s)
+		{"first-master", `"step":"060_kubeadm"`, 3 * time.Second}, // kubeadm init under way (~14 s)
+		{"install/wait-platform", "", 2 * time.Second},
+		{"nodes/workers", "", 3 * time.Second}, // the worker's bundle under way (it takes ~6 s)
 	} {
-		if killAt(ctx, t, l, args, at.phase, at.after) {
+		if killAt(ctx, t, l, args, at.phase, at.marker, at.after) {
 			continue
 		}
 		t.Fatalf("dhctl never reached phase %s", at.phase)
@@ -175,8 +176,9 @@ func TestBootstrapKilled(t *testing.T) {
 	checkCluster(ctx, t, l)
 }
 
-// killAt runs dhctl and SIGKILLs it `after` the start of phase; false if it ended before.
-func killAt(ctx context.Context, t *testing.T, l *lab.Lab, args []string, phase string, after time.Duration) bool {
+// killAt runs dhctl and SIGKILLs it `after` the start of phase (or, with a marker, after the
+// first line holding the marker once the phase started); false if it ended before.
+func killAt(ctx context.Context, t *testing.T, l *lab.Lab, args []string, phase, marker string, after time.Duration) bool {
 	t.Helper()
 	cmd := l.Command(ctx, args...)
 	pr, pw := io.Pipe()
@@ -184,7 +186,7 @@ func killAt(ctx context.Context, t *testing.T, l *lab.Lab, args []string, phase 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var killed, ended bool
+	var killed, ended, started, armed bool
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -199,8 +201,12 @@ func killAt(ctx context.Context, t *testing.T, l *lab.Lab, args []string, phase 
 				ended = !killed
 				mu.Unlock()
 			}
-			if strings.Contains(line, `"event":"phase-start"`) && strings.Contains(line, `"phase":"`+phase+`"`) {
-				t.Logf("phase %s started; SIGKILL in %v", phase, after)
+			isStart := strings.Contains(line, `"event":"phase-start"`) && strings.Contains(line, `"phase":"`+phase+`"`)
+			started = started || isStart
+			trigger := (marker == "" && isStart) || (marker != "" && started && !isStart && strings.Contains(line, marker))
+			if trigger && !armed {
+				armed = true
+				t.Logf("phase %s started (marker %q); SIGKILL in %v", phase, marker, after)
 				time.AfterFunc(after, func() {
 					mu.Lock()
 					defer mu.Unlock()

@@ -26,10 +26,10 @@ import (
 // unreachable is an address on the rig's bridge network where no machine is.
 const unreachable = "10.77.1.199"
 
-// startLab starts two machines and a registry that holds nothing: preflight only logs in to it.
-// The configuration is the cluster's own documents, without the platform's.
+// startLab starts two machines and a registry holding the images the nodes pull (preflight logs
+// in and asks for each). The configuration is the cluster's own documents, without the platform's.
 func startLab(ctx context.Context, tb testing.TB) *lab.Lab {
-	return rigtest.StartLab(ctx, tb, lab.Options{Machines: 2, NoArtifacts: true, Config: lab.StaticCluster})
+	return rigtest.StartLab(ctx, tb, lab.Options{Machines: 2, Config: lab.StaticCluster})
 }
 
 // runPreflight runs `dhctl bootstrap-phase preflight` inside the rig's network namespace and
@@ -85,8 +85,31 @@ func TestPreflight(t *testing.T) {
 			}
 		}
 	}
-	if !row(addr1, "registry", "ok").MatchString(out) || !strings.Contains(out, "accepts the credentials") {
-		t.Errorf("clean run: registry not ok from the first master")
+	if !row(addr1, "registry", "ok").MatchString(out) || !strings.Contains(out, "accepts the credentials") ||
+		!strings.Contains(out, "the 9 images the nodes pull are there") {
+		t.Errorf("clean run: registry not ok from the first master, or the images not checked")
+	}
+
+	// 1b. Node images said to be where there are none (a Deckhouse registry nobody pushed the
+	// node images to): the registry check names them and the fix, before a machine is touched.
+	good, err := os.ReadFile(goodConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := reg.Host + "/nothing-here"
+	noImages := filepath.Join(l.Dir, "no-images.yml")
+	text := strings.Replace(string(good), "  imagesRepo: "+l.ImagesRepo+"\n", "  imagesRepo: "+l.ImagesRepo+"\n  nodeImagesRepo: "+elsewhere+"\n", 1)
+	if text == string(good) {
+		t.Fatal("the lab configuration has no imagesRepo line to add nodeImagesRepo after")
+	}
+	if err := os.WriteFile(noImages, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = preflight(noImages, []string{addr1}, "--preflight-skip", "ports,leftovers")
+	if code != 1 || !row(addr1, "registry", "FAILED").MatchString(out) ||
+		!strings.Contains(out, "9 of the 9 images the nodes pull are not in the registry: "+elsewhere+"/coredns:v1.12.0") ||
+		!strings.Contains(out, "dhctl mirror push <bundle> "+elsewhere) {
+		t.Errorf("node images missing: exit %d, want 1 and the missing images named", code)
 	}
 	if row(addr2, "registry", "").MatchString(out) {
 		t.Errorf("clean run: registry checked from a host other than the first master")

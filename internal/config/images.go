@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -94,4 +95,17 @@ func imageTag(ref string) string {
 		return last[i+1:]
 	}
 	return ""
+}
+
+// NodeImageRefs are the references of the images the nodes run (every image of the version map
+// but the platform controller, which PlatformImageRef names), sorted.
+func (d DeckhouseInit) NodeImageRefs(rel KubernetesRelease) []string {
+	var out []string
+	for n, img := range rel.Images {
+		if n != PlatformControllerImage && img.Tag != "" {
+			out = append(out, d.NodeImagesRepository()+"/"+n+":"+img.Tag)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

@@ -39,7 +39,7 @@ var (
 		"ADDON_OPERATOR_NAMESPACE": "metadata.namespace", "ADDON_OPERATOR_LISTEN_ADDRESS": "status.podIP",
 		"KUBERNETES_SERVICE_HOST": "status.hostIP",
 	}
-	platformMounts = map[string]string{"/tmp": "tmp", "/run": "tmp", "/.kube": "kube", "/deckhouse/downloaded": "downloaded", "/dev": "dev-dir"}
+	platformMounts    = map[string]string{"/tmp": "tmp", "/run": "tmp", "/.kube": "kube", "/deckhouse/downloaded": "downloaded", "/dev": "dev-dir"}
 	platformHostPaths = map[string]string{"downloaded": "/var/lib/deckhouse/downloaded", "deckhouse": "/var/lib/deckhouse", "dev-dir": "/dev"}
 	helmLabels        = map[string]string{"heritage": "deckhouse", "app.kubernetes.io/managed-by": "Helm"}
 	helmAnnotations   = map[string]string{"meta.helm.sh/release-name": "deckhouse", "meta.helm.sh/release-namespace": "d8-system"}

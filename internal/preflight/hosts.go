@@ -18,8 +18,11 @@ type HostsOptions struct {
 	// is checked from it).
 	Hosts []inventory.Host
 	// Clients builds one (unconnected) SSH client per host, in order; the checks connect them.
-	Clients  func(hosts []string) ([]*ssh.Client, error)
-	Cluster  *config.Cluster
+	Clients func(hosts []string) ([]*ssh.Client, error)
+	Cluster *config.Cluster
+	// Images are the references the nodes will pull; the registry check asks for each of those on
+	// the registry (nil: only access is checked).
+	Images   []string
 	Minimums map[inventory.Role]Minimums
 	Skip     []string
 	Log      *slog.Logger
@@ -32,6 +35,9 @@ func CheckHosts(ctx context.Context, o HostsOptions) error {
 	inputs, err := InputsFrom(o.Cluster)
 	if err != nil {
 		return exitcode.Usage(err)
+	}
+	if inputs.Registry != nil {
+		inputs.Registry.Images = o.Images
 	}
 	if len(o.Hosts) == 0 {
 		return exitcode.Usage(errors.New("no hosts to check: pass --ssh-host (repeatable; the first is the first master) or SSHHost documents with --connection-config"))

@@ -13,6 +13,11 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Registry is the registry the nodes will pull from (InitConfiguration deckhouse.*).
@@ -27,6 +32,10 @@ type Registry struct {
 	// ("" = anonymous). They go only into request headers, never into a log, an error, a command
 	// line or a file.
 	User, Password string
+	// Images are the references the nodes will pull (node images, the platform); those on this
+	// registry's host are checked to exist, so that a registry without them (a Deckhouse
+	// registry the node images were never pushed to) fails here, before a machine is touched.
+	Images []string
 	// Proxy is the proxy URL the nodes use for this registry's scheme (ClusterConfiguration
 	// proxy.httpProxy/httpsProxy; may hold credentials: secret), "" for none. NoProxy are
 	// the proxy.noProxy entries (host names, .domain suffixes, IPs, CIDRs).
@@ -87,6 +96,40 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 func ProbeRegistry(ctx context.Context, dial DialFunc, reg Registry) Result {
 	ctx, cancel := context.WithTimeout(ctx, registryTimeout)
 	defer cancel()
+	r := probeAccess(ctx, dial, reg)
+	if r.Status != StatusOK || len(reg.Images) == 0 {
+		return r
+	}
+	return probeImages(ctx, dial, reg, r)
+}
+
+// registryTransport is how the checks talk to the registry: TCP from the first master (dial),
+// TLS with registryCA or this machine's roots, the nodes' proxy when one applies. A non-empty
+// string is the problem with the configuration.
+func registryTransport(dial DialFunc, reg Registry, host string) (*http.Transport, *url.URL, string) {
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	if reg.CA != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(reg.CA)) {
+			return nil, nil, "InitConfiguration deckhouse.registryCA holds no PEM certificate; paste the registry's CA certificate there"
+		}
+		tlsConfig.RootCAs = pool
+	}
+	proxy, err := reg.proxyFor(host)
+	if err != nil {
+		return nil, nil, err.Error()
+	}
+	return &http.Transport{
+		// Also the proxy, when one applies, is dialled from the master: its route is checked.
+		DialContext:         dial,
+		TLSClientConfig:     tlsConfig,
+		TLSHandshakeTimeout: 10 * time.Second,
+		DisableKeepAlives:   true,
+		Proxy:               func(*http.Request) (*url.URL, error) { return proxy, nil },
+	}, proxy, ""
+}
+
+func probeAccess(ctx context.Context, dial DialFunc, reg Registry) Result {
 	host, path, _ := strings.Cut(strings.TrimSuffix(reg.Repo, "/"), "/")
 	if host == "" {
 		return fail("InitConfiguration deckhouse.imagesRepo is empty: nodes pull every image from it; set it")
@@ -95,28 +138,13 @@ func ProbeRegistry(ctx context.Context, dial DialFunc, reg Registry) Result {
 	if scheme == "" {
 		scheme = "https"
 	}
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
-	if reg.CA != "" {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM([]byte(reg.CA)) {
-			return fail("InitConfiguration deckhouse.registryCA holds no PEM certificate; paste the registry's CA certificate there")
-		}
-		tlsConfig.RootCAs = pool
-	}
-	proxy, err := reg.proxyFor(host)
-	if err != nil {
-		return fail("%v", err)
+	tr, proxy, problem := registryTransport(dial, reg, host)
+	if problem != "" {
+		return fail("%s", problem)
 	}
 	client := &http.Client{
-		Transport: &http.Transport{
-			// Also the proxy, when one applies, is dialled from the master: its route is checked.
-			DialContext:         dial,
-			TLSClientConfig:     tlsConfig,
-			TLSHandshakeTimeout: 10 * time.Second,
-			DisableKeepAlives:   true,
-			Proxy:               func(*http.Request) (*url.URL, error) { return proxy, nil },
-		},
-		Timeout: registryTimeout,
+		Transport: tr,
+		Timeout:   registryTimeout,
 		// Registries redirect blobs, never /v2/ or the token endpoint: do not follow anything.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -184,6 +212,55 @@ func ProbeRegistry(ctx context.Context, dial DialFunc, reg Registry) Result {
 		return fail("%s answered %s", tokenWhere, resp.Status)
 	}
 	return fail("%s asks for an unsupported authentication scheme %q", where, authScheme)
+}
+
+// probeImages asks for the manifest of every image on the registry's host (HEAD, with the
+// registry's own authentication flow), after the access check passed (access says how).
+func probeImages(ctx context.Context, dial DialFunc, reg Registry, access Result) Result {
+	host, _, _ := strings.Cut(strings.TrimSuffix(reg.Repo, "/"), "/")
+	tr, _, problem := registryTransport(dial, reg, host)
+	if problem != "" {
+		return fail("%s", problem)
+	}
+	var nameOpts []name.Option
+	if strings.EqualFold(reg.Scheme, "http") {
+		nameOpts = append(nameOpts, name.Insecure)
+	}
+	auth := authn.Anonymous
+	if reg.User != "" || reg.Password != "" {
+		auth = &authn.Basic{Username: reg.User, Password: reg.Password}
+	}
+	var missing, other []string
+	checked := 0
+	for _, img := range reg.Images {
+		ref, err := name.ParseReference(img, nameOpts...)
+		if err != nil {
+			return fail("image reference %q does not parse: %v", img, err)
+		}
+		if !strings.EqualFold(ref.Context().RegistryStr(), host) {
+			other = append(other, img) // another registry's (a full --platform-image): not checked here
+			continue
+		}
+		checked++
+		_, err = remote.Head(ref, remote.WithContext(ctx), remote.WithTransport(tr), remote.WithAuth(auth))
+		var terr *transport.Error
+		switch {
+		case err == nil:
+		case errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound:
+			missing = append(missing, img)
+		default:
+			return fail("%s: asking for the manifest of %s (from the first master): %v", host, img, err)
+		}
+	}
+	if len(missing) > 0 {
+		return fail("%s: %d of the %d images the nodes pull are not in the registry: %s; push them (dhctl mirror push <bundle> %s), or point nodeImagesRepo or the platform image at where they are",
+			host, len(missing), checked, strings.Join(missing, ", "), reg.Repo)
+	}
+	msg := fmt.Sprintf("%s; the %d images the nodes pull are there", access.Message, checked)
+	if len(other) > 0 {
+		msg += fmt.Sprintf(" (%s: on another registry, not checked)", strings.Join(other, ", "))
+	}
+	return ok("%s", msg)
 }
 
 // get does one GET and drains the body (the status and headers are all the check needs).

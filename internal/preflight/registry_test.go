@@ -11,6 +11,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // These run ProbeRegistry against real HTTP(S) servers on loopback, dialling directly (in
@@ -216,4 +222,43 @@ func TestProbeRegistryThroughProxy(t *testing.T) {
 	if got := seen(); len(got) != before {
 		t.Errorf("noProxy host went through the proxy: %v", got)
 	}
+}
+
+// A real registry (go-containerregistry's, in memory) behind basic auth and TLS: the images the
+// nodes pull must be there, and a missing one is named with the fix.
+func TestProbeRegistryImages(t *testing.T) {
+	regHandler := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	srv := quietTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != regUser || p != regPassword {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		regHandler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	present := host + "/dhctl/pause:3.10"
+	ref, err := name.ParseReference(present)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithTransport(srv.Client().Transport), remote.WithAuth(&authn.Basic{Username: regUser, Password: regPassword})); err != nil {
+		t.Fatal(err)
+	}
+	var d net.Dialer
+	reg := Registry{Repo: host + "/dhctl", CA: caPEM(srv), User: regUser, Password: regPassword}
+
+	reg.Images = []string{present, "other.example.com/deckhouse/ce:v1.70.3"}
+	expect(t, "present", ProbeRegistry(context.Background(), d.DialContext, reg), StatusOK,
+		"the 1 images the nodes pull are there", "other.example.com/deckhouse/ce:v1.70.3: on another registry, not checked")
+
+	missing := host + "/dhctl/kube-apiserver:v1.33.13"
+	reg.Images = []string{present, missing}
+	expect(t, "missing", ProbeRegistry(context.Background(), d.DialContext, reg), StatusFailed,
+		"1 of the 2 images the nodes pull are not in the registry: "+missing, "dhctl mirror push <bundle> "+host+"/dhctl", "nodeImagesRepo")
 }

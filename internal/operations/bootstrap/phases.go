@@ -212,9 +212,19 @@ func (b *Bootstrap) preflight(ctx context.Context) error {
 		return nil // the machines are not made yet
 	}
 	return preflight.CheckHosts(ctx, preflight.HostsOptions{
-		Hosts: hosts, Clients: b.o.Clients, Cluster: b.o.Cluster,
+		Hosts: hosts, Clients: b.o.Clients, Cluster: b.o.Cluster, Images: b.pulledImages(),
 		Minimums: b.o.Preflight.Minimums, Skip: b.o.Preflight.Skip, Log: b.o.Log, Out: b.o.Out,
 	})
+}
+
+// pulledImages are the images the nodes will pull: the node images and the platform.
+func (b *Bootstrap) pulledImages() []string {
+	ic := b.o.Cluster.InitConfiguration
+	rel, ok := b.o.VersionMap.Release(b.o.Cluster.KubernetesVersion)
+	if ic == nil || !ok {
+		return nil // the configuration checks say what is missing
+	}
+	return append(ic.Deckhouse.NodeImageRefs(rel), b.installer.Values().Platform.Image)
 }
 
 func (b *Bootstrap) connectAll(ctx context.Context) error {
