@@ -162,8 +162,8 @@ func TestBootstrapKilled(t *testing.T) {
 		after         time.Duration
 	}{
 		{"first-master", `"step":"060_kubeadm"`, 3 * time.Second}, // kubeadm init under way (~14 s)
-		{"install/wait-platform", "", 2 * time.Second},
 		{"nodes/workers", "", 3 * time.Second}, // the worker's bundle under way (it takes ~6 s)
+		{"install/wait-platform", "", 2 * time.Second},
 	} {
 		if killAt(ctx, t, l, args, at.phase, at.marker, at.after) {
 			continue

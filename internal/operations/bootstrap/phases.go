@@ -64,13 +64,16 @@ func (b *Bootstrap) Phases() []phase.Phase {
 		leaf(&funcPhase{name: PhaseConnect, title: "Connect to every machine over SSH", run: b.connectAll}),
 		leaf(&funcPhase{name: PhaseFirstMaster, title: "Prepare the first master: node bundle, kubeadm init", run: b.bootstrapFirstMaster,
 			inputs: b.nodeInputs(PhaseFirstMaster, func() []inventory.Host { return first(b.o.Inventory.Masters()) })}),
-		b.install,
+		// The other nodes join before the install: a join needs the API server and a token, not
+		// the CNI, so the CNI's pods then start on every node at once and nothing waits for a
+		// join after the platform is up.
 		phase.NewGroup(PhaseNodes, "Add the other masters and the workers",
 			leaf(&funcPhase{name: PhaseMasters, title: "Join the other masters, one at a time", run: b.joinMasters,
 				inputs: b.nodeInputs(PhaseMasters, b.otherMasters), skipIf: b.noOtherMasters}),
 			leaf(&funcPhase{name: PhaseWorkers, title: "Join the workers, in parallel", run: b.joinWorkers,
 				inputs: b.nodeInputs(PhaseWorkers, b.workers), skipIf: b.noWorkers}),
 		),
+		b.install,
 		b.resources,
 		leaf(&funcPhase{name: PhaseWaitCluster, title: "Wait for every node Ready and a healthy control plane", run: b.waitCluster}),
 		leaf(&funcPhase{name: PhasePostBootstrap, title: "Run the post-bootstrap script on the first master", run: b.postBootstrap,
