@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -49,20 +50,40 @@ func phaseList(tree []phase.Phase, roots []string) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
-// subtree keeps the top-level phases named in roots (all when roots is empty).
+// subtree keeps the phases named in roots (all when roots is empty) with their subtrees, and
+// the groups on the way to them holding only those: each keeps its path, and so its checkpoints,
+// whichever command runs it.
 func subtree(tree []phase.Phase, roots []string) []phase.Phase {
 	if len(roots) == 0 {
 		return tree
 	}
 	var out []phase.Phase
 	for _, p := range tree {
-		for _, r := range roots {
-			if p.Name() == r {
-				out = append(out, p)
+		if slices.Contains(roots, p.Name()) {
+			out = append(out, p)
+			continue
+		}
+		if g, ok := p.(phase.Group); ok {
+			if kept := subtree(g.Phases(), roots); len(kept) > 0 {
+				out = append(out, &prunedGroup{Group: g, children: kept})
 			}
 		}
 	}
 	return out
+}
+
+// prunedGroup is a group with some of its children.
+type prunedGroup struct {
+	phase.Group
+	children []phase.Phase
+}
+
+func (g *prunedGroup) Phases() []phase.Phase { return g.children }
+
+// Concurrent: as the group it prunes.
+func (g *prunedGroup) Concurrent() bool {
+	c, ok := g.Group.(phase.Concurrent)
+	return ok && c.Concurrent()
 }
 
 func names(infos []phase.Info) []string {

@@ -73,6 +73,7 @@ func TestBootstrap(t *testing.T) {
 	}
 	t.Logf("FIGURE bootstrap 1 master + 1 worker, command start to all nodes Ready: %v", took.Round(100*time.Millisecond))
 	logStepTimes(t, l)
+	logPodTimeline(ctx, t, l)
 	for _, want := range []string{"Admin kubeconfig: " + l.Kubeconfig(), "wait-cluster", l.Masters[0].Name, l.Workers[0].Name} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the summary lacks %q", want)
@@ -105,7 +106,7 @@ func TestBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second dhctl bootstrap: %v", err)
 	}
-	for _, p := range []string{"first-master", "install/cni", "nodes/workers"} {
+	for _, p := range []string{"first-master", "grow/install/cni", "grow/nodes/workers"} {
 		if !strings.Contains(out, p) || !summaryStatus(out, p, "skipped-checkpoint") {
 			t.Errorf("re-run: phase %s not skipped as done:\n%s", p, out)
 		}
@@ -125,8 +126,8 @@ func TestBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dhctl bootstrap with --resources and a post-bootstrap script: %v", err)
 	}
-	for p, want := range map[string]string{"preflight": "skipped-checkpoint", "first-master": "skipped-checkpoint", "install/platform": "skipped-checkpoint",
-		"nodes/workers": "skipped-checkpoint", "create-resources": "ran", "post-bootstrap-script": "ran"} {
+	for p, want := range map[string]string{"preflight": "skipped-checkpoint", "first-master": "skipped-checkpoint", "grow/install/platform": "skipped-checkpoint",
+		"grow/nodes/workers": "skipped-checkpoint", "create-resources": "ran", "post-bootstrap-script": "ran"} {
 		if !summaryStatus(out, p, want) {
 			t.Errorf("with new --resources and script: phase %s is not %s", p, want)
 		}
@@ -162,8 +163,8 @@ func TestBootstrapKilled(t *testing.T) {
 		after         time.Duration
 	}{
 		{"first-master", `"step":"060_kubeadm"`, 3 * time.Second}, // kubeadm init under way (~14 s)
-		{"nodes/workers", "", 3 * time.Second}, // the worker's bundle under way (it takes ~6 s)
-		{"install/wait-platform", "", 2 * time.Second},
+		{"grow/nodes/workers", "", 3 * time.Second}, // the worker's bundle under way (it takes ~6 s)
+		{"grow/install/wait-platform", "", 2 * time.Second},
 	} {
 		if killAt(ctx, t, l, args, at.phase, at.marker, at.after) {
 			continue
@@ -516,4 +517,52 @@ func exitCode(err error) int {
 		return exitErr.ExitCode()
 	}
 	return -1
+}
+
+// logPodTimeline prints when each node and pod got through its conditions, in seconds after the
+// first node registered (kubeadm init's kubelet): where the time after kubeadm init goes.
+func logPodTimeline(ctx context.Context, t *testing.T, l *lab.Lab) {
+	t.Helper()
+	out, err := l.Masters[0].Run(ctx, "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes,pods -A -o json", nil)
+	if err != nil {
+		t.Logf("pod timeline: %v", err)
+		return
+	}
+	var list struct {
+		Items []struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name, Namespace   string
+				CreationTimestamp time.Time `json:"creationTimestamp"`
+			} `json:"metadata"`
+			Status struct {
+				Conditions []struct {
+					Type, Status       string
+					LastTransitionTime time.Time `json:"lastTransitionTime"`
+				} `json:"conditions"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Logf("pod timeline: %v", err)
+		return
+	}
+	var origin time.Time
+	for _, it := range list.Items {
+		if it.Kind == "Node" && (origin.IsZero() || it.Metadata.CreationTimestamp.Before(origin)) {
+			origin = it.Metadata.CreationTimestamp
+		}
+	}
+	var rows []string
+	for _, it := range list.Items {
+		row := fmt.Sprintf("%-5s %-45s created %+4.0fs", it.Kind, strings.TrimPrefix(it.Metadata.Namespace+"/"+it.Metadata.Name, "/"), it.Metadata.CreationTimestamp.Sub(origin).Seconds())
+		for _, c := range it.Status.Conditions {
+			if c.Status == "True" && (c.Type == "PodScheduled" || c.Type == "Initialized" || c.Type == "Ready") {
+				row += fmt.Sprintf(" %s %+4.0fs", c.Type, c.LastTransitionTime.Sub(origin).Seconds())
+			}
+		}
+		rows = append(rows, row)
+	}
+	sort.Strings(rows)
+	t.Logf("timeline (seconds after the first node registered):\n  %s", strings.Join(rows, "\n  "))
 }

@@ -192,7 +192,7 @@ func TestVsphereBootstrap(t *testing.T) {
 		t.Fatalf("dhctl bootstrap: exit %d", code)
 	}
 	t.Logf("FIGURE vSphere bootstrap 1 master + 1 worker (OpenTofu), command start to all nodes Ready: %v", took.Round(100*time.Millisecond))
-	for _, p := range []string{"preflight", "base-infra", "node-infra", "first-master", "nodes/workers", "wait-cluster"} {
+	for _, p := range []string{"preflight", "base-infra", "node-infra", "first-master", "prepare", "grow/nodes/workers", "grow/install", "wait-cluster"} {
 		t.Logf("FIGURE first run, phase %s: %s", p, phaseTook(out, p))
 	}
 	checkVMs(ctx, t, sim, before, master.Address.String(), worker.Address.String(), l.SSHPublicKey())

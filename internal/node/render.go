@@ -30,6 +30,25 @@ type Step struct {
 	Script []byte
 }
 
+// KubeadmStep joins the node to the cluster (kubeadm init or join): the only step that needs
+// the cluster, the steps before it only the machine and the configuration.
+const KubeadmStep = "060_kubeadm"
+
+// Preparation is the bundle without the kubeadm step and what follows it: what a machine can
+// do before the cluster it will join exists. Its steps are the same scripts as the whole
+// bundle's, so the whole bundle run later skips them.
+func (b *Bundle) Preparation() *Bundle {
+	out := *b
+	out.Steps = nil
+	for _, s := range b.Steps {
+		if s.Name >= KubeadmStep {
+			break
+		}
+		out.Steps = append(out.Steps, s)
+	}
+	return &out
+}
+
 // RemoteDir is where a bundle lives on the node (root-only).
 const RemoteDir = "/var/lib/dhctl/bashible/bundle"
 

@@ -1,6 +1,7 @@
 package nodebundle
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -88,5 +89,40 @@ func TestPlanRendersMasterAndWorker(t *testing.T) {
 	}
 	if d.Init || !strings.Contains(d.KubeadmConfig, "apiServerEndpoint: 192.168.199.10:6443") {
 		t.Errorf("worker: %s", d.KubeadmConfig)
+	}
+}
+
+// A machine prepared before the cluster exists runs exactly the scripts its bundle runs later
+// (which then skips them): the steps before kubeadm's do not depend on the join data.
+func TestPreparationIsTheBundlesFirstSteps(t *testing.T) {
+	c, vm := load(t)
+	o, err := config.ParseVersionMapOverride([]byte(override))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPlan(candi.FS, c, vm.WithOverride(o), "192.168.199.10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := node.Host{Family: node.Debian, Hostname: "w0", CgroupDriver: "systemd"}
+	render := func(token, hash string) *node.Bundle {
+		join := kubeadm.JoinInfo{APIServerEndpoint: p.Kubeadm.ControlPlaneEndpoint, Token: token, CACertHash: "sha256:" + strings.Repeat(hash, 32)}
+		b, _, err := p.Render(Target{IP: "192.168.199.11", Role: inventory.Worker, Host: host}, kubeadm.Secrets{}, join)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	early, later := render("abcdef.0123456789abcdef", "00").Preparation(), render("zyxwvu.9876543210zyxwvu", "ab")
+	if len(early.Steps) != len(later.Steps)-1 {
+		t.Fatalf("preparation has %d steps, the bundle %d", len(early.Steps), len(later.Steps))
+	}
+	for i, s := range early.Steps {
+		if s.Name >= node.KubeadmStep || s.Name != later.Steps[i].Name || !bytes.Equal(s.Script, later.Steps[i].Script) {
+			t.Errorf("step %s of the preparation differs from the bundle's %s", s.Name, later.Steps[i].Name)
+		}
+	}
+	if last := later.Steps[len(later.Steps)-1]; last.Name != node.KubeadmStep || bytes.Equal(last.Script, render("abcdef.0123456789abcdef", "00").Steps[len(later.Steps)-1].Script) {
+		t.Errorf("the kubeadm step should carry the join data: %s", last.Name)
 	}
 }

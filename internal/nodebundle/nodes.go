@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -146,6 +147,43 @@ func (n *Nodes) FirstMaster(ctx context.Context, c *ssh.Client, h inventory.Host
 		return res, err
 	}
 	return res, nil
+}
+
+// Prepare runs, on h, every step of its bundle that needs no cluster (packages, containerd, the
+// kubelet): all machines do this at once, before the first master's kubeadm init, so that init
+// and the joins later run only their kubeadm step. firstMasterIP is the control-plane address
+// the later bundle uses, so the prepared steps are the very scripts it skips. The host is
+// recorded before it is touched.
+func (n *Nodes) Prepare(ctx context.Context, c *ssh.Client, h inventory.Host, firstMasterIP string) (node.Report, error) {
+	p, err := n.Plan(firstMasterIP)
+	if err != nil {
+		return node.Report{}, err
+	}
+	addr, err := n.packagesAddr(p)
+	if err != nil {
+		return node.Report{}, err
+	}
+	host, err := detectHost(ctx, c, h.Name)
+	if err != nil {
+		return node.Report{}, err
+	}
+	// The kubeadm step is dropped: its join data need not be real (the first master's are not
+	// made yet, nor are the joiners').
+	placeholder := kubeadm.JoinInfo{APIServerEndpoint: p.Kubeadm.ControlPlaneEndpoint, Token: "abcdef.0123456789abcdef",
+		CACertHash: "sha256:" + strings.Repeat("0", 64), CertificateKey: strings.Repeat("0", 64)}
+	secrets := kubeadm.Secrets{Token: placeholder.Token, CertificateKey: placeholder.CertificateKey}
+	b, _, err := p.Render(Target{IP: h.IP, Role: h.Role, Init: h.IP == firstMasterIP, Host: host}, secrets, placeholder)
+	if err != nil {
+		return node.Report{}, err
+	}
+	if err := n.o.State.RecordHost(h.SSH, string(h.Role), n.o.Now()); err != nil {
+		return node.Report{}, err
+	}
+	rep, err := node.Execute(ctx, c, b.Preparation(), node.ExecOptions{PackagesAddr: addr, Log: n.o.Log})
+	if err != nil {
+		return rep, fmt.Errorf("%s %s: %w", h.Role, h.SSH, err)
+	}
+	return rep, nil
 }
 
 // NotBootstrappedError says a node cannot join: the cluster's first master has no join data yet.

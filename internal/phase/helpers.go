@@ -40,6 +40,19 @@ func (g *group) Run(context.Context) error    { return nil }
 func (g *group) Phases() []Phase              { return g.children }
 func (g *group) DryRun(context.Context) error { return nil }
 
+// concurrentGroup is a group whose children run at the same time.
+type concurrentGroup struct{ group }
+
+// NewConcurrentGroup returns a group whose children run at the same time (each with its own
+// checkpoint, as in any group), for work that shares nothing but what earlier phases made. The
+// group waits for every child, even after one failed, so that none is left half done, and
+// fails with the first failure in the children's order. A dry run previews them in order.
+func NewConcurrentGroup(name, title string, children ...Phase) Group {
+	return &concurrentGroup{group{name: name, title: title, children: children}}
+}
+
+func (g *concurrentGroup) Concurrent() bool { return true }
+
 // LogSink returns a Sink drawing events with a logging.Logger (phase tree or JSON, plus the debug
 // log). The import goes phase → logging only; logging knows nothing of this package.
 func LogSink(l *logging.Logger) Sink {

@@ -40,6 +40,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dhctl-dev/dhctl/internal/exitcode"
@@ -74,6 +75,12 @@ type DryRunner interface {
 type Group interface {
 	Phase
 	Phases() []Phase
+}
+
+// Concurrent is a Group whose children run at the same time (see NewConcurrentGroup).
+type Concurrent interface {
+	Group
+	Concurrent() bool
 }
 
 // Status is the outcome of one phase.
@@ -112,7 +119,8 @@ type Event struct {
 	Reason   string
 }
 
-// Sink receives events. Emit is called from the goroutine calling Run, in order.
+// Sink receives events. Emit is called one event at a time; the events of a phase come in order
+// (start, then end), those of concurrent phases interleave.
 type Sink interface {
 	Emit(Event)
 }
@@ -295,7 +303,49 @@ func resolveNames(flag string, names []string, infos []Info, into map[string]boo
 type runner struct {
 	opts       Options
 	skip, only map[string]bool
-	results    []PhaseResult
+
+	mu      sync.Mutex // results and Events, for concurrent groups
+	results []PhaseResult
+}
+
+// emit sends one event (serialised).
+func (r *runner) emit(ev Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.opts.Events.Emit(ev)
+}
+
+// record appends a result and returns its index.
+func (r *runner) record(res PhaseResult) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.results = append(r.results, res)
+	return len(r.results) - 1
+}
+
+// runChildren runs a group's children: in order, or all at once for a concurrent group (never
+// in a dry run, whose preview reads in order).
+func (r *runner) runChildren(ctx context.Context, g Group, path string, depth int, selected bool) error {
+	if c, ok := g.(Concurrent); !ok || !c.Concurrent() || r.opts.DryRun {
+		return r.runList(ctx, g.Phases(), path, depth+1, selected)
+	}
+	children := g.Phases()
+	errs := make([]error, len(children))
+	var wg sync.WaitGroup
+	for i, p := range children {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.runOne(ctx, p, joinPath(path, p.Name()), depth+1, selected)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (r *runner) runList(ctx context.Context, phases []Phase, parent string, depth int, selected bool) error {
@@ -360,9 +410,8 @@ func (r *runner) runOne(ctx context.Context, p Phase, path string, depth int, se
 	start := r.opts.Clock()
 	startEv := ev
 	startEv.Time, startEv.Kind = start, EventStart
-	r.opts.Events.Emit(startEv)
-	idx := len(r.results)
-	r.results = append(r.results, res) // keeps tree order; filled in below
+	r.emit(startEv)
+	idx := r.record(res) // keeps tree order; filled in below
 
 	if r.opts.DryRun {
 		if d, ok := p.(DryRunner); ok {
@@ -374,7 +423,7 @@ func (r *runner) runOne(ctx context.Context, p Phase, path string, depth int, se
 			ev.Reason = r.results[idx].Reason
 		}
 		if isGroup {
-			if err := r.runList(ctx, g.Phases(), path, depth+1, selected); err != nil {
+			if err := r.runChildren(ctx, g, path, depth, selected); err != nil {
 				return r.finish(idx, ev, start, err)
 			}
 		}
@@ -391,7 +440,7 @@ func (r *runner) runOne(ctx context.Context, p Phase, path string, depth int, se
 		return r.finish(idx, ev, start, &Error{Path: path, Err: err})
 	}
 	if isGroup {
-		return r.finish(idx, ev, start, r.runList(ctx, g.Phases(), path, depth+1, selected))
+		return r.finish(idx, ev, start, r.runChildren(ctx, g, path, depth, selected))
 	}
 	if r.opts.Checkpoints != nil {
 		now := r.opts.Clock()
@@ -415,9 +464,9 @@ func (r *runner) onlyBelow(path string) bool {
 
 func (r *runner) skipped(res PhaseResult, ev Event, status Status, reason string) error {
 	res.Status, res.Reason = status, reason
-	r.results = append(r.results, res)
+	r.record(res)
 	ev.Time, ev.Kind, ev.Status, ev.Reason = r.opts.Clock(), EventSkip, string(status), reason
-	r.opts.Events.Emit(ev)
+	r.emit(ev)
 	return nil
 }
 
@@ -426,14 +475,14 @@ func (r *runner) skipped(res PhaseResult, ev Event, status Status, reason string
 func (r *runner) failed(res PhaseResult, ev Event, now time.Time, err error) error {
 	startEv := ev
 	startEv.Time, startEv.Kind = now, EventStart
-	r.opts.Events.Emit(startEv)
-	r.results = append(r.results, res)
-	return r.finish(len(r.results)-1, ev, now, err)
+	r.emit(startEv)
+	return r.finish(r.record(res), ev, now, err)
 }
 
 // finish completes results[idx] and emits the end event. err is returned unchanged.
 func (r *runner) finish(idx int, ev Event, start time.Time, err error) error {
 	now := r.opts.Clock()
+	r.mu.Lock()
 	res := &r.results[idx]
 	res.Duration = now.Sub(start)
 	switch {
@@ -449,7 +498,8 @@ func (r *runner) finish(idx int, ev Event, start time.Time, err error) error {
 		res.Status = StatusRan
 	}
 	ev.Time, ev.Kind, ev.Status, ev.Duration = now, EventEnd, string(res.Status), res.Duration
-	r.opts.Events.Emit(ev)
+	r.mu.Unlock()
+	r.emit(ev)
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -692,5 +693,77 @@ func TestInterruptedPhaseIsNotFailed(t *testing.T) {
 	}
 	if last := events[len(events)-1]; last.Kind != EventEnd || last.Status != string(StatusInterrupted) {
 		t.Errorf("last event %+v", last)
+	}
+}
+
+// A concurrent group runs its children at the same time (each waits here until the other has
+// started: run one after the other they would time out), checkpoints each, waits for all even
+// when one fails, and fails with the first failure; a re-run runs only the failed child.
+func TestConcurrentGroup(t *testing.T) {
+	_, store := openStore(t)
+	rec := &recorder{}
+	var started sync.WaitGroup
+	started.Add(2)
+	meet := func(ctx context.Context) error {
+		started.Done()
+		done := make(chan struct{})
+		go func() { started.Wait(); close(done) }()
+		select {
+		case <-done:
+			return nil
+		case <-time.After(10 * time.Second):
+			return errors.New("the other child did not start while this one ran")
+		}
+	}
+	fail := true
+	workers := &inputsLeaf{leaf: leaf{name: "workers", rec: rec, fn: func(ctx context.Context) error {
+		if err := meet(ctx); err != nil {
+			return err
+		}
+		if fail {
+			return errors.New("worker join failed")
+		}
+		return nil
+	}}, inputs: "w"}
+	var installFinished atomic.Bool
+	install := &inputsLeaf{leaf: leaf{name: "install", rec: rec, fn: func(ctx context.Context) error {
+		err := meet(ctx)
+		time.Sleep(200 * time.Millisecond) // still working when its sibling fails
+		installFinished.Store(true)
+		return err
+	}}, inputs: "i"}
+	after := &leaf{name: "after", rec: rec}
+	tree := []Phase{NewConcurrentGroup("both", "Both at once", workers, install), after}
+	var events []Event
+	var mu sync.Mutex
+	sink := SinkFunc(func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() })
+	res, err := Run(context.Background(), tree, Options{Checkpoints: store, Events: sink})
+	var perr *Error
+	if !errors.As(err, &perr) || perr.Path != "both/workers" || !strings.Contains(err.Error(), "worker join failed") {
+		t.Fatalf("want the failure of both/workers, got %v", err)
+	}
+	if !installFinished.Load() {
+		t.Error("the group returned before its other child finished")
+	}
+	if p, _ := res.Get("both/install"); p.Status != StatusRan {
+		t.Errorf("install: %+v", p)
+	}
+	if strings.Contains(rec.String(), "after") {
+		t.Error("the phase after a failed group ran")
+	}
+	if len(events) != 6 { // group start, 2 × (start, end), group end
+		t.Errorf("%d events: %+v", len(events), events)
+	}
+
+	// The re-run: install is done (checkpointed), only workers runs, now without the other to meet.
+	rec.reset()
+	fail = false
+	started = sync.WaitGroup{}
+	started.Add(1)
+	if _, err := Run(context.Background(), tree, Options{Checkpoints: store}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.String(); got != "workers after" {
+		t.Errorf("re-run calls: %q, want workers after", got)
 	}
 }

@@ -25,7 +25,9 @@ import (
 const (
 	PhasePreflight     = "preflight"
 	PhaseConnect       = "connect"
+	PhasePrepare       = "prepare"
 	PhaseFirstMaster   = "first-master"
+	PhaseGrow          = "grow"
 	PhaseNodes         = "nodes"
 	PhaseMasters       = "masters"
 	PhaseWorkers       = "workers"
@@ -47,7 +49,7 @@ func Commands() []Command {
 		{Use: "preflight", Short: "Run the preflight checks against the machines", Phases: []string{PhasePreflight}},
 		{Use: "base-infra", Short: "Make the base infrastructure of a cloud cluster", Phases: []string{PhaseBaseInfra}},
 		{Use: "execute-bashible-bundle", Short: "Prepare nodes: packages, containerd, kubelet, then kubeadm init (first master) or join",
-			Phases: []string{PhaseFirstMaster, PhaseNodes}},
+			Phases: []string{PhasePrepare, PhaseFirstMaster, PhaseNodes}},
 		{Use: "install-deckhouse", Short: "Install the CNI, the NodeGroups, the platform controller and the cluster state",
 			Phases: []string{install.PhaseInstall}},
 		{Use: "create-resources", Short: "Create the --resources documents in the cluster", Phases: []string{install.PhaseCreateResources}},
@@ -62,18 +64,22 @@ func (b *Bootstrap) Phases() []phase.Phase {
 		leaf(&funcPhase{name: PhaseBaseInfra, title: "Make the base infrastructure (cloud)", run: b.baseInfra, skipIf: b.noInfra}),
 		leaf(&funcPhase{name: PhaseNodeInfra, title: "Make the machines (cloud): one step per node", run: b.nodeInfra, skipIf: b.noInfra}),
 		leaf(&funcPhase{name: PhaseConnect, title: "Connect to every machine over SSH", run: b.connectAll}),
+		leaf(&funcPhase{name: PhasePrepare, title: "Prepare every machine at once: packages, containerd, kubelet", run: b.prepareAll,
+			inputs: b.nodeInputs(PhasePrepare, b.o.Inventory.All)}),
 		leaf(&funcPhase{name: PhaseFirstMaster, title: "Prepare the first master: node bundle, kubeadm init", run: b.bootstrapFirstMaster,
 			inputs: b.nodeInputs(PhaseFirstMaster, func() []inventory.Host { return first(b.o.Inventory.Masters()) })}),
-		// The other nodes join before the install: a join needs the API server and a token, not
-		// the CNI, so the CNI's pods then start on every node at once and nothing waits for a
-		// join after the platform is up.
-		phase.NewGroup(PhaseNodes, "Add the other masters and the workers",
-			leaf(&funcPhase{name: PhaseMasters, title: "Join the other masters, one at a time", run: b.joinMasters,
-				inputs: b.nodeInputs(PhaseMasters, b.otherMasters), skipIf: b.noOtherMasters}),
-			leaf(&funcPhase{name: PhaseWorkers, title: "Join the workers, in parallel", run: b.joinWorkers,
-				inputs: b.nodeInputs(PhaseWorkers, b.workers), skipIf: b.noWorkers}),
+		// The other nodes join while the CNI and the platform install: a join needs the API
+		// server and a token, not the CNI, and the install needs only the first master; the
+		// CNI's pods then start on every node as it joins.
+		phase.NewConcurrentGroup(PhaseGrow, "Join the other nodes and install the CNI and the platform, at once",
+			phase.NewGroup(PhaseNodes, "Add the other masters and the workers",
+				leaf(&funcPhase{name: PhaseMasters, title: "Join the other masters, one at a time", run: b.joinMasters,
+					inputs: b.nodeInputs(PhaseMasters, b.otherMasters), skipIf: b.noOtherMasters}),
+				leaf(&funcPhase{name: PhaseWorkers, title: "Join the workers, in parallel", run: b.joinWorkers,
+					inputs: b.nodeInputs(PhaseWorkers, b.workers), skipIf: b.noWorkers}),
+			),
+			b.install,
 		),
-		b.install,
 		b.resources,
 		leaf(&funcPhase{name: PhaseWaitCluster, title: "Wait for every node Ready and a healthy control plane", run: b.waitCluster}),
 		leaf(&funcPhase{name: PhasePostBootstrap, title: "Run the post-bootstrap script on the first master", run: b.postBootstrap,
@@ -288,6 +294,38 @@ func (b *Bootstrap) bootstrapFirstMaster(ctx context.Context) error {
 	logBundle(b.o.Log, fm, res.Report, start)
 	b.o.Log.Info("admin kubeconfig saved", "path", b.KubeconfigPath())
 	return nil
+}
+
+// prepareAll runs every machine's cluster-independent steps at once: the first master's
+// kubeadm init and every join then wait only for their kubeadm step.
+func (b *Bootstrap) prepareAll(ctx context.Context) error {
+	fm, err := b.firstMaster()
+	if err != nil {
+		return err
+	}
+	hosts := b.o.Inventory.All()
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := b.client(ctx, h.SSH)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			start := time.Now()
+			rep, err := b.nodes.Prepare(ctx, c, h, fm.IP)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			logBundle(b.o.Log, h, rep, start)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (b *Bootstrap) join(ctx context.Context, h inventory.Host) error {
