@@ -163,7 +163,7 @@ func TestBootstrapKilled(t *testing.T) {
 		after         time.Duration
 	}{
 		{"first-master", `"step":"060_kubeadm"`, 3 * time.Second}, // kubeadm init under way (~14 s)
-		{"grow/nodes/workers", "", 3 * time.Second}, // the worker's bundle under way (it takes ~6 s)
+		{"grow/nodes/workers", "", 3 * time.Second},               // the worker's bundle under way (it takes ~6 s)
 		{"grow/install/wait-platform", "", 2 * time.Second},
 	} {
 		if killAt(ctx, t, l, args, at.phase, at.marker, at.after) {
