@@ -223,8 +223,8 @@ type platformWatch struct {
 	errors    map[string]bool
 }
 
-// Done is what Deckhouse's installer waits for: the leader pod Running and Ready, and its log
-// reporting that the first converge of the modules finished.
+// poll says whether the platform is done, as Deckhouse's installer means it: the leader pod
+// Running and Ready, and its log reporting that the first converge of the modules finished.
 func (w *platformWatch) poll(ctx context.Context) (done bool, why string, err error) {
 	pod, why, err := w.leaderPod(ctx)
 	if err != nil || pod == nil {

@@ -118,15 +118,20 @@ func TestTreeIsThePhasesOfARun(t *testing.T) {
 	if strings.Join(names, " ") != wantPaths {
 		t.Errorf("phases:\n got %s\nwant %s", strings.Join(names, " "), wantPaths)
 	}
-	// Every bootstrap-phase command names phases of the tree.
-	top := map[string]bool{}
-	for _, p := range Tree() {
-		top[p.Name()] = true
+	// Every bootstrap-phase command names phases of the tree, each name exactly one phase (the
+	// commands find them at any depth).
+	infos, err := phase.List(Tree())
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, in := range infos {
+		count[in.Name]++
 	}
 	for _, cmd := range Commands() {
 		for _, p := range cmd.Phases {
-			if !top[p] {
-				t.Errorf("command %s names %q, not a top-level phase", cmd.Use, p)
+			if count[p] != 1 {
+				t.Errorf("command %s names %q, which %d phases of the tree have", cmd.Use, p, count[p])
 			}
 		}
 	}
