@@ -237,16 +237,23 @@ func (b *Bootstrap) pulledImages() []string {
 }
 
 func (b *Bootstrap) connectAll(ctx context.Context) error {
-	hosts := b.o.Inventory.All()
+	return onEach(b.o.Inventory.All(), func(h inventory.Host) error {
+		if _, err := b.client(ctx, h.SSH); err != nil {
+			return fmt.Errorf("host %s: %w", h.SSH, err)
+		}
+		return nil
+	})
+}
+
+// onEach runs fn for every host at once and joins their errors.
+func onEach(hosts []inventory.Host, fn func(inventory.Host) error) error {
 	errs := make([]error, len(hosts))
 	var wg sync.WaitGroup
 	for i, h := range hosts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := b.client(ctx, h.SSH); err != nil {
-				errs[i] = fmt.Errorf("host %s: %w", h.SSH, err)
-			}
+			errs[i] = fn(h)
 		}()
 	}
 	wg.Wait()
@@ -303,29 +310,19 @@ func (b *Bootstrap) prepareAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	hosts := b.o.Inventory.All()
-	errs := make([]error, len(hosts))
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := b.client(ctx, h.SSH)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			start := time.Now()
-			rep, err := b.nodes.Prepare(ctx, c, h, fm.IP)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			logBundle(b.o.Log, h, rep, start)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return onEach(b.o.Inventory.All(), func(h inventory.Host) error {
+		c, err := b.client(ctx, h.SSH)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		rep, err := b.nodes.Prepare(ctx, c, h, fm.IP)
+		if err != nil {
+			return err
+		}
+		logBundle(b.o.Log, h, rep, start)
+		return nil
+	})
 }
 
 func (b *Bootstrap) join(ctx context.Context, h inventory.Host) error {
@@ -367,18 +364,7 @@ func (b *Bootstrap) joinWorkers(ctx context.Context) error {
 	if err := b.ensureJoinToken(ctx); err != nil {
 		return err
 	}
-	workers := b.workers()
-	errs := make([]error, len(workers))
-	var wg sync.WaitGroup
-	for i, h := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = b.join(ctx, h)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return onEach(b.workers(), func(h inventory.Host) error { return b.join(ctx, h) })
 }
 
 // ensureJoinToken replaces the join token of the local state when the cluster no longer has it:
