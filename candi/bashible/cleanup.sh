@@ -25,6 +25,12 @@ if [[ -d $state/bashible ]]; then
 	fi
 fi
 
+# 0. The node bundle's background image pulls, if any still run (they would pull into the
+# containerd being removed).
+if pkill -f /var/lib/dhctl/image-prepull.sh 2>/dev/null; then
+	did "stopped the background image pulls"
+fi
+
 # 1. kubeadm reset: stops kubelet, removes the pods' containers, static pod manifests,
 # certificates, kubeconfigs and the local etcd data. Bounded: on a control-plane node of a broken
 # cluster it may wait for an API server that never answers.
@@ -148,6 +154,7 @@ if [[ -d $state/packages ]]; then
 					done
 					;;
 				cni-plugins) remove_path "$dest" ;; # the release archive: a directory of plugins
+				crictl) remove_path "$dest/crictl" ;;
 				*) failed "package $name: do not know what its archive $file put under $dest; remove it by hand" ;;
 				esac
 				;;
@@ -181,7 +188,7 @@ systemctl reset-failed kubelet.service containerd.service >/dev/null 2>&1 || tru
 remove_path /opt/cni/bin/flannel
 rmdir /opt/cni/bin /opt/cni 2>/dev/null || true
 for p in /etc/kubernetes /var/lib/etcd /var/lib/kubelet /etc/cni /var/lib/cni /run/flannel \
-	/etc/containerd /run/containerd /etc/modules-load.d/dhctl.conf /etc/sysctl.d/90-dhctl.conf \
+	/etc/containerd /run/containerd /etc/crictl.yaml /etc/modules-load.d/dhctl.conf /etc/sysctl.d/90-dhctl.conf \
 	/etc/default/kubelet /var/cache/dhctl; do
 	remove_path "$p"
 done

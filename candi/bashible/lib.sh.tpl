@@ -16,6 +16,9 @@ kubelet_diagnosis() {
 	echo "--- the kubelet's state and its last journal lines:" >&2
 	systemctl show kubelet -p ActiveState -p SubState -p NRestarts -p ExecMainStatus --no-pager 2>&1 | paste -sd' ' >&2 || true
 	journalctl -u kubelet -n 25 --no-pager -o cat 2>&1 | cut -c1-400 >&2 || true
+	echo "--- containers (crictl ps -a) and the background image pulls:" >&2
+	crictl ps -a 2>&1 | head -n 20 >&2 || true
+	tail -n 20 /var/lib/dhctl/image-prepull.log >&2 2>/dev/null || true
 }
 
 # wait_for SECONDS WHAT COMMAND...: bounded wait until COMMAND succeeds.

@@ -13,7 +13,8 @@ import (
 // applies everything (the wait skipped: no nodes), create-resources creates the resources, and
 // the wait, run alone with a short bound, fails naming the platform Deployment and why.
 func TestInstallCommandsWithKubeconfig(t *testing.T) {
-	cluster := kubetest.Start(t, kubetest.Options{})
+	// The service range of the configuration below (CoreDNS's Service IP is taken from it).
+	cluster := kubetest.Start(t, kubetest.Options{ServiceCIDR: "10.222.0.0/16"})
 	stateDir := t.TempDir()
 	resources := filepath.Join(t.TempDir(), "resources.yml")
 	if err := os.WriteFile(resources, []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: team-b}\ndata: {k: v}\n"), 0o600); err != nil {
@@ -25,7 +26,7 @@ func TestInstallCommandsWithKubeconfig(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("install-deckhouse: exit %d\n%s", code, errOut)
 	}
-	for _, want := range []string{"Install the CNI", "Install the platform controller", "Store the cluster state in the cluster"} {
+	for _, want := range []string{"Install the CNI", "Install CoreDNS", "Install the platform controller", "Store the cluster state in the cluster"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("the phase tree does not show %s:\n%s", want, errOut)
 		}

@@ -37,6 +37,7 @@ const (
 	EtcdImageTag              = "3.5.24-0"
 	CoreDNSVersion            = "v1.12.0"
 	CNIPluginsVersion         = "v1.7.1"
+	CRIToolsVersion           = "v1.34.0"
 	FlannelVersion            = "v0.26.7"
 	PauseImageTag             = "3.10"
 	PlatformControllerVersion = "v0.2.0"
@@ -84,6 +85,7 @@ const (
 	Etcd               = "etcd"
 	CoreDNS            = "coredns"
 	CNIPlugins         = "cni-plugins"
+	CRITools           = "cri-tools"
 	Flannel            = "flannel"
 	Pause              = "pause"
 	PlatformController = "platform-controller"
@@ -123,6 +125,8 @@ func components() []component {
 		// image without libc.
 		{name: Flannel, version: FlannelVersion, toolModule: "flannel", binaries: map[string]string{"flanneld": "github.com/flannel-io/flannel"},
 			cgo: true, tags: "netgo,osusergo", ldflags: `-s -w -extldflags "-static" -X github.com/flannel-io/flannel/pkg/version.Version=` + FlannelVersion},
+		{name: CRITools, version: CRIToolsVersion, toolModule: "cri-tools", binaries: map[string]string{"crictl": "sigs.k8s.io/cri-tools/cmd/crictl"},
+			ldflags: "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=" + CRIToolsVersion},
 		{name: Pause, version: PauseImageTag, binaries: map[string]string{"pause": "github.com/dhctl-dev/dhctl/e2e/pause"}, ldflags: "-s -w"},
 		{name: CNIFlannel, version: CNIFlannelVersion, binaries: map[string]string{"flannel": "github.com/dhctl-dev/dhctl/e2e/cni-flannel"}, ldflags: "-s -w"},
 		{name: PlatformController, version: PlatformControllerVersion, binaries: map[string]string{"platform-controller": "github.com/dhctl-dev/dhctl/e2e/platform-controller"}, ldflags: "-s -w"},

@@ -85,6 +85,7 @@ func packageSpecs() []packageSpec {
 		{name: "kubectl", version: KubernetesVersion, components: []string{Kubernetes}, binaries: []string{"kubectl"}},
 		{name: "containerd", version: ContainerdVersion, deb: &Deb{"containerd", ContainerdVersion}},
 		{name: "runc", version: RuncVersion, deb: &Deb{"runc", RuncVersion}},
+		{name: "crictl", version: CRIToolsVersion, components: []string{CRITools}, binaries: []string{"crictl"}},
 		// "flannel" is e2e/cni-flannel: it delegates to bridge + host-local
 		// with the subnet flanneld leased to the node.
 		{name: "cni-plugins", version: CNIPluginsVersion, components: []string{CNIPlugins, CNIFlannel}, binaries: []string{"bridge", "host-local", "loopback", "portmap", "flannel"}},

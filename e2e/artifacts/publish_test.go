@@ -78,11 +78,12 @@ func TestPublishEverything(t *testing.T) {
 	versions := map[string][]string{
 		"kube-apiserver": {"--version"}, "kubelet": {"--version"}, "kubeadm": {"version", "-o", "short"},
 		"kubectl": {"version", "--client"}, "etcd": {"--version"}, "coredns": {"-version"}, "flanneld": {"--version"},
+		"crictl": {"--version"},
 	}
 	want := map[string]string{
 		"kube-apiserver": KubernetesVersion, "kubelet": KubernetesVersion, "kubeadm": KubernetesVersion,
 		"kubectl": KubernetesVersion, "etcd": strings.TrimPrefix(EtcdVersion, "v"), "coredns": strings.TrimPrefix(CoreDNSVersion, "v"),
-		"flanneld": FlannelVersion,
+		"flanneld": FlannelVersion, "crictl": CRIToolsVersion,
 	}
 	for bin, args := range versions {
 		out, err := exec.CommandContext(ctx, bins[bin], args...).CombinedOutput()

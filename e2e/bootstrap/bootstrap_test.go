@@ -565,4 +565,38 @@ func logPodTimeline(ctx context.Context, t *testing.T, l *lab.Lab) {
 	}
 	sort.Strings(rows)
 	t.Logf("timeline (seconds after the first node registered):\n  %s", strings.Join(rows, "\n  "))
+	logImagePulls(ctx, t, l, origin)
+}
+
+// logImagePulls logs the kubelets' image pulls (their Pulled events): what a pod waited for its
+// images, which pre-pulling during the machines' preparation saves.
+func logImagePulls(ctx context.Context, t *testing.T, l *lab.Lab, origin time.Time) {
+	t.Helper()
+	out, err := l.Masters[0].Run(ctx, "kubectl --kubeconfig /etc/kubernetes/admin.conf get events -A --field-selector reason=Pulled -o json", nil)
+	if err != nil {
+		t.Logf("image pulls: %v", err)
+		return
+	}
+	var list struct {
+		Items []struct {
+			Message        string    `json:"message"`
+			FirstTimestamp time.Time `json:"firstTimestamp"`
+			Source         struct {
+				Host string `json:"host"`
+			} `json:"source"`
+			InvolvedObject struct {
+				Name string `json:"name"`
+			} `json:"involvedObject"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Logf("image pulls: %v", err)
+		return
+	}
+	var rows []string
+	for _, e := range list.Items {
+		rows = append(rows, fmt.Sprintf("%+4.0fs %-10s %-40s %s", e.FirstTimestamp.Sub(origin).Seconds(), e.Source.Host, e.InvolvedObject.Name, e.Message))
+	}
+	sort.Strings(rows)
+	t.Logf("image pulls by the kubelets (seconds after the first node registered):\n  %s", strings.Join(rows, "\n  "))
 }

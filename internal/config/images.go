@@ -97,12 +97,22 @@ func imageTag(ref string) string {
 	return ""
 }
 
+// controlPlaneImages run only on control-plane nodes (as static pods).
+var controlPlaneImages = map[string]bool{"kube-apiserver": true, "kube-controller-manager": true, "kube-scheduler": true, "etcd": true}
+
 // NodeImageRefs are the references of the images the nodes run (every image of the version map
 // but the platform controller, which PlatformImageRef names), sorted.
 func (d DeckhouseInit) NodeImageRefs(rel KubernetesRelease) []string {
+	return d.NodeImageRefsFor(rel, true)
+}
+
+// NodeImageRefsFor are the images a node runs, sorted: on every node the sandbox, kube-proxy,
+// the CNI and CoreDNS; on a control-plane node also the control plane and etcd (the platform
+// controller, on control-plane nodes too, is PlatformImageRef's).
+func (d DeckhouseInit) NodeImageRefsFor(rel KubernetesRelease, controlPlane bool) []string {
 	var out []string
 	for n, img := range rel.Images {
-		if n != PlatformControllerImage && img.Tag != "" {
+		if n != PlatformControllerImage && img.Tag != "" && (controlPlane || !controlPlaneImages[n]) {
 			out = append(out, d.NodeImagesRepository()+"/"+n+":"+img.Tag)
 		}
 	}

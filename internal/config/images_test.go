@@ -95,3 +95,24 @@ func TestPlatformImageRules(t *testing.T) {
 		})
 	}
 }
+
+// A worker runs no static pods: it is given the node images without the control plane and etcd.
+func TestNodeImageRefsFor(t *testing.T) {
+	rel := KubernetesRelease{Images: map[string]Image{
+		"kube-apiserver": {Tag: "v1"}, "kube-controller-manager": {Tag: "v1"}, "kube-scheduler": {Tag: "v1"}, "etcd": {Tag: "3"},
+		"kube-proxy": {Tag: "v1"}, "pause": {Tag: "3.10"}, "coredns": {Tag: "v1.12.0"}, "flannel": {Tag: "v0"},
+		PlatformControllerImage: {Tag: "v9"},
+	}}
+	d := DeckhouseInit{ImagesRepo: "r/d8", NodeImagesRepo: "r/dhctl"}
+	master := strings.Join(d.NodeImageRefsFor(rel, true), " ")
+	worker := strings.Join(d.NodeImageRefsFor(rel, false), " ")
+	if want := "r/dhctl/coredns:v1.12.0 r/dhctl/etcd:3 r/dhctl/flannel:v0 r/dhctl/kube-apiserver:v1 r/dhctl/kube-controller-manager:v1 r/dhctl/kube-proxy:v1 r/dhctl/kube-scheduler:v1 r/dhctl/pause:3.10"; master != want {
+		t.Errorf("control plane:\n got %s\nwant %s", master, want)
+	}
+	if want := "r/dhctl/coredns:v1.12.0 r/dhctl/flannel:v0 r/dhctl/kube-proxy:v1 r/dhctl/pause:3.10"; worker != want {
+		t.Errorf("worker:\n got %s\nwant %s", worker, want)
+	}
+	if all := strings.Join(d.NodeImageRefs(rel), " "); all != master {
+		t.Errorf("NodeImageRefs %s", all)
+	}
+}

@@ -10,16 +10,16 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/phase"
 )
 
-// BenchmarkInstallApply: the four apply phases (CNI, NodeGroups, platform, cluster state) against
+// BenchmarkInstallApply: the apply phases (CNI, CoreDNS, NodeGroups, platform, cluster state) against
 // a real API server. "first" is a fresh install into a clean namespace set (measured once, as
 // first-ms), the loop is the re-run that must change nothing.
 func BenchmarkInstallApply(b *testing.B) {
-	cluster := kubetest.Start(b, kubetest.Options{})
-	client, err := kube.New(cluster.Config)
+	c, err := loadBenchConfig()
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := loadBenchConfig()
+	cluster := kubetest.Start(b, kubetest.Options{ServiceCIDR: c.ClusterConfiguration.ServiceSubnetCIDR})
+	client, err := kube.New(cluster.Config)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -28,14 +28,14 @@ func BenchmarkInstallApply(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	phases := in.Phases()[:4]
+	phases := applyPhases(in)
 	start := time.Now()
 	if _, err := phase.Run(ctx, phases, phase.Options{}); err != nil {
 		b.Fatal(err)
 	}
 	first := time.Since(start)
 	objects := 0
-	for _, f := range []func() (int, error){count(in.CNIObjects), count(in.NodeGroupObjects), count(in.PlatformObjects), count(in.ClusterStateObjects)} {
+	for _, f := range []func() (int, error){count(in.CNIObjects), count(in.DNSObjects), count(in.NodeGroupObjects), count(in.PlatformObjects), count(in.ClusterStateObjects)} {
 		n, err := f()
 		if err != nil {
 			b.Fatal(err)
@@ -73,7 +73,7 @@ func BenchmarkRender(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		for _, f := range []func() (int, error){count(in.CNIObjects), count(in.NodeGroupObjects), count(in.PlatformObjects), count(in.ClusterStateObjects)} {
+		for _, f := range []func() (int, error){count(in.CNIObjects), count(in.DNSObjects), count(in.NodeGroupObjects), count(in.PlatformObjects), count(in.ClusterStateObjects)} {
 			if _, err := f(); err != nil {
 				b.Fatal(err)
 			}

@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/dhctl-dev/dhctl/internal/clusterstate"
@@ -131,6 +130,7 @@ func (in *Installer) client(ctx context.Context) (*kube.Client, error) {
 const (
 	PhaseInstall      = "install"
 	PhaseCNI          = "cni"
+	PhaseDNS          = "dns"
 	PhaseNodeGroups   = "node-groups"
 	PhasePlatform     = "platform"
 	PhaseClusterState = "cluster-state"
@@ -142,8 +142,8 @@ const (
 // Describe is the install's phase group for listings (help, completion): names and titles only.
 func Describe() phase.Group { return (&Installer{}).Group() }
 
-// Group is the install as one phase group: install/cni, install/node-groups, install/platform,
-// install/cluster-state, install/wait-platform, install/release-channel. Names and titles do not depend on the
+// Group is the install as one phase group: install/cni, install/dns, install/node-groups,
+// install/platform, install/cluster-state, install/wait-platform, install/release-channel. Names and titles do not depend on the
 // configuration (see Describe).
 func (in *Installer) Group() phase.Group {
 	return phase.NewGroup(PhaseInstall, "Install the CNI and the platform", in.Phases()...)
@@ -153,6 +153,7 @@ func (in *Installer) Group() phase.Group {
 func (in *Installer) Phases() []phase.Phase {
 	return []phase.Phase{
 		&applyPhase{in: in, name: PhaseCNI, title: "Install the CNI", objects: in.CNIObjects},
+		&applyPhase{in: in, name: PhaseDNS, title: "Install CoreDNS", objects: in.DNSObjects},
 		&applyPhase{in: in, name: PhaseNodeGroups, title: "Create the NodeGroup CRD and NodeGroups", objects: in.NodeGroupObjects},
 		&platformPhase{applyPhase{in: in, name: PhasePlatform, title: "Install the platform controller", objects: in.PlatformObjects}},
 		&applyPhase{in: in, name: PhaseClusterState, title: "Store the cluster state in the cluster", objects: in.ClusterStateObjects},
@@ -164,6 +165,12 @@ func (in *Installer) Phases() []phase.Phase {
 // CNIObjects are the chosen CNI's manifests.
 func (in *Installer) CNIObjects() ([]*unstructured.Unstructured, error) {
 	return Render(in.opts.Templates, "cni/"+in.values.CNI.Name, in.values)
+}
+
+// DNSObjects are CoreDNS's objects, named as kubeadm's add-on names them (kubeadm's own is
+// disabled: see templates/dns).
+func (in *Installer) DNSObjects() ([]*unstructured.Unstructured, error) {
+	return Render(in.opts.Templates, "dns", in.values)
 }
 
 // NodeGroupObjects are the NodeGroup CRD, the master NodeGroup and the configured NodeGroups.
@@ -296,36 +303,33 @@ func throttled(log *slog.Logger, msg string) func(waiting []string) {
 	}
 }
 
-// waitPhase waits for the CNI's workloads and CoreDNS (when kubeadm created it) to be ready, and
-// for the platform controller to have finished its first converge (platformWatch), all bounded
-// by PlatformTimeout. It has no inputs: it checks every run.
+// waitPhase waits for the CNI's workloads and CoreDNS to be ready, and for the platform
+// controller to have finished its first converge (platformWatch), all bounded by
+// PlatformTimeout. It has no inputs: it checks every run.
 type waitPhase struct{ in *Installer }
 
 func (p *waitPhase) Name() string  { return PhaseWaitPlatform }
 func (p *waitPhase) Title() string { return "Wait for the CNI, CoreDNS and the platform controller" }
 
-// WaitTargets are the workloads wait-platform waits to be ready (CoreDNS is added at run time, if
-// present; the platform controller is followed by its own rules).
+// WaitTargets are the workloads wait-platform waits to be ready: the CNI's and CoreDNS's (the
+// platform controller is followed by its own rules).
 func (in *Installer) WaitTargets() ([]*unstructured.Unstructured, error) {
-	var out []*unstructured.Unstructured
 	cni, err := in.CNIObjects()
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range cni {
+	dns, err := in.DNSObjects()
+	if err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	for _, o := range append(cni, dns...) {
 		switch o.GetKind() {
 		case "Deployment", "DaemonSet", "StatefulSet":
 			out = append(out, o)
 		}
 	}
 	return out, nil
-}
-
-func coreDNS() *unstructured.Unstructured {
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "apps/v1", "kind": "Deployment",
-		"metadata": map[string]any{"name": "coredns", "namespace": "kube-system"},
-	}}
 }
 
 func (p *waitPhase) Run(ctx context.Context) error {
@@ -336,14 +340,6 @@ func (p *waitPhase) Run(ctx context.Context) error {
 	targets, err := p.in.WaitTargets()
 	if err != nil {
 		return err
-	}
-	dns := coreDNS()
-	if _, err := c.Get(ctx, dns); err == nil {
-		targets = append(targets, dns)
-	} else if apierrors.IsNotFound(err) {
-		p.in.log.Warn("no kube-system/coredns Deployment: not waiting for cluster DNS")
-	} else {
-		return fmt.Errorf("reading %s: %w", kube.Ref(dns), err)
 	}
 	// The workloads and the platform are waited for at once, so that a failure names everything
 	// that was not ready in the bound, not only the first.

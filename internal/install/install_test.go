@@ -3,6 +3,7 @@ package install
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,11 +49,34 @@ func newTestInstaller(t *testing.T, client *kube.Client, c *config.Cluster, opts
 	return in
 }
 
+// applyPhases are the phases that only apply objects (all before wait-platform).
+func applyPhases(in *Installer) []phase.Phase {
+	var out []phase.Phase
+	for _, p := range in.Phases() {
+		if p.Name() == PhaseWaitPlatform {
+			break
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func phaseNamed(t *testing.T, in *Installer, name string) phase.Phase {
+	t.Helper()
+	for _, p := range in.Phases() {
+		if p.Name() == name {
+			return p
+		}
+	}
+	t.Fatalf("the installer has no phase %s", name)
+	return nil
+}
+
 // allObjects is every object the apply phases create.
 func allObjects(t *testing.T, in *Installer) []*unstructured.Unstructured {
 	t.Helper()
 	var out []*unstructured.Unstructured
-	for _, f := range []func() ([]*unstructured.Unstructured, error){in.CNIObjects, in.NodeGroupObjects, in.PlatformObjects, in.ClusterStateObjects} {
+	for _, f := range []func() ([]*unstructured.Unstructured, error){in.CNIObjects, in.DNSObjects, in.NodeGroupObjects, in.PlatformObjects, in.ClusterStateObjects} {
 		objs, err := f()
 		if err != nil {
 			t.Fatal(err)
@@ -79,15 +103,17 @@ func resourceVersions(t *testing.T, ctx context.Context, c *kube.Client, objs []
 // cluster state Secrets hold what Deckhouse reads.
 func TestInstallCreatesEverythingIdempotently(t *testing.T) {
 	t.Parallel()
-	cluster := kubetest.Start(t, kubetest.Options{})
+	c := loadTestConfig(t, false)
+	// CoreDNS's Service has a fixed cluster IP from the configuration's service subnet.
+	cluster := kubetest.Start(t, kubetest.Options{ServiceCIDR: c.ClusterConfiguration.ServiceSubnetCIDR})
 	client, err := kube.New(cluster.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	in := newTestInstaller(t, client, loadTestConfig(t, false), Options{InstallerVersion: "v1.2.3-test"})
-	applyPhases := in.Phases()[:4] // all but wait-platform and release-channel: no nodes here
+	in := newTestInstaller(t, client, c, Options{InstallerVersion: "v1.2.3-test"})
+	applyPhases := applyPhases(in) // all but wait-platform and release-channel: no nodes here
 	// The bootstrap lock, watched from before the install: it must exist before the Deployment
 	// and go only after every ModuleConfig exists.
 	lockWatch, err := client.Typed().CoreV1().ConfigMaps("d8-system").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + BootstrapLockConfigMap})
@@ -121,6 +147,7 @@ func TestInstallCreatesEverythingIdempotently(t *testing.T) {
 	}
 	for _, want := range []string{
 		"DaemonSet kube-flannel/kube-flannel-ds", "ConfigMap kube-flannel/kube-flannel-cfg",
+		"Deployment kube-system/coredns", "Service kube-system/kube-dns", "ConfigMap kube-system/coredns",
 		"CustomResourceDefinition nodegroups.deckhouse.io", "NodeGroup master", "NodeGroup worker",
 		"Namespace d8-system", "ServiceAccount d8-system/deckhouse", "ClusterRoleBinding deckhouse",
 		"Secret d8-system/deckhouse-registry", "Deployment d8-system/deckhouse", "ModuleConfig global",
@@ -189,10 +216,7 @@ func TestInstallCreatesEverythingIdempotently(t *testing.T) {
 	if _, err := cs.CoreV1().ConfigMaps("d8-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: BootstrapLockConfigMap, Namespace: "d8-system"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	platform := in.Phases()[2]
-	if platform.Name() != PhasePlatform {
-		t.Fatalf("phase 2 is %s", platform.Name())
-	}
+	platform := phaseNamed(t, in, PhasePlatform)
 	if err := platform.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -202,10 +226,7 @@ func TestInstallCreatesEverythingIdempotently(t *testing.T) {
 
 	// Once the platform is ready, install/release-channel sets the channel; applying the
 	// platform again keeps it.
-	rc := in.Phases()[5]
-	if rc.Name() != PhaseReleaseChannel {
-		t.Fatalf("phase 5 is %s", rc.Name())
-	}
+	rc := phaseNamed(t, in, PhaseReleaseChannel)
 	if err := rc.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -348,14 +369,15 @@ func obj(apiVersion, kind, ns, name string) *unstructured.Unstructured {
 // Pending: wait-platform must give up at its bound and say which object and why.
 func TestWaitPlatformTimeoutNamesTheBlocker(t *testing.T) {
 	t.Parallel()
-	cluster := kubetest.Start(t, kubetest.Options{Controllers: true})
+	c := loadTestConfig(t, false)
+	cluster := kubetest.Start(t, kubetest.Options{Controllers: true, ServiceCIDR: c.ClusterConfiguration.ServiceSubnetCIDR})
 	client, err := kube.New(cluster.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	in := newTestInstaller(t, client, loadTestConfig(t, false), Options{PlatformTimeout: 12 * time.Second})
+	in := newTestInstaller(t, client, c, Options{PlatformTimeout: 12 * time.Second})
 	phases := in.Phases()
 	_, err = phase.Run(ctx, phases, phase.Options{})
 	if err == nil {
@@ -365,11 +387,16 @@ func TestWaitPlatformTimeoutNamesTheBlocker(t *testing.T) {
 	if !errors.As(err, &nr) {
 		t.Fatalf("want a *kube.NotReadyError, got %T: %v", err, err)
 	}
-	if len(nr.Objects) != 1 || nr.Objects[0].Object != "Deployment d8-system/deckhouse" {
-		t.Fatalf("want only the platform Deployment blocking (the DaemonSet has no node to run on), got:\n%v", err)
+	var blocking []string
+	for _, o := range nr.Objects {
+		blocking = append(blocking, o.Object)
+	}
+	slices.Sort(blocking)
+	if want := []string{"Deployment d8-system/deckhouse", "Deployment kube-system/coredns"}; !slices.Equal(blocking, want) {
+		t.Fatalf("blocking: %v, want only %v (the DaemonSet has no node to run on), got:\n%v", blocking, want, err)
 	}
 	msg := err.Error()
-	for _, want := range []string{"phase wait-platform", "0/1 replicas ready", "Pending", "Unschedulable", "--deckhouse-timeout=12s"} {
+	for _, want := range []string{"phase wait-platform", "0/1 replicas ready", "0/2 replicas ready", "Pending", "Unschedulable", "--deckhouse-timeout=12s"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the error does not say %q:\n%s", want, msg)
 		}

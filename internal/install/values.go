@@ -9,12 +9,14 @@ import (
 	"strings"
 
 	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/kubeadm"
 )
 
 // Images of the install, by their names in the version map (which holds every tag); where they
 // are pulled from is config.DeckhouseInit's to say (docs/registry-layout.md).
 const (
 	FlannelImage = "flannel"
+	CoreDNSImage = "coredns"
 
 	// DefaultCNI is installed unless a ModuleConfig cni-<name> is enabled or --cni says otherwise.
 	DefaultCNI = "flannel"
@@ -40,6 +42,7 @@ type Values struct {
 	ServiceSubnetCIDR string
 	ClusterDomain     string
 	CNI               CNIValues
+	DNS               DNSValues
 	Registry          RegistryValues
 	Platform          PlatformValues
 	InstallerVersion  string
@@ -50,6 +53,17 @@ type CNIValues struct {
 	Name    string // directory under templates/cni
 	Backend string // flannel: vxlan or host-gw
 }
+
+// DNSValues configure CoreDNS (templates/dns).
+type DNSValues struct {
+	ClusterIP string // the kube-dns Service's address, which every kubelet's clusterDNS names
+	// ReadinessPeriodSeconds is how often the kubelet asks CoreDNS's /ready: wait-platform
+	// waits for CoreDNS, so this bounds how long it waits after CoreDNS could answer.
+	ReadinessPeriodSeconds int
+}
+
+// dnsReadinessPeriodSeconds: CoreDNS's /ready is a map lookup, so a 2 s cadence costs nothing.
+const dnsReadinessPeriodSeconds = 2
 
 // RegistryValues are the keys of the deckhouse-registry Secret. DockerConfigJSON is secret.
 type RegistryValues struct {
@@ -104,6 +118,15 @@ func newValues(c *config.Cluster, vm *config.VersionMap, cni, platformImage, ins
 	if err != nil {
 		return nil, err
 	}
+	coredns, err := flatImage(nodeRepo, rel, CoreDNSImage)
+	if err != nil {
+		return nil, err
+	}
+	cc := c.ClusterConfiguration
+	clusterDNS, err := kubeadm.ClusterDNS(cc.ServiceSubnetCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("ClusterConfiguration serviceSubnetCIDR: %w", err)
+	}
 	platform, err := init.PlatformImageRef(platformImage, rel)
 	if err != nil {
 		return nil, err
@@ -124,16 +147,16 @@ func newValues(c *config.Cluster, vm *config.VersionMap, cni, platformImage, ins
 	if installerVersion == "" {
 		installerVersion = "devel"
 	}
-	cc := c.ClusterConfiguration
 	return &Values{
 		ImagesRepo:        repo,
 		NodeImagesRepo:    nodeRepo,
 		InstallerVersion:  installerVersion,
-		Images:            map[string]string{"flannel": flannel, "platform": platform},
+		Images:            map[string]string{"flannel": flannel, "coredns": coredns, "platform": platform},
 		PodSubnetCIDR:     cc.PodSubnetCIDR,
 		ServiceSubnetCIDR: cc.ServiceSubnetCIDR,
 		ClusterDomain:     cc.ClusterDomain,
 		CNI:               cniValues,
+		DNS:               DNSValues{ClusterIP: clusterDNS, ReadinessPeriodSeconds: dnsReadinessPeriodSeconds},
 		Registry:          reg,
 		Platform:          pv,
 	}, nil

@@ -1,13 +1,19 @@
 package install
 
 import (
+	"context"
 	"encoding/base64"
 	"strings"
 	"testing"
 	"testing/fstest"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	sigsyaml "sigs.k8s.io/yaml"
+
 	"github.com/dhctl-dev/dhctl/candi"
 	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/kube"
+	"github.com/dhctl-dev/dhctl/internal/kubeadm"
 	"github.com/dhctl-dev/dhctl/templates"
 )
 
@@ -81,14 +87,15 @@ func TestChooseCNI(t *testing.T) {
 // Every shipped template renders with full values into objects with a kind and a name.
 func TestTemplatesRender(t *testing.T) {
 	v := &Values{
-		ImagesRepo: "r/x", Images: map[string]string{"flannel": "r/x/flannel:v", "platform": "r/x/p:v"},
+		ImagesRepo: "r/x", Images: map[string]string{"flannel": "r/x/flannel:v", "coredns": "r/x/coredns:v", "platform": "r/x/p:v"},
 		PodSubnetCIDR: "10.1.0.0/16", ServiceSubnetCIDR: "10.2.0.0/16", ClusterDomain: "cluster.local",
 		CNI:      CNIValues{Name: "flannel", Backend: "vxlan"},
+		DNS:      DNSValues{ClusterIP: "10.2.0.10", ReadinessPeriodSeconds: 2},
 		Registry: RegistryValues{Address: "r", Path: "/x", Scheme: "https", CA: "ca", DockerConfigJSON: "{}"},
 		Platform: PlatformValues{Port: 4222, ReadinessPath: "/readyz", LogLevel: "Info"},
 	}
 	total := 0
-	for _, dir := range []string{"cni/flannel", "crds", "platform"} {
+	for _, dir := range []string{"cni/flannel", "crds", "dns", "platform"} {
 		objs, err := Render(templates.FS, dir, v)
 		if err != nil {
 			t.Fatalf("%s: %v", dir, err)
@@ -120,5 +127,89 @@ func TestNewNeedsInitConfiguration(t *testing.T) {
 	_, err = newValues(c, testVersionMap(t), "", "", "", templates.FS)
 	if err == nil || !strings.Contains(err.Error(), "InitConfiguration") {
 		t.Errorf("no InitConfiguration: %v", err)
+	}
+}
+
+// CoreDNS is dhctl's to install: its Service has the address every kubelet is told to use, it
+// keeps kubeadm's names and selector, and its readiness is asked often enough not to hold a
+// bootstrap; kubeadm is told not to install its own.
+func TestCoreDNSIsWhereTheKubeletsLook(t *testing.T) {
+	c := loadTestConfig(t, false)
+	vm := testVersionMap(t)
+	in, err := New(Options{Cluster: c, VersionMap: vm, ClusterUUID: testUUID, Connect: func(context.Context) (*kube.Client, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := kubeadm.FromConfig(c, vm, "10.0.0.11")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := kubeadm.Init(kc, kubeadm.Node{Name: "master-0", IP: "10.0.0.11"}, kubeadm.Secrets{Token: "abcdef.0123456789abcdef"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kubeletDNS string
+	for _, doc := range strings.Split(string(docs), "\n---\n") {
+		var d struct {
+			Kind       string   `json:"kind"`
+			ClusterDNS []string `json:"clusterDNS"`
+			DNS        struct {
+				Disabled bool `json:"disabled"`
+			} `json:"dns"`
+		}
+		if err := sigsyaml.Unmarshal([]byte(doc), &d); err != nil {
+			t.Fatal(err)
+		}
+		switch d.Kind {
+		case "KubeletConfiguration":
+			kubeletDNS = strings.Join(d.ClusterDNS, ",")
+		case "ClusterConfiguration":
+			if !d.DNS.Disabled {
+				t.Error("kubeadm would install its own CoreDNS beside dhctl's: dns.disabled is not set")
+			}
+		}
+	}
+	objs, err := in.DNSObjects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKind := map[string]*unstructured.Unstructured{}
+	for _, o := range objs {
+		byKind[o.GetKind()] = o
+	}
+	svc, dep := byKind["Service"], byKind["Deployment"]
+	if svc == nil || dep == nil || byKind["ConfigMap"] == nil || byKind["ClusterRole"] == nil {
+		t.Fatalf("CoreDNS objects: %v", byKind)
+	}
+	if ip, _, _ := unstructured.NestedString(svc.Object, "spec", "clusterIP"); ip == "" || ip != kubeletDNS {
+		t.Errorf("kube-dns Service at %q, the kubelets ask %q", ip, kubeletDNS)
+	}
+	if svc.GetName() != "kube-dns" || dep.GetName() != "coredns" || dep.GetNamespace() != "kube-system" {
+		t.Errorf("not kubeadm's names: Service %s, Deployment %s/%s", svc.GetName(), dep.GetNamespace(), dep.GetName())
+	}
+	if sel, _, _ := unstructured.NestedStringMap(dep.Object, "spec", "selector", "matchLabels"); sel["k8s-app"] != "kube-dns" || len(sel) != 1 {
+		t.Errorf("selector %v: kubeadm's is k8s-app=kube-dns (a selector cannot change on an existing Deployment)", sel)
+	}
+	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	if len(containers) != 1 {
+		t.Fatalf("containers: %v", containers)
+	}
+	ctr := containers[0].(map[string]any)
+	if period, _, _ := unstructured.NestedInt64(ctr, "readinessProbe", "periodSeconds"); period < 1 || period > 3 {
+		t.Errorf("readiness probe every %d s: a bootstrap waits up to that long after CoreDNS is ready", period)
+	}
+	if img := ctr["image"]; img != in.Values().NodeImagesRepo+"/coredns:v1.12.0" {
+		t.Errorf("image %v", img)
+	}
+	targets, err := in.WaitTargets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waited []string
+	for _, o := range targets {
+		waited = append(waited, kube.Ref(o))
+	}
+	if !strings.Contains(strings.Join(waited, " "), "Deployment kube-system/coredns") {
+		t.Errorf("wait-platform does not wait for CoreDNS: %v", waited)
 	}
 }

@@ -216,6 +216,9 @@ func (c Cluster) clusterConfiguration(n Node) ClusterConfiguration {
 		Etcd:                 Etcd{Local: &LocalEtcd{DataDir: EtcdDataDir}},
 		APIServer:            APIServer{CertSANs: sans},
 		ControllerManager:    c.controllerManager(),
+		// dhctl installs CoreDNS itself (templates/dns) with a readiness probe that does not
+		// hold a bootstrap for 10 s.
+		DNS: DNS{Disabled: true},
 	}
 }
 

@@ -44,7 +44,7 @@ func TestInitDocuments(t *testing.T) {
 	for _, want := range []string{
 		"kind: InitConfiguration", "kind: ClusterConfiguration", "kind: KubeletConfiguration", "kind: KubeProxyConfiguration",
 		"apiVersion: kubeadm.k8s.io/v1beta4", "kubernetesVersion: v1.33.13", "imageRepository: registry.example.com:5000/dhctl\n",
-		"controlPlaneEndpoint: 10.0.0.11:6443", "podSubnet: 10.111.0.0/16", "serviceSubnet: 10.222.0.0/16", "dnsDomain: cluster.local",
+		"controlPlaneEndpoint: 10.0.0.11:6443", "podSubnet: 10.111.0.0/16", "serviceSubnet: 10.222.0.0/16", "dnsDomain: cluster.local", "dns:\n  disabled: true",
 		"dataDir: /var/lib/etcd", "- master-0", "advertiseAddress: 10.0.0.11", "token: " + testToken,
 		"clusterDNS:\n- 10.222.0.10", "cgroupDriver: systemd", "maxPerCore: 0", "mode: iptables", "clusterCIDR: 10.111.0.0/16",
 		"name: node-ip\n    value: 10.0.0.11",

@@ -83,6 +83,14 @@ type ClusterConfiguration struct {
 	APIServer            APIServer             `json:"apiServer"`
 	ControllerManager    ControlPlaneComponent `json:"controllerManager"`
 	Scheduler            ControlPlaneComponent `json:"scheduler"`
+	DNS                  DNS                   `json:"dns"`
+}
+
+// DNS is kubeadm's CoreDNS add-on.
+type DNS struct {
+	// Disabled keeps kubeadm from installing CoreDNS (init, and upgrades, which read it from the
+	// kubeadm-config ConfigMap): dhctl installs it.
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // Networking holds the cluster's address ranges and DNS domain.

@@ -6,6 +6,7 @@
 package kubetest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -40,6 +41,9 @@ type Options struct {
 	Address string
 	// DialContext, if set, is how Config reaches Address (e.g. sshtest.Lab.DialContext).
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ServiceCIDR is the API server's service-cluster-ip-range: a test that creates Services
+	// with fixed cluster IPs gives its configuration's serviceSubnetCIDR. "" means 10.96.0.0/16.
+	ServiceCIDR string
 }
 
 // Cluster is a running control plane without nodes.
@@ -126,7 +130,7 @@ func (c *Cluster) start(ctx context.Context, bins artifacts.Binaries, opts Optio
 		"--client-ca-file="+pki.caCert,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+pki.saPub, "--service-account-signing-key-file="+pki.saKey,
-		"--service-cluster-ip-range=10.96.0.0/16",
+		"--service-cluster-ip-range="+cmp.Or(opts.ServiceCIDR, "10.96.0.0/16"),
 		"--endpoint-reconciler-type=none", // the only address is loopback
 		"--authorization-mode=RBAC",
 		"--allow-privileged=true", // as kubeadm sets it: CNI and kube-proxy pods are privileged

@@ -45,6 +45,9 @@ type Data struct {
 	PodSubnet         string
 	ServiceSubnet     string
 	KubeadmConfig     string // init or join documents (holds the bootstrap token)
+	// PrePullImages are the images the node will run, pulled in the background while it is
+	// prepared (full references).
+	PrePullImages []string
 }
 
 // Package is one node package as the packages step installs it.
@@ -78,7 +81,7 @@ type Proxy struct {
 }
 
 // packageOrder installs runc before containerd (Debian's containerd depends on it).
-var packageOrder = []string{"runc", "containerd", "cni-plugins", "kubelet", "kubeadm", "kubectl"}
+var packageOrder = []string{"runc", "containerd", "crictl", "cni-plugins", "kubelet", "kubeadm", "kubectl"}
 
 // defaultDest is where a package's files go when the version map does not say.
 func defaultDest(name string) string {

@@ -61,7 +61,7 @@ func TestRenderOrderAndContent(t *testing.T) {
 	for _, s := range b.Steps {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "010_checks,020_base_settings,030_packages,040_containerd,050_kubelet,060_kubeadm" {
+	if got := strings.Join(names, ","); got != "010_checks,020_base_settings,030_packages,040_containerd,045_images,050_kubelet,060_kubeadm" {
 		t.Errorf("steps = %s", got)
 	}
 	all := map[string]string{}

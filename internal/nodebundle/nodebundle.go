@@ -37,7 +37,11 @@ type Plan struct {
 	ImagesRepo string
 	Sandbox    string
 	Proxy      *node.Proxy
-	cluster    config.ClusterConfiguration
+	// PlatformImage is pulled by control-plane nodes while they are prepared, with the node
+	// images ("" = left to the kubelet).
+	PlatformImage string
+	cluster       config.ClusterConfiguration
+	deckhouse     config.DeckhouseInit
 }
 
 // NewPlan builds the plan from the configuration and the version map (with any override already
@@ -64,8 +68,18 @@ func NewPlan(candi fs.FS, c *config.Cluster, vm *config.VersionMap, controlPlane
 	return &Plan{
 		Candi: candi, Minor: minor, Release: rel, Kubeadm: kc, Packages: pkgs, Registry: reg,
 		ImagesRepo: kc.ImageRepository, Sandbox: sandbox, Proxy: node.ProxyFrom(c.ClusterConfiguration),
-		cluster: c.ClusterConfiguration,
+		cluster: c.ClusterConfiguration, deckhouse: c.InitConfiguration.Deckhouse,
 	}, nil
+}
+
+// imagesFor are the images a node of the role will run, pulled while it is prepared.
+func (p *Plan) imagesFor(role inventory.Role) []string {
+	controlPlane := role == inventory.Master
+	imgs := p.deckhouse.NodeImageRefsFor(p.Release, controlPlane)
+	if controlPlane && p.PlatformImage != "" {
+		imgs = append(imgs, p.PlatformImage)
+	}
+	return imgs
 }
 
 // Target is one machine and what it becomes.
@@ -97,7 +111,7 @@ func (p *Plan) Render(t Target, secrets kubeadm.Secrets, join kubeadm.JoinInfo) 
 		OSFamily: t.Host.Family, KubernetesVersion: p.Release.Patch, CgroupDriver: t.Host.CgroupDriver,
 		Packages: p.Packages, Registry: p.Registry, SandboxImage: p.Sandbox, Proxy: p.Proxy,
 		ClusterDomain: p.cluster.ClusterDomain, PodSubnet: p.cluster.PodSubnetCIDR, ServiceSubnet: p.cluster.ServiceSubnetCIDR,
-		KubeadmConfig: string(cfg),
+		KubeadmConfig: string(cfg), PrePullImages: p.imagesFor(t.Role),
 	}
 	b, err := node.Render(p.Candi, d)
 	if err != nil {

@@ -73,13 +73,14 @@ func TestPlanRendersMasterAndWorker(t *testing.T) {
 	if got := []string{p.Packages[0].Name, p.Packages[1].Name}; got[0] != "runc" || got[1] != "containerd" {
 		t.Errorf("install order starts with %v; runc must come before containerd", got)
 	}
+	p.PlatformImage = "registry.example.com/deckhouse/ce:v1.70.3"
 	s, _ := kubeadm.NewSecrets()
 	host := node.Host{Family: node.Debian, Hostname: "m0", CgroupDriver: "systemd"}
 	b, d, err := p.Render(Target{IP: "192.168.199.10", Role: inventory.Master, Init: true, Host: host}, s, kubeadm.JoinInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !d.Init || !strings.Contains(d.KubeadmConfig, "kind: InitConfiguration") || len(b.Steps) != 6 {
+	if !d.Init || !strings.Contains(d.KubeadmConfig, "kind: InitConfiguration") || len(b.Steps) != 7 {
 		t.Errorf("master: init=%v steps=%d", d.Init, len(b.Steps))
 	}
 	join := kubeadm.JoinInfo{APIServerEndpoint: p.Kubeadm.ControlPlaneEndpoint, Token: s.Token, CACertHash: "sha256:" + strings.Repeat("ab", 32)}
@@ -89,6 +90,32 @@ func TestPlanRendersMasterAndWorker(t *testing.T) {
 	}
 	if d.Init || !strings.Contains(d.KubeadmConfig, "apiServerEndpoint: 192.168.199.10:6443") {
 		t.Errorf("worker: %s", d.KubeadmConfig)
+	}
+	wb, _, _ := p.Render(Target{IP: "192.168.199.11", Role: inventory.Worker, Host: host}, kubeadm.Secrets{}, join)
+	// Each machine pulls, while it is prepared, the images it will run and no others.
+	pulls := func(b *node.Bundle) string {
+		for _, st := range b.Steps {
+			if st.Name == "045_images" {
+				return string(st.Script)
+			}
+		}
+		t.Fatal("no 045_images step")
+		return ""
+	}
+	repo := "registry.example.com/deckhouse/ce/"
+	master, worker := pulls(b), pulls(wb)
+	for _, img := range []string{"pause:3.10", "kube-proxy:v1.33.13", "flannel:v0.26.7", "coredns:v1.12.0"} {
+		if !strings.Contains(master, "'"+repo+img+"'") || !strings.Contains(worker, "'"+repo+img+"'") {
+			t.Errorf("%s is not pulled by both machines", img)
+		}
+	}
+	for _, img := range []string{repo + "kube-apiserver:v1.33.13", repo + "etcd:3.5.24-0", p.PlatformImage} {
+		if !strings.Contains(master, "'"+img+"'") || strings.Contains(worker, "'"+img+"'") {
+			t.Errorf("%s: want it pulled by control-plane nodes only", img)
+		}
+	}
+	if !strings.Contains(master, "9>&-") || !strings.Contains(master, "setsid -f") {
+		t.Errorf("the pulls must run detached, without the bundle's lock descriptor:\n%s", master)
 	}
 }
 

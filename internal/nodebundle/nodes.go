@@ -27,8 +27,11 @@ type NodesOptions struct {
 	State      *clusterstate.Local
 	// UpstreamPackages takes packages from the version map's URLs instead of the registry.
 	UpstreamPackages bool
-	Log              *slog.Logger
-	Now              func() time.Time // nil = time.Now
+	// PlatformImage is the platform controller's image, pulled by control-plane nodes while they
+	// are prepared ("" = left to the kubelet).
+	PlatformImage string
+	Log           *slog.Logger
+	Now           func() time.Time // nil = time.Now
 }
 
 // Nodes adds machines to one cluster: one plan per control-plane endpoint, one packages endpoint
@@ -69,6 +72,7 @@ func (n *Nodes) Plan(controlPlaneHost string) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.PlatformImage = n.o.PlatformImage
 	n.plans[controlPlaneHost] = p
 	return p, nil
 }

@@ -9,7 +9,7 @@ command -v kubeadm >/dev/null 2>&1 || die "kubeadm is not installed (the package
 admin=/etc/kubernetes/admin.conf
 ready() { kubectl --kubeconfig "$admin" get --raw /readyz; }
 # Written once kubeadm init finished every phase: a run killed after admin.conf was written but
-# before the last phases (upload-config, bootstrap-token, addons: CoreDNS, kube-proxy) is finished
+# before the last phases (upload-config, bootstrap-token, the kube-proxy add-on) is finished
 # on the next run instead of being taken for a complete one.
 done_marker=/etc/kubernetes/dhctl/init-complete
 if [[ -f "$admin" ]]; then
@@ -27,7 +27,8 @@ if [[ -f "$admin" ]]; then
 		kubeadm init phase mark-control-plane --config "$cfg"
 		kubeadm init phase bootstrap-token --config "$cfg"
 		kubeadm init phase kubelet-finalize all --config "$cfg"
-		kubeadm init phase addon all --config "$cfg"
+		# kube-proxy only: CoreDNS is dhctl's (install/dns), and kubeadm's is disabled.
+		kubeadm init phase addon kube-proxy --config "$cfg"
 	fi
 else
 	if [[ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" || -d /var/lib/etcd/member ]]; then

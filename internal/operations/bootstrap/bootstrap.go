@@ -142,10 +142,6 @@ func New(o Options) (*Bootstrap, error) {
 		return nil, err
 	}
 	b := &Bootstrap{o: o, clients: map[string]*ssh.Client{}}
-	if b.nodes, err = nodebundle.NewNodes(nodebundle.NodesOptions{Candi: o.Candi, Cluster: o.Cluster, VersionMap: o.VersionMap,
-		State: o.State, UpstreamPackages: o.UpstreamPackages, Log: o.Log}); err != nil {
-		return nil, err
-	}
 	b.installer, err = install.New(install.Options{
 		Connect:          b.kubeClient,
 		Cluster:          o.Cluster,
@@ -163,6 +159,10 @@ func New(o Options) (*Bootstrap, error) {
 		return nil, exitcode.Usage(err)
 	}
 	b.install, b.resources = b.installer.Group(), b.installer.ResourcesPhase()
+	if b.nodes, err = nodebundle.NewNodes(nodebundle.NodesOptions{Candi: o.Candi, Cluster: o.Cluster, VersionMap: o.VersionMap,
+		State: o.State, UpstreamPackages: o.UpstreamPackages, PlatformImage: b.installer.Values().Platform.Image, Log: o.Log}); err != nil {
+		return nil, err
+	}
 	// The node plan is also where a bad configuration shows: fail before any phase runs. The
 	// control-plane address it needs is the first master's, when the inventory already has one.
 	if fm, ok := o.Inventory.FirstMaster(); ok {
