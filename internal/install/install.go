@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/dhctl-dev/dhctl/internal/clusterstate"
@@ -34,6 +35,9 @@ const (
 	crdTimeout = 2 * time.Minute
 	// progressEvery spaces "still waiting" log lines.
 	progressEvery = 15 * time.Second
+	// workloadPoll is how often the CNI's and CoreDNS's readiness is read: both waits are on the
+	// bootstrap's critical path, and a read of a few objects is cheap.
+	workloadPoll = 500 * time.Millisecond
 )
 
 // Options are what the install needs, as typed values.
@@ -142,9 +146,9 @@ const (
 // Describe is the install's phase group for listings (help, completion): names and titles only.
 func Describe() phase.Group { return (&Installer{}).Group() }
 
-// Group is the install as one phase group: install/cni, install/dns, install/node-groups,
-// install/platform, install/cluster-state, install/wait-platform, install/release-channel. Names and titles do not depend on the
-// configuration (see Describe).
+// Group is the install as one phase group: install/cni, install/node-groups, install/platform,
+// install/cluster-state, install/dns, install/wait-platform, install/release-channel. Names and
+// titles do not depend on the configuration (see Describe).
 func (in *Installer) Group() phase.Group {
 	return phase.NewGroup(PhaseInstall, "Install the CNI and the platform", in.Phases()...)
 }
@@ -153,10 +157,10 @@ func (in *Installer) Group() phase.Group {
 func (in *Installer) Phases() []phase.Phase {
 	return []phase.Phase{
 		&applyPhase{in: in, name: PhaseCNI, title: "Install the CNI", objects: in.CNIObjects},
-		&applyPhase{in: in, name: PhaseDNS, title: "Install CoreDNS", objects: in.DNSObjects},
 		&applyPhase{in: in, name: PhaseNodeGroups, title: "Create the NodeGroup CRD and NodeGroups", objects: in.NodeGroupObjects},
 		&platformPhase{applyPhase{in: in, name: PhasePlatform, title: "Install the platform controller", objects: in.PlatformObjects}},
 		&applyPhase{in: in, name: PhaseClusterState, title: "Store the cluster state in the cluster", objects: in.ClusterStateObjects},
+		&dnsPhase{applyPhase{in: in, name: PhaseDNS, title: "Install CoreDNS once the CNI runs on the nodes", objects: in.DNSObjects}},
 		&waitPhase{in: in},
 		&releaseChannelPhase{in: in},
 	}
@@ -322,14 +326,60 @@ func (in *Installer) WaitTargets() ([]*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, err
 	}
+	return workloads(append(cni, dns...)), nil
+}
+
+// workloads are the objects that run pods.
+func workloads(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
-	for _, o := range append(cni, dns...) {
+	for _, o := range objs {
 		switch o.GetKind() {
 		case "Deployment", "DaemonSet", "StatefulSet":
 			out = append(out, o)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// dnsPhase applies CoreDNS only once the CNI is ready on every node scheduled so far. A pod
+// whose sandbox is created before the CNI works on its node fails, and the kubelet retries it
+// only 10-15 s later: CoreDNS created with the CNI would be ready that much after it. The wait is
+// bounded by PlatformTimeout, and a cluster without nodes yet has nothing to wait for.
+type dnsPhase struct{ applyPhase }
+
+func (p *dnsPhase) Run(ctx context.Context) error {
+	c, err := p.in.client(ctx)
+	if err != nil {
+		return err
+	}
+	nodes, err := c.Typed().CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1})
+	if err != nil {
+		return fmt.Errorf("listing the nodes: %w", err)
+	}
+	if len(nodes.Items) == 0 {
+		return p.applyPhase.Run(ctx)
+	}
+	cni, err := p.in.CNIObjects()
+	if err != nil {
+		return err
+	}
+	var last time.Time
+	if err := c.WaitReady(ctx, workloads(cni), kube.WaitOptions{
+		Timeout:  p.in.opts.PlatformTimeout,
+		Interval: workloadPoll,
+		Progress: func(nr []kube.NotReady) {
+			if time.Since(last) < progressEvery {
+				return
+			}
+			last = time.Now()
+			for _, n := range nr {
+				p.in.log.Info("waiting for the CNI before CoreDNS", "object", n.Object, "reason", n.Reason)
+			}
+		},
+	}); err != nil {
+		return fmt.Errorf("%w\n(CoreDNS is installed once the CNI runs; the wait is bounded by --deckhouse-timeout=%s)", err, p.in.opts.PlatformTimeout)
+	}
+	return p.applyPhase.Run(ctx)
 }
 
 func (p *waitPhase) Run(ctx context.Context) error {
@@ -350,7 +400,8 @@ func (p *waitPhase) Run(ctx context.Context) error {
 		defer wg.Done()
 		var last time.Time
 		workloadsErr = c.WaitReady(ctx, targets, kube.WaitOptions{
-			Timeout: p.in.opts.PlatformTimeout,
+			Timeout:  p.in.opts.PlatformTimeout,
+			Interval: workloadPoll,
 			Progress: func(nr []kube.NotReady) {
 				if time.Since(last) < progressEvery {
 					return

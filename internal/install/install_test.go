@@ -403,3 +403,56 @@ func TestWaitPlatformTimeoutNamesTheBlocker(t *testing.T) {
 	}
 	t.Logf("the error, as a user sees it:\n%s", msg)
 }
+
+// install/dns creates CoreDNS only once the CNI is ready on the nodes (a sandbox made before
+// that fails and is retried 10-15 s later): with a node and the CNI DaemonSet not ready it
+// creates nothing and says what it waited for; once the DaemonSet reports its pods ready, it
+// creates CoreDNS.
+func TestDNSWaitsForTheCNIOnTheNodes(t *testing.T) {
+	t.Parallel()
+	c := loadTestConfig(t, false)
+	cluster := kubetest.Start(t, kubetest.Options{ServiceCIDR: c.ClusterConfiguration.ServiceSubnetCIDR})
+	client, err := kube.New(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	in := newTestInstaller(t, client, c, Options{PlatformTimeout: 3 * time.Second})
+	if _, err := phase.Run(ctx, []phase.Phase{phaseNamed(t, in, PhaseCNI)}, phase.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cs := client.Typed()
+	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dns := phaseNamed(t, in, PhaseDNS)
+	err = dns.Run(ctx)
+	var nr *kube.NotReadyError
+	if !errors.As(err, &nr) || len(nr.Objects) != 1 || nr.Objects[0].Object != "DaemonSet kube-flannel/kube-flannel-ds" {
+		t.Fatalf("with the CNI not ready: want a NotReadyError naming only the flannel DaemonSet, got %v", err)
+	}
+	if !strings.Contains(err.Error(), "--deckhouse-timeout=3s") {
+		t.Errorf("the error does not name its bound:\n%v", err)
+	}
+	if _, err := cs.AppsV1().Deployments("kube-system").Get(ctx, "coredns", metav1.GetOptions{}); err == nil {
+		t.Fatal("CoreDNS was created before the CNI was ready")
+	}
+
+	// What the daemonset controller writes once flanneld is ready on the one node.
+	ds, err := cs.AppsV1().DaemonSets("kube-flannel").Get(ctx, "kube-flannel-ds", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds.Status.ObservedGeneration = ds.Generation
+	ds.Status.DesiredNumberScheduled, ds.Status.NumberReady, ds.Status.UpdatedNumberScheduled = 1, 1, 1
+	if _, err := cs.AppsV1().DaemonSets("kube-flannel").UpdateStatus(ctx, ds, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dns.Run(ctx); err != nil {
+		t.Fatalf("with the CNI ready: %v", err)
+	}
+	if _, err := cs.AppsV1().Deployments("kube-system").Get(ctx, "coredns", metav1.GetOptions{}); err != nil {
+		t.Fatalf("CoreDNS was not created once the CNI was ready: %v", err)
+	}
+}

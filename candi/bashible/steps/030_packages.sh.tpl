@@ -1,36 +1,52 @@
 # Packages: fetched from dhctl's packages endpoint, every file checked against the sha256 of the
 # version map, then installed. An installed package is recorded with its version and sums, so an
-# unchanged package is not fetched again.
+# unchanged package is not fetched again. All packages are fetched at once, in the background,
+# and installed in order as each arrives: containerd installs while the Kubernetes binaries are
+# still on their way.
 pkg_state=/var/lib/dhctl/packages
 mkdir -p "$pkg_state"
 
-# install_package NAME VERSION DEST (FILE SHA256)...
-install_package() {
-	local name=$1 version=$2 dest=$3
-	shift 3
-	local want="$version $*"
-	if [[ -f "$pkg_state/$name" && "$(cat "$pkg_state/$name")" == "$want" ]]; then
-		log "package $name $version: already installed"
-		return 0
-	fi
-	local dir=/var/cache/dhctl/packages/$name
+# package_installed NAME VERSION (FILE SHA256)...: whether this exact package is recorded.
+package_installed() {
+	local name=$1 version=$2
+	shift 2
+	[[ -f "$pkg_state/$name" && "$(cat "$pkg_state/$name")" == "$version $*" ]]
+}
+
+# fetch_package NAME VERSION (FILE SHA256)...: fetches and verifies the files into the package's
+# cache directory, unless the package is installed already.
+fetch_package() {
+	local name=$1 version=$2
+	shift 2
+	package_installed "$name" "$version" "$@" && return 0
+	local dir=/var/cache/dhctl/packages/$name file sum got
 	rm -rf "$dir"
 	mkdir -p "$dir"
-	local files=() file sum got
 	while (($#)); do
 		file=$1 sum=$2
 		shift 2
-		log "package $name $version: fetching $file"
 		fetch "/packages/$name/$file" "$dir/$file" || die "package $name $version: cannot fetch $file from dhctl's packages endpoint"
 		got=$(sha256sum "$dir/$file" | cut -d' ' -f1)
 		if [[ "$got" != "$sum" ]]; then
 			rm -f "$dir/$file"
 			die "package $name $version: checksum mismatch for $file: got sha256 $got, the version map says $sum"
 		fi
-		files+=("$dir/$file")
 	done
+}
+
+# install_package NAME VERSION DEST (FILE SHA256)...: installs what fetch_package verified.
+install_package() {
+	local name=$1 version=$2 dest=$3
+	shift 3
+	if package_installed "$name" "$version" "$@"; then
+		log "package $name $version: already installed"
+		return 0
+	fi
+	local want="$version $*" dir=/var/cache/dhctl/packages/$name file
 	mkdir -p "$dest"
-	for file in "${files[@]}"; do
+	while (($#)); do
+		file=$dir/$1
+		shift 2
 		case "$file" in
 		*.deb) os_install_deb "$file" ;;
 		*.rpm) os_install_rpm "$file" ;;
@@ -42,6 +58,24 @@ install_package() {
 	rm -rf "$dir"
 	log "package $name $version: installed"
 }
-{{ range .Packages }}
-install_package {{ quote .Name }} {{ quote .Version }} {{ quote .Dest }}{{ range .Files }} {{ quote .Name }} {{ quote .SHA256 }}{{ end }}
+
+# wait_fetched NAME VERSION PID: waits for the package's fetch; if it failed, stops the other
+# fetches (they hold this bundle's lock) and fails the step.
+wait_fetched() {
+	if ! wait "$3"; then
+		local pids
+		mapfile -t pids < <(jobs -p)
+		((${#pids[@]} == 0)) || kill "${pids[@]}" 2>/dev/null || true
+		wait 2>/dev/null || true
+		die "package $1 $2: not fetched (the reason is above)"
+	fi
+}
+{{ range $i, $p := .Packages }}
+fetch_package {{ quote $p.Name }} {{ quote $p.Version }}{{ range $p.Files }} {{ quote .Name }} {{ quote .SHA256 }}{{ end }} &
+fetch_{{ $i }}=$!
+{{- end }}
+log "fetching {{ len .Packages }} packages at once"
+{{ range $i, $p := .Packages }}
+wait_fetched {{ quote $p.Name }} {{ quote $p.Version }} "$fetch_{{ $i }}"
+install_package {{ quote $p.Name }} {{ quote $p.Version }} {{ quote $p.Dest }}{{ range $p.Files }} {{ quote .Name }} {{ quote .SHA256 }}{{ end }}
 {{- end }}

@@ -114,7 +114,7 @@ func TestTreeIsThePhasesOfARun(t *testing.T) {
 	for _, p := range paths(t, Tree()) {
 		names = append(names, strings.Split(p, " | ")[0])
 	}
-	wantPaths := "preflight base-infra node-infra connect prepare first-master grow grow/nodes grow/nodes/masters grow/nodes/workers grow/install grow/install/cni grow/install/dns grow/install/node-groups grow/install/platform grow/install/cluster-state grow/install/wait-platform grow/install/release-channel create-resources wait-cluster post-bootstrap-script"
+	wantPaths := "preflight base-infra node-infra connect prepare first-master grow grow/nodes grow/nodes/masters grow/nodes/workers grow/install grow/install/cni grow/install/node-groups grow/install/platform grow/install/cluster-state grow/install/dns grow/install/wait-platform grow/install/release-channel create-resources wait-cluster post-bootstrap-script"
 	if strings.Join(names, " ") != wantPaths {
 		t.Errorf("phases:\n got %s\nwant %s", strings.Join(names, " "), wantPaths)
 	}
