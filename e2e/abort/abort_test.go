@@ -81,7 +81,7 @@ func TestAbort(t *testing.T) {
 	}
 	out, code, _ := run(ctx, t, l, "bootstrap-phase", "execute-bashible-bundle", "--config", l.ConfigPath,
 		"--ssh-host", host, "--cluster-name", cluster, "--version-map-override", badPath)
-	if code == 0 || !strings.Contains(out, "030_packages") {
+	if code == 0 || !strings.Contains(out, "047_kubernetes_packages") {
 		t.Fatalf("the tampered bundle did not fail at the packages step: exit %d\n%s", code, out)
 	}
 	installed, _ := m.Run(ctx, "ls /var/lib/dhctl/packages /var/lib/dhctl/bashible/done", nil)

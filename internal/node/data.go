@@ -56,6 +56,9 @@ type Package struct {
 	Version string
 	Dest    string
 	Files   []PackageFile
+	// Runtime marks the container runtime's packages, installed before containerd is
+	// configured and the node's images start pulling; the others follow, during the pull.
+	Runtime bool
 }
 
 // PackageFile is one file to fetch and its sha256.
@@ -80,8 +83,27 @@ type Proxy struct {
 	NoProxy string
 }
 
-// packageOrder installs runc before containerd (Debian's containerd depends on it).
+// packageOrder installs runc before containerd (Debian's containerd depends on it); the first
+// runtimePackages of it are the container runtime's.
 var packageOrder = []string{"runc", "containerd", "crictl", "cni-plugins", "kubelet", "kubeadm", "kubectl"}
+
+const runtimePackages = 3
+
+// RuntimePackages are the container runtime's packages (step 030), in install order.
+func (d Data) RuntimePackages() []Package { return d.packages(true) }
+
+// KubernetesPackages are the other packages (step 047), in install order.
+func (d Data) KubernetesPackages() []Package { return d.packages(false) }
+
+func (d Data) packages(runtime bool) []Package {
+	var out []Package
+	for _, p := range d.Packages {
+		if p.Runtime == runtime {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // defaultDest is where a package's files go when the version map does not say.
 func defaultDest(name string) string {
@@ -95,12 +117,12 @@ func defaultDest(name string) string {
 // lacks or a file without a sha256 is an error naming it: nothing unverified reaches a node.
 func PackagesFor(rel config.KubernetesRelease, minor string) ([]Package, error) {
 	var out []Package
-	for _, name := range packageOrder {
+	for i, name := range packageOrder {
 		p, ok := rel.Packages[name]
 		if !ok {
 			return nil, fmt.Errorf("version map: Kubernetes %s has no package %q (no verified sha256 is published for it); give one with --version-map-override", minor, name)
 		}
-		pkg := Package{Name: name, Version: p.Version, Dest: p.Dest}
+		pkg := Package{Name: name, Version: p.Version, Dest: p.Dest, Runtime: i < runtimePackages}
 		if pkg.Dest == "" {
 			pkg.Dest = defaultDest(name)
 		}

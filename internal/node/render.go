@@ -26,7 +26,7 @@ type Bundle struct {
 
 // Step is one rendered step script.
 type Step struct {
-	Name   string // e.g. "030_packages"
+	Name   string // e.g. "030_runtime_packages"
 	Script []byte
 }
 
@@ -78,7 +78,7 @@ func Render(candi fs.FS, d Data) (*Bundle, error) {
 		return nil, fmt.Errorf("bundle: reading the driver: %w", err)
 	}
 	base := template.New("bundle").Funcs(funcs).Option("missingkey=error")
-	for _, p := range []string{"bashible/lib.sh.tpl", "bashible/proxy.sh.tpl", "bashible/bundles/" + string(d.OSFamily) + "/os.sh.tpl"} {
+	for _, p := range []string{"bashible/lib.sh.tpl", "bashible/proxy.sh.tpl", "bashible/packages.sh.tpl", "bashible/bundles/" + string(d.OSFamily) + "/os.sh.tpl"} {
 		text, err := fs.ReadFile(candi, p)
 		if err != nil {
 			return nil, fmt.Errorf("bundle: %w", err)

@@ -19,7 +19,7 @@ func sampleData(family OSFamily, role inventory.Role, init bool) Data {
 		NodeName: "node-1", NodeIP: "10.0.0.11", Role: role, Init: init, UploadCerts: init,
 		OSFamily: family, KubernetesVersion: "1.33.13", CgroupDriver: "systemd",
 		Packages: []Package{
-			{Name: "runc", Version: "1.3.4", Dest: "/usr/local/sbin", Files: []PackageFile{{Name: "runc", SHA256: strings.Repeat("a", 64)}}},
+			{Name: "runc", Version: "1.3.4", Dest: "/usr/local/sbin", Files: []PackageFile{{Name: "runc", SHA256: strings.Repeat("a", 64)}}, Runtime: true},
 			{Name: "cni-plugins", Version: "v1.7.1", Dest: "/opt/cni/bin", Files: []PackageFile{{Name: "bridge", SHA256: strings.Repeat("b", 64)}, {Name: "loopback", SHA256: strings.Repeat("c", 64)}}},
 		},
 		Registry:      &Registry{Host: "registry.example.com:5000", Scheme: "https", CA: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----", User: "u", Password: `p"a'ss$word`},
@@ -61,7 +61,7 @@ func TestRenderOrderAndContent(t *testing.T) {
 	for _, s := range b.Steps {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "010_checks,020_base_settings,030_packages,040_containerd,045_images,050_kubelet,060_kubeadm" {
+	if got := strings.Join(names, ","); got != "010_checks,020_base_settings,030_runtime_packages,040_containerd,045_images,047_kubernetes_packages,050_kubelet,060_kubeadm" {
 		t.Errorf("steps = %s", got)
 	}
 	all := map[string]string{}
@@ -69,14 +69,18 @@ func TestRenderOrderAndContent(t *testing.T) {
 		all[s.Name] = string(s.Script)
 	}
 	for step, want := range map[string]string{
-		"030_packages":   "install_package 'cni-plugins' 'v1.7.1' '/opt/cni/bin' 'bridge' '" + strings.Repeat("b", 64) + "' 'loopback'",
-		"040_containerd": `password = "p\"a'ss$word"`,
-		"060_kubeadm":    "kubeadm init --config /etc/kubernetes/dhctl/kubeadm.yaml --upload-certs",
-		"010_checks":     "ports=(6443 2379 2380 10250 10257 10259 )",
+		"030_runtime_packages":    "install_package 'runc' '1.3.4' '/usr/local/sbin' 'runc' '" + strings.Repeat("a", 64) + "'",
+		"047_kubernetes_packages": "install_package 'cni-plugins' 'v1.7.1' '/opt/cni/bin' 'bridge' '" + strings.Repeat("b", 64) + "' 'loopback'",
+		"040_containerd":          `password = "p\"a'ss$word"`,
+		"060_kubeadm":             "kubeadm init --config /etc/kubernetes/dhctl/kubeadm.yaml --upload-certs",
+		"010_checks":              "ports=(6443 2379 2380 10250 10257 10259 )",
 	} {
 		if !strings.Contains(all[step], want) {
 			t.Errorf("%s lacks %q:\n%s", step, want, all[step])
 		}
+	}
+	if strings.Contains(all["047_kubernetes_packages"], "'runc'") || strings.Contains(all["030_runtime_packages"], "'cni-plugins'") {
+		t.Errorf("a package in the wrong step:\n%s\n%s", all["030_runtime_packages"], all["047_kubernetes_packages"])
 	}
 	if !strings.Contains(all["040_containerd"], `sandbox_image = "registry.example.com:5000/dhctl/pause:3.10"`) ||
 		!strings.Contains(all["040_containerd"], `SystemdCgroup = true`) {

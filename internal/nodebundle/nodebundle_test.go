@@ -80,7 +80,7 @@ func TestPlanRendersMasterAndWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !d.Init || !strings.Contains(d.KubeadmConfig, "kind: InitConfiguration") || len(b.Steps) != 7 {
+	if !d.Init || !strings.Contains(d.KubeadmConfig, "kind: InitConfiguration") || len(b.Steps) != 8 {
 		t.Errorf("master: init=%v steps=%d", d.Init, len(b.Steps))
 	}
 	join := kubeadm.JoinInfo{APIServerEndpoint: p.Kubeadm.ControlPlaneEndpoint, Token: s.Token, CACertHash: "sha256:" + strings.Repeat("ab", 32)}

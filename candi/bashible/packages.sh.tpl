@@ -1,8 +1,8 @@
-# Packages: fetched from dhctl's packages endpoint, every file checked against the sha256 of the
-# version map, then installed. An installed package is recorded with its version and sums, so an
-# unchanged package is not fetched again. All packages are fetched at once, in the background,
-# and installed in order as each arrives: containerd installs while the Kubernetes binaries are
-# still on their way.
+{{- /* The package steps' shared part, with the step's packages as dot: every package is fetched
+at once in the background, each file checked against the sha256 of the version map, and the
+packages are installed in order as each arrives. An installed package is recorded with its
+version and sums, so an unchanged package is not fetched again. */ -}}
+{{ define "install_packages" -}}
 pkg_state=/var/lib/dhctl/packages
 mkdir -p "$pkg_state"
 
@@ -70,12 +70,13 @@ wait_fetched() {
 		die "package $1 $2: not fetched (the reason is above)"
 	fi
 }
-{{ range $i, $p := .Packages }}
+{{ range $i, $p := . }}
 fetch_package {{ quote $p.Name }} {{ quote $p.Version }}{{ range $p.Files }} {{ quote .Name }} {{ quote .SHA256 }}{{ end }} &
 fetch_{{ $i }}=$!
 {{- end }}
-log "fetching {{ len .Packages }} packages at once"
-{{ range $i, $p := .Packages }}
+log "fetching {{ len . }} packages at once"
+{{ range $i, $p := . }}
 wait_fetched {{ quote $p.Name }} {{ quote $p.Version }} "$fetch_{{ $i }}"
 install_package {{ quote $p.Name }} {{ quote $p.Version }} {{ quote $p.Dest }}{{ range $p.Files }} {{ quote .Name }} {{ quote .SHA256 }}{{ end }}
+{{- end }}
 {{- end }}
