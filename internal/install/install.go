@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +66,12 @@ type Options struct {
 	// Infra returns, when the cluster-state phase runs, a cloud cluster's infrastructure states
 	// to keep in the cluster (they are made by earlier phases of the same run); nil for none.
 	Infra func() (clusterstate.Infra, error)
+
+	// ControlPlaneEndpoint returns, when the CNI is rendered, the host:port at which the kubelets
+	// and kube-proxy reach the API server (kubeadm's controlPlaneEndpoint); the CNI's agent talks
+	// to it there too. nil, or "" returned: the agent uses the kubernetes Service, which answers
+	// on a node only once kube-proxy has programmed it.
+	ControlPlaneEndpoint func() (string, error)
 
 	// Templates is the manifests tree; nil = templates.FS (embedded).
 	Templates fs.FS
@@ -168,7 +175,21 @@ func (in *Installer) Phases() []phase.Phase {
 
 // CNIObjects are the chosen CNI's manifests.
 func (in *Installer) CNIObjects() ([]*unstructured.Unstructured, error) {
-	return Render(in.opts.Templates, "cni/"+in.values.CNI.Name, in.values)
+	v := *in.values
+	if in.opts.ControlPlaneEndpoint != nil {
+		endpoint, err := in.opts.ControlPlaneEndpoint()
+		if err != nil {
+			return nil, fmt.Errorf("the API server's address for the CNI: %w", err)
+		}
+		if endpoint != "" {
+			host, port, err := net.SplitHostPort(endpoint)
+			if err != nil {
+				return nil, fmt.Errorf("the API server's address for the CNI: %q is not host:port", endpoint)
+			}
+			v.CNI.APIServer = &APIServerValues{Host: host, Port: port}
+		}
+	}
+	return Render(in.opts.Templates, "cni/"+v.CNI.Name, &v)
 }
 
 // DNSObjects are CoreDNS's objects, named as kubeadm's add-on names them (kubeadm's own is

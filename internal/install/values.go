@@ -52,7 +52,14 @@ type Values struct {
 type CNIValues struct {
 	Name    string // directory under templates/cni
 	Backend string // flannel: vxlan or host-gw
+	// APIServer is where the CNI's agent reaches the API server (nil: the kubernetes Service).
+	// A host-network agent that starts before kube-proxy has programmed its node would
+	// otherwise dial the Service address into nothing and retry only after a 30 s timeout.
+	APIServer *APIServerValues
 }
+
+// APIServerValues are an API server address.
+type APIServerValues struct{ Host, Port string }
 
 // DNSValues configure CoreDNS (templates/dns).
 type DNSValues struct {

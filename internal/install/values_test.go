@@ -213,3 +213,59 @@ func TestCoreDNSIsWhereTheKubeletsLook(t *testing.T) {
 		t.Errorf("wait-platform does not wait for CoreDNS: %v", waited)
 	}
 }
+
+// flanneld reaches the API server at the control-plane endpoint when one is known (the address
+// the kubelets and kube-proxy use), and through the kubernetes Service only when none is.
+func TestFlannelReachesTheAPIServerWhereTheKubeletsDo(t *testing.T) {
+	c := loadTestConfig(t, false)
+	vm := testVersionMap(t)
+	kc, err := kubeadm.FromConfig(c, vm, "10.0.0.11")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(endpoint func() (string, error)) map[string]string {
+		t.Helper()
+		in, err := New(Options{Cluster: c, VersionMap: vm, ClusterUUID: testUUID, ControlPlaneEndpoint: endpoint,
+			Connect: func(context.Context) (*kube.Client, error) { return nil, nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := in.CNIObjects()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if o.GetKind() != "DaemonSet" {
+				continue
+			}
+			containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			out := map[string]string{}
+			for _, e := range containers[0].(map[string]any)["env"].([]any) {
+				e := e.(map[string]any)
+				if v, ok := e["value"].(string); ok {
+					out[e["name"].(string)] = v
+				}
+			}
+			return out
+		}
+		t.Fatal("no DaemonSet in the CNI")
+		return nil
+	}
+	got := env(func() (string, error) { return kc.ControlPlaneEndpoint, nil })
+	if got["KUBERNETES_SERVICE_HOST"] != "10.0.0.11" || got["KUBERNETES_SERVICE_PORT"] != "6443" {
+		t.Errorf("with the control-plane endpoint %s: env %v", kc.ControlPlaneEndpoint, got)
+	}
+	for _, none := range []func() (string, error){nil, func() (string, error) { return "", nil }} {
+		if got := env(none); got["KUBERNETES_SERVICE_HOST"] != "" {
+			t.Errorf("with no endpoint: env %v, want the kubernetes Service's (set by the kubelet)", got)
+		}
+	}
+	in, err := New(Options{Cluster: c, VersionMap: vm, ClusterUUID: testUUID, ControlPlaneEndpoint: func() (string, error) { return "10.0.0.11", nil },
+		Connect: func(context.Context) (*kube.Client, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.CNIObjects(); err == nil || !strings.Contains(err.Error(), "not host:port") {
+		t.Errorf("an endpoint without a port: %v", err)
+	}
+}

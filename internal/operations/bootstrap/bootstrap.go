@@ -143,17 +143,18 @@ func New(o Options) (*Bootstrap, error) {
 	}
 	b := &Bootstrap{o: o, clients: map[string]*ssh.Client{}}
 	b.installer, err = install.New(install.Options{
-		Connect:          b.kubeClient,
-		Cluster:          o.Cluster,
-		VersionMap:       o.VersionMap,
-		ClusterUUID:      uuid,
-		CNI:              o.CNI,
-		PlatformImage:    o.PlatformImage,
-		InstallerVersion: o.InstallerVersion,
-		PlatformTimeout:  o.PlatformTimeout,
-		ResourcesTimeout: o.ResourcesTimeout,
-		Infra:            b.infraStates,
-		Log:              o.Log,
+		Connect:              b.kubeClient,
+		Cluster:              o.Cluster,
+		VersionMap:           o.VersionMap,
+		ClusterUUID:          uuid,
+		CNI:                  o.CNI,
+		PlatformImage:        o.PlatformImage,
+		InstallerVersion:     o.InstallerVersion,
+		PlatformTimeout:      o.PlatformTimeout,
+		ResourcesTimeout:     o.ResourcesTimeout,
+		Infra:                b.infraStates,
+		ControlPlaneEndpoint: b.controlPlaneEndpoint,
+		Log:                  o.Log,
 	})
 	if err != nil {
 		return nil, exitcode.Usage(err)
@@ -231,6 +232,24 @@ func (b *Bootstrap) firstMaster() (inventory.Host, error) {
 		return fm, exitcode.Usage(errors.New("no first master: give it with --ssh-host (the first --ssh-host is the first master)"))
 	}
 	return fm, nil
+}
+
+// controlPlaneEndpoint is the kubeadm controlPlaneEndpoint of the node plan, which the kubelets
+// and kube-proxy use; "" with --kubeconfig and no first master known.
+func (b *Bootstrap) controlPlaneEndpoint() (string, error) {
+	fm, ok := b.o.Inventory.FirstMaster()
+	if !ok {
+		if b.o.Kubeconfig != "" {
+			return "", nil
+		}
+		_, err := b.firstMaster()
+		return "", err
+	}
+	p, err := b.nodes.Plan(fm.IP)
+	if err != nil {
+		return "", err
+	}
+	return p.Kubeadm.ControlPlaneEndpoint, nil
 }
 
 // kubeClient is the API through --kubeconfig, or an SSH tunnel to the first master (cached for
