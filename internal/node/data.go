@@ -48,6 +48,10 @@ type Data struct {
 	// PrePullImages are the images the node will run, pulled in the background while it is
 	// prepared (full references).
 	PrePullImages []string
+	// ControlPlaneEndpoint is the API servers' host:port. A node other than the first master
+	// starts its image pull only once it answers: until then the registry and (on shared
+	// hardware) the CPU go to the first master's pull and kubeadm init, the critical path.
+	ControlPlaneEndpoint string
 }
 
 // Package is one node package as the packages step installs it.
@@ -199,7 +203,26 @@ func SandboxImage(imagesRepo string, rel config.KubernetesRelease) (string, erro
 	return strings.TrimSuffix(imagesRepo, "/") + "/" + path.Base(p.Repository) + ":" + p.Tag, nil
 }
 
+// ControlPlaneHost and ControlPlanePort are ControlPlaneEndpoint's parts (validated).
+func (d Data) ControlPlaneHost() string {
+	h, _, _ := net.SplitHostPort(d.ControlPlaneEndpoint)
+	return h
+}
+
+func (d Data) ControlPlanePort() string {
+	_, p, _ := net.SplitHostPort(d.ControlPlaneEndpoint)
+	return p
+}
+
 func (d Data) validate() error {
+	if !d.Init {
+		// It is written into a shell word: an address or a DNS name, and a port, nothing else.
+		h, p, err := net.SplitHostPort(d.ControlPlaneEndpoint)
+		if err != nil || h == "" || strings.Trim(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") != "" ||
+			strings.Trim(p, "0123456789") != "" || p == "" {
+			return fmt.Errorf("control-plane endpoint %q is not host:port", d.ControlPlaneEndpoint)
+		}
+	}
 	if net.ParseIP(d.NodeIP) == nil {
 		return fmt.Errorf("node address %q is not an IP address", d.NodeIP)
 	}

@@ -26,7 +26,8 @@ func sampleData(family OSFamily, role inventory.Role, init bool) Data {
 		SandboxImage:  "registry.example.com:5000/dhctl/pause:3.10",
 		Proxy:         &Proxy{HTTP: "http://user:secret@proxy:3128", HTTPS: "http://proxy:3128", NoProxy: "127.0.0.1,.cluster.local"},
 		ClusterDomain: "cluster.local", PodSubnet: "10.111.0.0/16", ServiceSubnet: "10.222.0.0/16",
-		KubeadmConfig: "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n",
+		KubeadmConfig:        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n",
+		ControlPlaneEndpoint: "10.0.0.10:6443",
 	}
 }
 

@@ -111,7 +111,7 @@ func (p *Plan) Render(t Target, secrets kubeadm.Secrets, join kubeadm.JoinInfo) 
 		OSFamily: t.Host.Family, KubernetesVersion: p.Release.Patch, CgroupDriver: t.Host.CgroupDriver,
 		Packages: p.Packages, Registry: p.Registry, SandboxImage: p.Sandbox, Proxy: p.Proxy,
 		ClusterDomain: p.cluster.ClusterDomain, PodSubnet: p.cluster.PodSubnetCIDR, ServiceSubnet: p.cluster.ServiceSubnetCIDR,
-		KubeadmConfig: string(cfg), PrePullImages: p.imagesFor(t.Role),
+		KubeadmConfig: string(cfg), PrePullImages: p.imagesFor(t.Role), ControlPlaneEndpoint: kc.ControlPlaneEndpoint,
 	}
 	b, err := node.Render(p.Candi, d)
 	if err != nil {

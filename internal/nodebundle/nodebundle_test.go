@@ -114,6 +114,10 @@ func TestPlanRendersMasterAndWorker(t *testing.T) {
 			t.Errorf("%s: want it pulled by control-plane nodes only", img)
 		}
 	}
+	// The first master pulls at once; the others once its API server answers.
+	if wait := "/dev/tcp/192.168.199.10/6443"; strings.Contains(master, wait) || !strings.Contains(worker, wait) {
+		t.Errorf("want only the non-first nodes to wait for %s before pulling:\nmaster:\n%s\nworker:\n%s", wait, master, worker)
+	}
 	if !strings.Contains(master, "9>&-") || !strings.Contains(master, "setsid -f") {
 		t.Errorf("the pulls must run detached, without the bundle's lock descriptor:\n%s", master)
 	}
