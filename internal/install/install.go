@@ -384,9 +384,18 @@ func (p *dnsPhase) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := p.in.waitWorkloads(ctx, c, workloads(cni), "waiting for the CNI before CoreDNS"); err != nil {
+		return fmt.Errorf("%w\n(CoreDNS is installed once the CNI runs; the wait is bounded by --deckhouse-timeout=%s)", err, p.in.opts.PlatformTimeout)
+	}
+	return p.applyPhase.Run(ctx)
+}
+
+// waitWorkloads waits for objs to be ready within PlatformTimeout, logging what it waits for
+// (as msg) at most every progressEvery.
+func (in *Installer) waitWorkloads(ctx context.Context, c *kube.Client, objs []*unstructured.Unstructured, msg string) error {
 	var last time.Time
-	if err := c.WaitReady(ctx, workloads(cni), kube.WaitOptions{
-		Timeout:  p.in.opts.PlatformTimeout,
+	return c.WaitReady(ctx, objs, kube.WaitOptions{
+		Timeout:  in.opts.PlatformTimeout,
 		Interval: workloadPoll,
 		Progress: func(nr []kube.NotReady) {
 			if time.Since(last) < progressEvery {
@@ -394,13 +403,10 @@ func (p *dnsPhase) Run(ctx context.Context) error {
 			}
 			last = time.Now()
 			for _, n := range nr {
-				p.in.log.Info("waiting for the CNI before CoreDNS", "object", n.Object, "reason", n.Reason)
+				in.log.Info(msg, "object", n.Object, "reason", n.Reason)
 			}
 		},
-	}); err != nil {
-		return fmt.Errorf("%w\n(CoreDNS is installed once the CNI runs; the wait is bounded by --deckhouse-timeout=%s)", err, p.in.opts.PlatformTimeout)
-	}
-	return p.applyPhase.Run(ctx)
+	})
 }
 
 func (p *waitPhase) Run(ctx context.Context) error {
@@ -419,20 +425,7 @@ func (p *waitPhase) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		var last time.Time
-		workloadsErr = c.WaitReady(ctx, targets, kube.WaitOptions{
-			Timeout:  p.in.opts.PlatformTimeout,
-			Interval: workloadPoll,
-			Progress: func(nr []kube.NotReady) {
-				if time.Since(last) < progressEvery {
-					return
-				}
-				last = time.Now()
-				for _, n := range nr {
-					p.in.log.Info("waiting", "object", n.Object, "reason", n.Reason)
-				}
-			},
-		})
+		workloadsErr = p.in.waitWorkloads(ctx, c, targets, "waiting")
 	}()
 	go func() {
 		defer wg.Done()

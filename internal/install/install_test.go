@@ -49,6 +49,18 @@ func newTestInstaller(t *testing.T, client *kube.Client, c *config.Cluster, opts
 	return in
 }
 
+// startCluster starts a real API server for c: CoreDNS's Service has a fixed cluster IP from
+// the configuration's service subnet, so the server serves that range.
+func startCluster(t *testing.T, c *config.Cluster, controllers bool) *kube.Client {
+	t.Helper()
+	cluster := kubetest.Start(t, kubetest.Options{Controllers: controllers, ServiceCIDR: c.ClusterConfiguration.ServiceSubnetCIDR})
+	client, err := kube.New(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
+}
+
 // applyPhases are the phases that only apply objects (all before wait-platform).
 func applyPhases(in *Installer) []phase.Phase {
 	var out []phase.Phase
@@ -104,12 +116,7 @@ func resourceVersions(t *testing.T, ctx context.Context, c *kube.Client, objs []
 func TestInstallCreatesEverythingIdempotently(t *testing.T) {
 	t.Parallel()
 	c := loadTestConfig(t, false)
-	// CoreDNS's Service has a fixed cluster IP from the configuration's service subnet.
-	cluster := kubetest.Start(t, kubetest.Options{ServiceCIDR: c.ClusterConfiguration.ServiceSubnetCIDR})
-	client, err := kube.New(cluster.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := startCluster(t, c, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	in := newTestInstaller(t, client, c, Options{InstallerVersion: "v1.2.3-test"})
@@ -370,16 +377,12 @@ func obj(apiVersion, kind, ns, name string) *unstructured.Unstructured {
 func TestWaitPlatformTimeoutNamesTheBlocker(t *testing.T) {
 	t.Parallel()
 	c := loadTestConfig(t, false)
-	cluster := kubetest.Start(t, kubetest.Options{Controllers: true, ServiceCIDR: c.ClusterConfiguration.ServiceSubnetCIDR})
-	client, err := kube.New(cluster.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := startCluster(t, c, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	in := newTestInstaller(t, client, c, Options{PlatformTimeout: 12 * time.Second})
 	phases := in.Phases()
-	_, err = phase.Run(ctx, phases, phase.Options{})
+	_, err := phase.Run(ctx, phases, phase.Options{})
 	if err == nil {
 		t.Fatal("wait-platform succeeded with no node to run the platform on")
 	}
@@ -411,11 +414,7 @@ func TestWaitPlatformTimeoutNamesTheBlocker(t *testing.T) {
 func TestDNSWaitsForTheCNIOnTheNodes(t *testing.T) {
 	t.Parallel()
 	c := loadTestConfig(t, false)
-	cluster := kubetest.Start(t, kubetest.Options{ServiceCIDR: c.ClusterConfiguration.ServiceSubnetCIDR})
-	client, err := kube.New(cluster.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := startCluster(t, c, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	in := newTestInstaller(t, client, c, Options{PlatformTimeout: 3 * time.Second})
@@ -427,7 +426,7 @@ func TestDNSWaitsForTheCNIOnTheNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	dns := phaseNamed(t, in, PhaseDNS)
-	err = dns.Run(ctx)
+	err := dns.Run(ctx)
 	var nr *kube.NotReadyError
 	if !errors.As(err, &nr) || len(nr.Objects) != 1 || nr.Objects[0].Object != "DaemonSet kube-flannel/kube-flannel-ds" {
 		t.Fatalf("with the CNI not ready: want a NotReadyError naming only the flannel DaemonSet, got %v", err)
