@@ -94,6 +94,11 @@ func TestNodeBootstrap(t *testing.T) {
 	if out, err := master.Run(ctx, "grep -h 'kubeadm init took' /var/lib/dhctl/bashible/log/060_kubeadm.log", nil); err == nil {
 		t.Logf("FIGURE %s", strings.TrimSpace(out))
 	}
+	// The step log on the node holds kubeadm's output: no bootstrap token, no certificate key.
+	// The token is the one this cluster has (in its bootstrap-token Secret).
+	rigtest.MustRun(ctx, t, master, `log=/var/lib/dhctl/bashible/log/060_kubeadm.log; test -s $log &&
+		id=$(kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get secrets -o name | grep -m1 bootstrap-token- | cut -d- -f3) &&
+		test -n "$id" && ! grep -q "$id\." $log && ! grep -v sha256: $log | grep -Eq '\b[0-9a-f]{64}\b' && echo clean`, "clean")
 	kubectl := "kubectl --kubeconfig /etc/kubernetes/admin.conf "
 	rigtest.MustRun(ctx, t, master, "systemctl is-active kubelet containerd", "active\nactive")
 	rigtest.MustRun(ctx, t, master, kubectl+"get --raw /readyz", "ok")

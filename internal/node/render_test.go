@@ -73,11 +73,23 @@ func TestRenderOrderAndContent(t *testing.T) {
 		"030_runtime_packages":    "install_package 'runc' '1.3.4' '/usr/local/sbin' 'runc' '" + strings.Repeat("a", 64) + "'",
 		"047_kubernetes_packages": "install_package 'cni-plugins' 'v1.7.1' '/opt/cni/bin' 'bridge' '" + strings.Repeat("b", 64) + "' 'loopback'",
 		"040_containerd":          `password = "p\"a'ss$word"`,
-		"060_kubeadm":             "kubeadm init --config /etc/kubernetes/dhctl/kubeadm.yaml --upload-certs",
+		"060_kubeadm":             "kubeadm init --config /etc/kubernetes/dhctl/kubeadm.yaml --skip-token-print --upload-certs --skip-certificate-key-print",
 		"010_checks":              "ports=(6443 2379 2380 10250 10257 10259 )",
 	} {
 		if !strings.Contains(all[step], want) {
 			t.Errorf("%s lacks %q:\n%s", step, want, all[step])
+		}
+	}
+	// kubeadm's output stays in the step's log on the node: it must not print the secrets.
+	for _, line := range strings.Split(all["060_kubeadm"], "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "kubeadm init") {
+			continue
+		}
+		if (!strings.Contains(line, " phase ") || strings.Contains(line, "bootstrap-token")) && !strings.Contains(line, "--skip-token-print") {
+			t.Errorf("kubeadm would print the bootstrap token: %s", line)
+		}
+		if strings.Contains(line, "--upload-certs") && !strings.Contains(line, "--skip-certificate-key-print") {
+			t.Errorf("kubeadm would print the certificate key: %s", line)
 		}
 	}
 	if strings.Contains(all["047_kubernetes_packages"], "'runc'") || strings.Contains(all["030_runtime_packages"], "'cni-plugins'") {

@@ -22,10 +22,10 @@ if [[ -f "$admin" ]]; then
 		{{- if .UploadCerts }}
 		# Only when missing: each upload makes one more bootstrap token owning the Secret.
 		kubectl --kubeconfig "$admin" -n kube-system get secret kubeadm-certs >/dev/null 2>&1 ||
-			kubeadm init phase upload-certs --upload-certs --config "$cfg"
+			kubeadm init phase upload-certs --upload-certs --skip-certificate-key-print --config "$cfg"
 		{{- end }}
 		kubeadm init phase mark-control-plane --config "$cfg"
-		kubeadm init phase bootstrap-token --config "$cfg"
+		kubeadm init phase bootstrap-token --skip-token-print --config "$cfg"
 		kubeadm init phase kubelet-finalize all --config "$cfg"
 		# kube-proxy only: CoreDNS is dhctl's (install/dns), and kubeadm's is disabled.
 		kubeadm init phase addon kube-proxy --config "$cfg"
@@ -36,7 +36,9 @@ else
 		kubeadm reset -f
 	fi
 	started=$SECONDS
-	kubeadm init --config /etc/kubernetes/dhctl/kubeadm.yaml{{ if .UploadCerts }} --upload-certs{{ end }} ||
+	# kubeadm prints neither the bootstrap token nor the certificate key: its output stays in this
+	# step's log on the node, and dhctl has both already.
+	kubeadm init --config /etc/kubernetes/dhctl/kubeadm.yaml --skip-token-print{{ if .UploadCerts }} --upload-certs --skip-certificate-key-print{{ end }} ||
 		{ kubelet_diagnosis; die "kubeadm init failed (its output and the kubelet's journal are above)"; }
 	wait_for 300 "the API server to answer /readyz after kubeadm init" ready
 	log "kubeadm init took $((SECONDS - started))s"
