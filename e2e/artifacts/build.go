@@ -40,7 +40,7 @@ const (
 	CRIToolsVersion           = "v1.34.0"
 	FlannelVersion            = "v0.26.7"
 	PauseImageTag             = "3.10"
-	PlatformControllerVersion = "v0.2.0"
+	PlatformControllerVersion = "v0.2.1"
 	// CNIFlannelVersion is this repository's stand-in for flannel's CNI
 	// plugin (e2e/cni-flannel), whose module the proxy does not serve.
 	CNIFlannelVersion = "v0.1.0"

@@ -46,10 +46,11 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/util/retry"
 )
 
 // Version is reported on /version and baked into the image tag.
-const Version = "v0.2.0"
+const Version = "v0.2.1"
 
 // Names the real controller uses.
 const (
@@ -285,15 +286,40 @@ func (c *controller) lead(ctx context.Context, k kubernetes.Interface, dyn dynam
 	go func() { defer close(ran); le.Run(ctx) }()
 	select {
 	case <-ctx.Done():
-		// Run releases the Lease on its way out (ReleaseOnCancel): let it, within a bound.
+		// Run releases the Lease on its way out (ReleaseOnCancel): let it, within a bound. Its
+		// release updates the record it last saw, so it fails when a renewal cut short by the
+		// cancel reached the API server anyway (a conflict): then release it here, from the
+		// current record.
 		select {
 		case <-ran:
 		case <-time.After(5 * time.Second):
+		}
+		if err := releaseLease(k, identity); err != nil {
+			c.log.Warn("releasing the leader Lease", "error", err.Error())
 		}
 		return ctx.Err()
 	case err := <-lost:
 		return err
 	}
+}
+
+// releaseLease empties the leader Lease's holder if it is still identity, within a bound.
+func releaseLease(k kubernetes.Interface, identity string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	leases := k.CoordinationV1().Leases(namespace)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		l, err := leases.Get(ctx, leaseName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != identity {
+			return nil
+		}
+		l.Spec.HolderIdentity = nil
+		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		return err
+	})
 }
 
 // converge "runs" every enabled module once, reports it the way the real controller does, turns

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
@@ -264,4 +266,63 @@ func object(t *testing.T, doc string) *unstructured.Unstructured {
 		t.Fatal(err)
 	}
 	return o
+}
+
+// TestReleaseLeaseFromTheCurrentRecord: the fallback release (for when the elector's own one
+// conflicts with a renewal that a cancel cut short) empties the holder only when it is ours,
+// whatever resourceVersion the elector last saw.
+func TestReleaseLeaseFromTheCurrentRecord(t *testing.T) {
+	cluster := kubetest.Start(t, kubetest.Options{})
+	client, err := kube.New(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	leases := client.Typed().CoordinationV1().Leases(namespace)
+	if _, err := client.Typed().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	hold := func(holder string) {
+		t.Helper()
+		l, err := leases.Get(ctx, leaseName, metav1.GetOptions{})
+		if err != nil {
+			l, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: leaseName}}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Spec.HolderIdentity = &holder
+		// A second update, as a renewal the elector never saw the answer to.
+		for range 2 {
+			if l, err = leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	holder := func() string {
+		t.Helper()
+		l, err := leases.Get(ctx, leaseName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+
+	hold("pod-a.1")
+	if err := releaseLease(client.Typed(), "pod-b.2"); err != nil {
+		t.Fatal(err)
+	}
+	if h := holder(); h != "pod-a.1" {
+		t.Errorf("another holder's Lease released: holder %q", h)
+	}
+	if err := releaseLease(client.Typed(), "pod-a.1"); err != nil {
+		t.Fatal(err)
+	}
+	if h := holder(); h != "" {
+		t.Errorf("own Lease not released: holder %q", h)
+	}
 }

@@ -200,7 +200,7 @@ func TestInstallCreatesEverythingIdempotently(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := dep.Spec.Template.Spec
-	if img := pod.Containers[0].Image; img != "10.77.1.254:5000/dhctl/platform-controller:v0.2.0" {
+	if img := pod.Containers[0].Image; img != "10.77.1.254:5000/dhctl/platform-controller:v0.2.1" {
 		t.Errorf("platform image = %q", img)
 	}
 	if !pod.HostNetwork || pod.NodeSelector["node-role.kubernetes.io/control-plane"] != "" || pod.Containers[0].ReadinessProbe == nil {
