@@ -44,6 +44,13 @@ func run(ctx context.Context, t *testing.T, l *lab.Lab, args ...string) (string,
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)
+	if err != nil {
+		// The end of the output (the failed phase, its host and step, the remote lines) first:
+		// a report that keeps only the head of a failed test's log still shows why.
+		lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+		t.Logf("dhctl %s FAILED (%v in %v); its last lines:\n%s", args[0], err, took.Round(10*time.Millisecond),
+			strings.Join(lines[max(0, len(lines)-60):], "\n"))
+	}
 	t.Logf("dhctl %s: %v in %v\n%s", args[0], err, took.Round(10*time.Millisecond), out)
 	return string(out), took, err
 }
