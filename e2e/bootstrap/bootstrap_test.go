@@ -79,7 +79,7 @@ func TestBootstrap(t *testing.T) {
 		t.Fatalf("dhctl bootstrap: %v", err)
 	}
 	t.Logf("FIGURE bootstrap 1 master + 1 worker, command start to all nodes Ready: %v", took.Round(100*time.Millisecond))
-	logStepTimes(t, l)
+	logCriticalPath(ctx, t, l, took, logStepTimes(t, l))
 	logPodTimeline(ctx, t, l)
 	for _, want := range []string{"Admin kubeconfig: " + l.Kubeconfig(), "wait-cluster", l.Masters[0].Name, l.Workers[0].Name} {
 		if !strings.Contains(out, want) {
@@ -402,7 +402,7 @@ func TestBootstrapHA(t *testing.T) {
 		t.Fatalf("dhctl bootstrap: %v", err)
 	}
 	t.Logf("FIGURE bootstrap 3 masters + 2 workers through a bastion, command start to all nodes Ready: %v", took.Round(100*time.Millisecond))
-	logStepTimes(t, l)
+	logCriticalPath(ctx, t, l, took, logStepTimes(t, l))
 	checkCluster(ctx, t, l)
 
 	// dhctl reached the machines through the bastion: their sshd saw its logins come from there.
@@ -432,11 +432,12 @@ func TestBootstrapHA(t *testing.T) {
 // containerd, kubeadm init/join with its image pulls), from the "step done" lines of dhctl's
 // debug logs, next to dhctl's wall time: the difference is dhctl's own share plus the waits for
 // pods (CNI, CoreDNS, platform: image pulls by the kubelet).
-func logStepTimes(t *testing.T, l *lab.Lab) {
+func logStepTimes(t *testing.T, l *lab.Lab) []stepDone {
 	t.Helper()
 	logs, _ := filepath.Glob(filepath.Join(l.StateDir, "lab", "logs", "*-bootstrap.log"))
 	perStep := map[string]time.Duration{}
 	var lines []string
+	var done []stepDone
 	for _, f := range logs {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -447,14 +448,12 @@ func logStepTimes(t *testing.T, l *lab.Lab) {
 			if !strings.Contains(line, `"msg":"step done"`) {
 				continue
 			}
-			var rec struct {
-				Host, Step string
-				Took       time.Duration
-			}
+			var rec stepDone
 			if err := json.Unmarshal([]byte(line), &rec); err != nil {
 				t.Errorf("%s: %v", f, err)
 				continue
 			}
+			done = append(done, rec)
 			perStep[rec.Step] += rec.Took
 			lines = append(lines, fmt.Sprintf("%s %s %v", rec.Host, rec.Step, rec.Took.Round(10*time.Millisecond)))
 		}
@@ -466,6 +465,89 @@ func logStepTimes(t *testing.T, l *lab.Lab) {
 	sort.Strings(steps)
 	t.Logf("FIGURE machine-side bundle steps, summed over hosts: %s", strings.Join(steps, " "))
 	t.Logf("bundle steps per host:\n%s", strings.Join(lines, "\n"))
+	return done
+}
+
+// stepDone is a "step done" line of dhctl's debug log: the step ended at Time after Took.
+type stepDone struct {
+	Host, Step string
+	Took       time.Duration
+	Time       time.Time
+}
+
+// kubeadmStep is the node bundle's kubeadm init/join step.
+const kubeadmStep = "060_kubeadm"
+
+// logCriticalPath logs the machine-side critical path of the bootstrap that took took: kubeadm
+// init on the first master, the other masters' joins (one at a time, so summed), and the CNI
+// becoming Ready on every node after the last of them (the CNI pods' Ready transitions, which
+// the API server keeps to the second), next to the command's wall time and their ratio. What
+// the path leaves out is what dhctl adds, or what it could not yet overlap (the machines'
+// preparation).
+func logCriticalPath(ctx context.Context, t *testing.T, l *lab.Lab, took time.Duration, done []stepDone) {
+	t.Helper()
+	var initTook, joins time.Duration
+	var cpEnd time.Time
+	for _, m := range l.Masters {
+		var d *stepDone
+		for i := range done {
+			if done[i].Step == kubeadmStep && done[i].Host == m.Address.String() {
+				d = &done[i]
+			}
+		}
+		if d == nil {
+			t.Errorf("critical path: no %s step on master %s in dhctl's debug log", kubeadmStep, m.Address)
+			return
+		}
+		if m == l.Masters[0] {
+			initTook = d.Took
+		} else {
+			joins += d.Took
+		}
+		if d.Time.After(cpEnd) {
+			cpEnd = d.Time
+		}
+	}
+	out, err := l.Masters[0].Run(ctx, "kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -n kube-flannel -o json", nil)
+	if err != nil {
+		t.Errorf("critical path: the CNI's pods: %v", err)
+		return
+	}
+	var pods struct {
+		Items []struct {
+			Status struct {
+				Conditions []struct {
+					Type, Status       string
+					LastTransitionTime time.Time `json:"lastTransitionTime"`
+				} `json:"conditions"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &pods); err != nil {
+		t.Errorf("critical path: the CNI's pods: %v", err)
+		return
+	}
+	var cniReady time.Time
+	ready := 0
+	for _, p := range pods.Items {
+		for _, c := range p.Status.Conditions {
+			if c.Type == "Ready" && c.Status == "True" {
+				ready++
+				if c.LastTransitionTime.After(cniReady) {
+					cniReady = c.LastTransitionTime
+				}
+			}
+		}
+	}
+	if want := len(l.Masters) + len(l.Workers); ready != want {
+		t.Errorf("critical path: %d CNI pods Ready, want one per node (%d)", ready, want)
+		return
+	}
+	cni := max(cniReady.Sub(cpEnd), 0)
+	path := initTook + joins + cni
+	t.Logf("FIGURE machine-side critical path: kubeadm init %v + control-plane joins %v + CNI Ready on every node %v after = %v; command %v, ratio %.2f (goal <= 1.15)",
+		initTook.Round(100*time.Millisecond), joins.Round(100*time.Millisecond), cni.Round(time.Second), path.Round(100*time.Millisecond),
+		took.Round(100*time.Millisecond), took.Seconds()/path.Seconds())
 }
 
 // etcdMembers asks etcd on the first master for its member list (its v3 JSON gateway), with the
