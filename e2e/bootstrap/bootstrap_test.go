@@ -195,6 +195,7 @@ func killAt(ctx context.Context, t *testing.T, l *lab.Lab, args []string, phase,
 		t.Fatal(err)
 	}
 	var killed, ended, started, armed bool
+	var tail []string // the output's last lines, for a run that failed on its own
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -204,6 +205,12 @@ func killAt(ctx context.Context, t *testing.T, l *lab.Lab, args []string, phase,
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
+			mu.Lock()
+			tail = append(tail, line)
+			if len(tail) > 60 {
+				tail = tail[1:]
+			}
+			mu.Unlock()
 			if strings.Contains(line, `"event":"phase-end"`) && strings.Contains(line, `"phase":"`+phase+`"`) {
 				mu.Lock()
 				ended = !killed
@@ -229,6 +236,9 @@ func killAt(ctx context.Context, t *testing.T, l *lab.Lab, args []string, phase,
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("dhctl ended (%v); killed in %s: %v", err, phase, killed && !ended)
+	if err != nil && !killed {
+		t.Logf("dhctl FAILED on its own; its last lines:\n%s", strings.Join(tail, "\n"))
+	}
 	if ended {
 		t.Errorf("phase %s ended before the kill: kill it sooner", phase)
 	}
@@ -508,41 +518,42 @@ func logCriticalPath(ctx context.Context, t *testing.T, l *lab.Lab, took time.Du
 			cpEnd = d.Time
 		}
 	}
-	out, err := l.Masters[0].Run(ctx, "kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -n kube-flannel -o json", nil)
-	if err != nil {
-		t.Errorf("critical path: the CNI's pods: %v", err)
-		return
-	}
-	var pods struct {
-		Items []struct {
-			Status struct {
-				Conditions []struct {
-					Type, Status       string
-					LastTransitionTime time.Time `json:"lastTransitionTime"`
-				} `json:"conditions"`
-			} `json:"status"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal([]byte(out), &pods); err != nil {
-		t.Errorf("critical path: the CNI's pods: %v", err)
-		return
-	}
+	// A node turns Ready once the CNI's configuration is written, which may be before its CNI pod
+	// is Ready: wait for one Ready CNI pod per node (bounded), then take the last Ready transition.
+	want := len(l.Masters) + len(l.Workers)
 	var cniReady time.Time
-	ready := 0
-	for _, p := range pods.Items {
-		for _, c := range p.Status.Conditions {
-			if c.Type == "Ready" && c.Status == "True" {
-				ready++
-				if c.LastTransitionTime.After(cniReady) {
-					cniReady = c.LastTransitionTime
+	rigtest.WaitFor(ctx, t, 2*time.Minute, "a Ready CNI pod on every node", func() (bool, string) {
+		out, err := l.Masters[0].Run(ctx, "kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -n kube-flannel -o json", nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		var pods struct {
+			Items []struct {
+				Status struct {
+					Conditions []struct {
+						Type, Status       string
+						LastTransitionTime time.Time `json:"lastTransitionTime"`
+					} `json:"conditions"`
+				} `json:"status"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal([]byte(out), &pods); err != nil {
+			return false, err.Error()
+		}
+		ready, last := 0, time.Time{}
+		for _, p := range pods.Items {
+			for _, c := range p.Status.Conditions {
+				if c.Type == "Ready" && c.Status == "True" {
+					ready++
+					if c.LastTransitionTime.After(last) {
+						last = c.LastTransitionTime
+					}
 				}
 			}
 		}
-	}
-	if want := len(l.Masters) + len(l.Workers); ready != want {
-		t.Errorf("critical path: %d CNI pods Ready, want one per node (%d)", ready, want)
-		return
-	}
+		cniReady = last
+		return ready == want, fmt.Sprintf("%d of %d CNI pods Ready", ready, want)
+	})
 	cni := max(cniReady.Sub(cpEnd), 0)
 	path := initTook + joins + cni
 	t.Logf("FIGURE machine-side critical path: kubeadm init %v + control-plane joins %v + CNI Ready on every node %v after = %v; command %v, ratio %.2f (goal <= 1.15)",

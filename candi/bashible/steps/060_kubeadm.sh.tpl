@@ -12,7 +12,16 @@ ready() { kubectl --kubeconfig "$admin" get --raw /readyz; }
 # before the last phases (upload-config, bootstrap-token, the kube-proxy add-on) is finished
 # on the next run instead of being taken for a complete one.
 done_marker=/etc/kubernetes/dhctl/init-complete
-if [[ -f "$admin" ]]; then
+# Everything kubeadm init writes before it waits for the control plane: a run killed before all
+# of it was written left a control plane that never starts (init again, below), not a slow one.
+control_plane_written() {
+	[[ -f "$admin" && -f /var/lib/kubelet/config.yaml ]] || return 1
+	local m
+	for m in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+		[[ -f /etc/kubernetes/manifests/$m.yaml ]] || return 1
+	done
+}
+if [[ -f "$done_marker" ]] || control_plane_written; then
 	log "the control plane was initialised before: waiting for it to be ready"
 	wait_for 300 "the API server to answer /readyz (kubeadm init ran before; if it stays down, run 'kubeadm reset -f' on this node and re-run dhctl)" ready
 	if [[ ! -f "$done_marker" ]]; then
@@ -31,7 +40,7 @@ if [[ -f "$admin" ]]; then
 		kubeadm init phase addon kube-proxy --config "$cfg"
 	fi
 else
-	if [[ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" || -d /var/lib/etcd/member ]]; then
+	if [[ -f "$admin" || -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" || -d /var/lib/etcd/member ]]; then
 		log "an unfinished kubeadm init left files behind: kubeadm reset -f"
 		kubeadm reset -f
 	fi
