@@ -1,0 +1,138 @@
+// Package mirror copies everything a cluster needs (its images and node packages, in the layout
+// of docs/registry-layout.md) from upstream or from another registry into a bundle (`mirror
+// pull`), and from a bundle into a private registry (`mirror push`), so a cluster can be
+// installed with no internet.
+//
+// A bundle is a directory: one tar per archive (platform.tar for images, packages.tar for node
+// packages), each an OCI image layout whose blobs are stored once however many items share them,
+// optionally split into chunks, and dhctl-bundle.json listing every item with its digest and
+// every file with its sha256.
+package mirror
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/dhctl-dev/dhctl/internal/config"
+)
+
+// Kind says whether an item is a container image or a node package.
+type Kind string
+
+const (
+	KindImage   Kind = "image"
+	KindPackage Kind = "package"
+)
+
+// The archives of a bundle: images in one, node packages in the other.
+const (
+	ArchivePlatform = "platform"
+	ArchivePackages = "packages"
+)
+
+// Item is one image or node package a cluster needs.
+type Item struct {
+	Kind Kind   `json:"kind"`
+	Name string `json:"name"`
+	// Path is where the item lives below a repository: "kube-apiserver:v1.33.13",
+	// "packages/kubelet:v1.33.13".
+	Path    string `json:"path"`
+	Archive string `json:"archive"`
+	// Version is a package's version exactly (its tag cannot hold every character).
+	Version string `json:"version,omitempty"`
+	// Upstream is where an image comes from without --source (the version map's repository:tag).
+	Upstream string `json:"upstream,omitempty"`
+	// Pin is the version map's digest of an upstream image, when it has one.
+	Pin string `json:"pin,omitempty"`
+	// Files are a package's files with their upstream URLs and sha256 sums.
+	Files []config.PackageFile `json:"files,omitempty"`
+	// Digest and Size (manifest, config and layers) are known once the item is pulled.
+	Digest string `json:"digest,omitempty"`
+	Size   int64  `json:"size,omitempty"`
+}
+
+// Ref is the item's reference below repo (host[:port]/path).
+func (it Item) Ref(repo string) string { return strings.TrimSuffix(repo, "/") + "/" + it.Path }
+
+// tagUnsafe matches what an OCI tag cannot hold.
+var tagUnsafe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+// PackageTag turns a package version into a tag: characters a tag cannot hold ('~', '+', ':')
+// become '_' (docs/registry-layout.md).
+func PackageTag(version string) string {
+	t := tagUnsafe.ReplaceAllString(version, "_")
+	if len(t) > 128 {
+		t = t[:128]
+	}
+	return t
+}
+
+// PackagePath is where the layout puts node package name at version, below the repository.
+func PackagePath(name, version string) string {
+	return "packages/" + name + ":" + PackageTag(version)
+}
+
+// Plan lists what clusters of the given Kubernetes minors need, from the version map: every
+// image (control plane, etcd, CoreDNS, pause, kube-proxy, CNI, dhctl's platform controller) and
+// every node package, each once, sorted by archive and path.
+func Plan(vm *config.VersionMap, minors []string) ([]Item, error) {
+	if len(minors) == 0 {
+		return nil, fmt.Errorf("mirror: no Kubernetes version to mirror")
+	}
+	byPath := map[string]Item{}
+	add := func(minor string, it Item) error {
+		if prev, ok := byPath[it.Path]; ok {
+			if fmt.Sprint(prev.Files, prev.Upstream, prev.Pin, prev.Version) != fmt.Sprint(it.Files, it.Upstream, it.Pin, it.Version) {
+				return fmt.Errorf("mirror: version map: %s of Kubernetes %s differs from the %s another version lists under the same name and tag; give the two different tags", it.Path, minor, it.Path)
+			}
+			return nil
+		}
+		byPath[it.Path] = it
+		return nil
+	}
+	for _, minor := range minors {
+		rel, ok := vm.Release(minor)
+		if !ok {
+			return nil, fmt.Errorf("mirror: Kubernetes %s is not supported by this dhctl; supported: %s", minor, strings.Join(vm.Supported(), ", "))
+		}
+		for name, img := range rel.Images {
+			if img.Tag == "" {
+				return nil, fmt.Errorf("mirror: version map: kubernetes.%q.images.%s has no tag", minor, name)
+			}
+			it := Item{Kind: KindImage, Name: name, Path: name + ":" + img.Tag, Archive: ArchivePlatform, Pin: img.Digest}
+			if img.Repository != "" {
+				it.Upstream = img.Repository + ":" + img.Tag
+			}
+			if err := add(minor, it); err != nil {
+				return nil, err
+			}
+		}
+		for name, p := range rel.Packages {
+			if p.Version == "" {
+				return nil, fmt.Errorf("mirror: version map: kubernetes.%q.packages.%s has no version", minor, name)
+			}
+			it := Item{Kind: KindPackage, Name: name, Path: PackagePath(name, p.Version), Archive: ArchivePackages, Version: p.Version, Files: p.FileList()}
+			for _, f := range it.Files {
+				if f.SHA256 == "" {
+					return nil, fmt.Errorf("mirror: version map: kubernetes.%q.packages.%s file %s has no sha256: a mirror never carries an unverified file", minor, name, f.Name)
+				}
+			}
+			if err := add(minor, it); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out := make([]Item, 0, len(byPath))
+	for _, it := range byPath {
+		out = append(out, it)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Archive != out[j].Archive {
+			return out[i].Archive < out[j].Archive
+		}
+		return out[i].Path < out[j].Path
+	})
+	return out, nil
+}
