@@ -47,8 +47,6 @@ func TestVersion(t *testing.T) {
 func TestCommandsNotYetAvailableSaySoAndExit2(t *testing.T) {
 	for _, args := range [][]string{
 		{"converge"},
-		{"mirror", "pull"},
-		{"mirror", "push"},
 	} {
 		code, out, errOut := runCLI(t, nil, args...)
 		if code != 2 {

@@ -35,21 +35,3 @@ func newConvergeCommand(_ *globalOptions) *cobra.Command {
 		},
 	}
 }
-
-func newMirrorCommand(_ *globalOptions) *cobra.Command {
-	cmd := newGroupCommand("mirror", "Copy every image and package a cluster needs into a bundle or a private registry")
-	for _, sub := range []struct{ use, short string }{
-		{"pull", "Download images and packages into a local bundle"},
-		{"push", "Upload a bundle into a private registry"},
-	} {
-		cmd.AddCommand(&cobra.Command{
-			Use:   sub.use,
-			Short: sub.short,
-			Args:  cobra.NoArgs,
-			RunE: func(*cobra.Command, []string) error {
-				return notAvailable("dhctl mirror "+sub.use, "the mirror issue")
-			},
-		})
-	}
-	return cmd
-}

@@ -164,3 +164,73 @@ func HumanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
+
+// Sizes returns the items with their sizes (manifest, config and layers; -1 when a file server
+// does not say), read from where a pull would take them, without fetching any blob.
+func Sizes(ctx context.Context, o PullOptions) ([]Item, error) {
+	t, err := o.Source.transport()
+	if err != nil {
+		return nil, fmt.Errorf("mirror: --source-ca: %w", err)
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: time.Minute}
+	}
+	ropts := append(o.Source.options(ctx, t), remote.WithPlatform(nodePlatform))
+	out := make([]Item, len(o.Items))
+	for i, it := range o.Items {
+		ref := it.Upstream
+		if o.SourceRepo != "" {
+			ref = it.Ref(o.SourceRepo)
+		}
+		if it.Kind == KindPackage && o.SourceRepo == "" {
+			it.Size = 0
+			for _, f := range it.Files {
+				n, err := contentLength(ctx, o.HTTPClient, f.URL)
+				if err != nil {
+					return nil, fmt.Errorf("mirror: package %s file %s: %w", it.Name, f.Name, err)
+				}
+				if n < 0 || it.Size < 0 {
+					it.Size = -1
+				} else {
+					it.Size += n
+				}
+			}
+			out[i] = it
+			continue
+		}
+		img, err := remoteImage(ref, it, o.Source, ropts)
+		if err != nil {
+			return nil, err
+		}
+		mf, err := img.Manifest()
+		if err != nil {
+			return nil, fmt.Errorf("mirror: %s: %w", it.Path, err)
+		}
+		raw, _ := img.RawManifest()
+		it.Size = int64(len(raw)) + mf.Config.Size
+		for _, l := range mf.Layers {
+			it.Size += l.Size
+		}
+		out[i] = it
+	}
+	return out, nil
+}
+
+func contentLength(ctx context.Context, c *http.Client, url string) (int64, error) {
+	if url == "" {
+		return 0, fmt.Errorf("the version map gives no URL for it; list it with --source")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("HEAD %s: HTTP %s", url, resp.Status)
+	}
+	return resp.ContentLength, nil
+}
