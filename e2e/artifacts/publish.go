@@ -8,10 +8,14 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/dhctl-dev/dhctl/e2e/images"
+	"github.com/dhctl-dev/dhctl/e2e/internal/cache"
+	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/mirror"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -25,7 +29,7 @@ func ImageRef(imagesRepo, name, tag string) string {
 
 // PackageRef is where the layout puts node package name at version.
 func PackageRef(imagesRepo, name, version string) string {
-	return strings.TrimSuffix(imagesRepo, "/") + "/packages/" + name + ":" + images.PackageTag(version)
+	return strings.TrimSuffix(imagesRepo, "/") + "/" + mirror.PackagePath(name, version)
 }
 
 // imageSpec describes one image of the layout.
@@ -130,101 +134,187 @@ type Published struct {
 	Packages map[string]Pushed
 }
 
-// Publish builds (or reuses) what sel needs, packs it and pushes it under
-// imagesRepo (host[:port]/path) to dst.
+// Publish pushes what sel names (everything when empty) under imagesRepo (host[:port]/path) to
+// dst with the product's code: the rig's artifacts are built (or reused) into a bundle, written
+// by dhctl's mirror writer and cached, and pushed by dhctl mirror push's function.
 func Publish(ctx context.Context, opts Options, dst images.Registry, imagesRepo string, sel Selection) (*Published, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
 	all := len(sel.Images) == 0 && len(sel.Packages) == 0
 	wantImage, wantPackage := setOf(sel.Images), setOf(sel.Packages)
-	var imgs []imageSpec
-	var pkgs []packageSpec
-	need := map[string]bool{}
+	var only []string
 	for _, s := range imageSpecs() {
 		if all || wantImage[s.name] {
-			imgs = append(imgs, s)
+			only = append(only, s.name+":"+s.tag)
 			delete(wantImage, s.name)
-			for _, c := range s.components {
-				need[c] = true
-			}
 		}
 	}
 	for _, s := range packageSpecs() {
 		if all || wantPackage[s.name] {
-			pkgs = append(pkgs, s)
+			only = append(only, mirror.PackagePath(s.name, s.version))
 			delete(wantPackage, s.name)
-			for _, c := range s.components {
-				need[c] = true
-			}
 		}
 	}
 	if len(wantImage)+len(wantPackage) > 0 {
 		return nil, fmt.Errorf("artifacts: unknown images %v or packages %v; the layout has images %v and packages %v",
 			sortedKeys(wantImage), sortedKeys(wantPackage), ImageNames(), PackageNames())
 	}
-	var bins Binaries
-	if len(need) > 0 {
-		var err error
-		if bins, err = Build(ctx, opts, sortedKeys(need)...); err != nil {
-			return nil, err
-		}
+	dir, err := WriteBundle(ctx, opts)
+	if err != nil {
+		return nil, err
 	}
-	layerDir := opts.CacheDir
-	out := &Published{Images: map[string]Pushed{}, Packages: map[string]Pushed{}}
+	b, err := mirror.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
 	start := time.Now()
-	var packing, pushing time.Duration
-	for _, s := range imgs {
-		t0 := time.Now()
-		img, err := packImage(ctx, opts, layerDir, s, bins)
-		if err != nil {
-			return nil, err
-		}
-		t1 := time.Now()
-		packing += t1.Sub(t0)
-		ref := ImageRef(imagesRepo, s.name, s.tag)
-		d, err := images.Push(ctx, ref, img, dst)
-		if err != nil {
-			return nil, err
-		}
-		pushing += time.Since(t1)
-		out.Images[s.name] = Pushed{Ref: ref, Digest: d}
+	res, err := mirror.Push(ctx, b, mirror.PushOptions{Repo: imagesRepo, Only: only,
+		Registry: mirror.Registry{Transport: dst.Transport, User: dst.User, Password: dst.Password}})
+	if err != nil {
+		return nil, err
 	}
-	for _, s := range pkgs {
-		var files []images.PackageFile
+	out := &Published{Images: map[string]Pushed{}, Packages: map[string]Pushed{}}
+	selected := setOf(only)
+	for _, it := range b.Manifest.Items {
+		if !selected[it.Path] {
+			continue
+		}
+		d, err := v1.NewHash(it.Digest)
+		if err != nil {
+			return nil, err
+		}
+		p := Pushed{Ref: it.Ref(imagesRepo), Digest: d}
+		if it.Kind == mirror.KindImage {
+			out.Images[it.Name] = p
+			continue
+		}
+		p.Files = map[string]string{}
+		for _, f := range it.Files {
+			p.Files[f.Name] = f.SHA256
+		}
+		out.Packages[it.Name] = p
+	}
+	opts.Logf("artifacts: pushed %d image(s) and %d package(s) to %s with dhctl mirror push's code in %v (%d already there)",
+		len(out.Images), len(out.Packages), imagesRepo, time.Since(start).Round(time.Millisecond), res.Present)
+	return out, nil
+}
+
+// WriteBundle builds (or reuses) every image and package of the layout and returns the
+// directory of a bundle holding them, written by dhctl's mirror writer: what `dhctl mirror pull`
+// would make from upstream, but with the rig's own builds. Bundles are cached by their content.
+func WriteBundle(ctx context.Context, opts Options) (string, error) {
+	if err := opts.defaults(); err != nil {
+		return "", err
+	}
+	need := map[string]bool{}
+	for _, s := range imageSpecs() {
+		for _, c := range s.components {
+			need[c] = true
+		}
+	}
+	for _, s := range packageSpecs() {
+		for _, c := range s.components {
+			need[c] = true
+		}
+	}
+	bins, err := Build(ctx, opts, sortedKeys(need)...)
+	if err != nil {
+		return "", err
+	}
+	type imageItem struct {
+		it  mirror.Item
+		img v1.Image
+	}
+	var imgs []imageItem
+	key := sha256.New()
+	for _, s := range imageSpecs() {
+		img, err := packImage(ctx, opts, opts.CacheDir, s, bins)
+		if err != nil {
+			return "", err
+		}
+		d, err := img.Digest()
+		if err != nil {
+			return "", err
+		}
+		it := mirror.Item{Kind: mirror.KindImage, Name: s.name, Path: s.name + ":" + s.tag, Archive: mirror.ArchivePlatform}
+		fmt.Fprintf(key, "%s %s\n", it.Path, d)
+		imgs = append(imgs, imageItem{it, img})
+	}
+	var pkgs []mirror.Item
+	local := map[string]string{} // sha256 -> file
+	for _, s := range packageSpecs() {
+		type file struct{ name, source string }
+		var files []file
 		for _, b := range s.binaries {
-			files = append(files, images.PackageFile{Name: b, Source: bins[b]})
+			files = append(files, file{b, bins[b]})
 		}
 		if s.deb != nil {
 			debs, err := FetchDebs(ctx, opts, *s.deb)
 			if err != nil {
-				return nil, err
+				return "", err
 			}
 			p := debs[s.deb.Name]
-			files = append(files, images.PackageFile{Name: path.Base(p), Source: p})
+			files = append(files, file{path.Base(p), p})
 		}
-		sums := map[string]string{}
+		it := mirror.Item{Kind: mirror.KindPackage, Name: s.name, Path: mirror.PackagePath(s.name, s.version), Archive: mirror.ArchivePackages, Version: s.version}
 		for _, f := range files {
-			sum, err := fileSHA256(f.Source)
+			sum, err := fileSHA256(f.source)
 			if err != nil {
-				return nil, err
+				return "", err
 			}
-			sums[f.Name] = sum
+			local[sum] = f.source
+			it.Files = append(it.Files, config.PackageFile{Name: f.name, SHA256: sum})
+			fmt.Fprintf(key, "%s %s %s\n", it.Path, f.name, sum)
 		}
-		art, err := images.Package(s.name, s.version, files)
-		if err != nil {
-			return nil, err
-		}
-		ref := PackageRef(imagesRepo, s.name, s.version)
-		d, err := images.Push(ctx, ref, art, dst)
-		if err != nil {
-			return nil, err
-		}
-		out.Packages[s.name] = Pushed{Ref: ref, Digest: d, Files: sums}
+		pkgs = append(pkgs, it)
 	}
-	opts.Logf("artifacts: pushed %d image(s) and %d package(s) to %s in %v (images: packing %v, pushing %v)", len(out.Images), len(out.Packages), imagesRepo,
-		time.Since(start).Round(time.Millisecond), packing.Round(time.Millisecond), pushing.Round(time.Millisecond))
-	return out, nil
+	name := "bundle-" + hex.EncodeToString(key.Sum(nil))[:16]
+	dir := filepath.Join(opts.CacheDir, "bundles", name)
+	err = cache.WithLock(ctx, filepath.Join(opts.CacheDir, "bundles", "lock"), func() error {
+		if _, err := os.Stat(filepath.Join(dir, mirror.ManifestFile)); err == nil {
+			return nil
+		}
+		start := time.Now()
+		w, err := mirror.NewWriter(dir)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		var items []mirror.Item
+		for _, ii := range imgs {
+			if _, err := w.AddImage(ctx, ii.it, ii.img); err != nil {
+				return err
+			}
+			items = append(items, ii.it)
+		}
+		for _, it := range pkgs {
+			if _, err := w.AddPackage(ctx, it, func(_ context.Context, f mirror.PackageFileRef) (io.ReadCloser, error) {
+				return os.Open(local[f.SHA256])
+			}); err != nil {
+				return err
+			}
+			items = append(items, it)
+		}
+		m, err := w.Finish(ctx, items, 0)
+		if err != nil {
+			return err
+		}
+		opts.Logf("artifacts: wrote the rig's bundle %s (%d items, %s) in %v", dir, len(m.Items), mirror.HumanBytes(m.Size()), time.Since(start).Round(time.Millisecond))
+		// Bundles of earlier builds are of no more use.
+		old, _ := filepath.Glob(filepath.Join(opts.CacheDir, "bundles", "bundle-*"))
+		for _, o := range old {
+			if o != dir {
+				os.RemoveAll(o)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("artifacts: the rig's bundle: %w", err)
+	}
+	return dir, nil
 }
 
 func packImage(ctx context.Context, opts Options, layerDir string, s imageSpec, bins Binaries) (v1.Image, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/dhctl-dev/dhctl/e2e/images"
 	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
+	"github.com/dhctl-dev/dhctl/internal/mirror"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -145,7 +146,7 @@ func TestPublishEverything(t *testing.T) {
 		if err != nil {
 			t.Fatalf("skopeo inspect %s: %v\n%s", p.Ref, err, strings.ReplaceAll(string(out), reg.Password, "***"))
 		}
-		if !strings.Contains(string(out), string(images.PackageConfigMediaType)) || !strings.Contains(string(out), images.TitleAnnotation) {
+		if !strings.Contains(string(out), string(mirror.PackageConfigMediaType)) || !strings.Contains(string(out), mirror.TitleAnnotation) {
 			t.Errorf("%s (%s) manifest lacks the package media type or titles:\n%s", pkgName, p.Ref, out)
 		}
 		if len(p.Files) == 0 {

@@ -2,7 +2,6 @@ package images
 
 import (
 	"archive/tar"
-	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -84,56 +83,6 @@ func TestTreeFilesKeepsLinks(t *testing.T) {
 	}
 	if f := byPath["/usr/sbin/alias"]; f.Link != "multi" {
 		t.Errorf("link: %+v", f)
-	}
-}
-
-func TestPackageArtifact(t *testing.T) {
-	dir := t.TempDir()
-	deb := filepath.Join(dir, "runc_1.1.5+ds1-1+deb12u1_amd64.deb")
-	bin := filepath.Join(dir, "kubelet")
-	os.WriteFile(deb, []byte("deb"), 0o644)
-	os.WriteFile(bin, []byte("elf"), 0o755)
-	art, err := Package("mixed", "1.1.5+ds1-1+deb12u1", []PackageFile{{Name: filepath.Base(deb), Source: deb}, {Name: "kubelet", Source: bin}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := art.RawManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mf v1.Manifest
-	if err := json.Unmarshal(raw, &mf); err != nil {
-		t.Fatal(err)
-	}
-	if mf.Config.MediaType != PackageConfigMediaType || mf.Annotations[VersionAnnotation] != "1.1.5+ds1-1+deb12u1" {
-		t.Errorf("manifest config %v annotations %v", mf.Config, mf.Annotations)
-	}
-	if len(mf.Layers) != 2 || mf.Layers[0].MediaType != DebMediaType || mf.Layers[1].MediaType != FileMediaType ||
-		mf.Layers[0].Annotations[TitleAnnotation] != filepath.Base(deb) || mf.Layers[1].Annotations[TitleAnnotation] != "kubelet" {
-		t.Errorf("layers %+v", mf.Layers)
-	}
-	cfg, _ := art.RawConfigFile()
-	var pc PackageConfig
-	if err := json.Unmarshal(cfg, &pc); err != nil || pc.Name != "mixed" || len(pc.Files) != 2 {
-		t.Errorf("config %s: %v", cfg, err)
-	}
-	if d, _ := art.ConfigName(); d != mf.Config.Digest {
-		t.Errorf("config digest %v, manifest says %v", d, mf.Config.Digest)
-	}
-	if _, err := Package("bad", "1", []PackageFile{{Name: "../x", Source: bin}}); err == nil {
-		t.Error("a file name with a path was accepted")
-	}
-}
-
-func TestPackageTag(t *testing.T) {
-	for in, want := range map[string]string{
-		"v1.33.13":              "v1.33.13",
-		"1.6.20~ds1-1+deb12u3":  "1.6.20_ds1-1_deb12u3",
-		"1:1.35.0-4+deb12u1+b1": "1_1.35.0-4_deb12u1_b1",
-	} {
-		if got := PackageTag(in); got != want {
-			t.Errorf("PackageTag(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 

@@ -2,7 +2,11 @@ package rig
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +16,8 @@ import (
 
 	"github.com/dhctl-dev/dhctl/e2e/images"
 	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
+	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/mirror"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -76,14 +82,31 @@ func TestRegistryTLSAndAuth(t *testing.T) {
 
 	src := filepath.Join(dir, "tool")
 	os.WriteFile(src, []byte("#!/bin/sh\necho tool\n"), 0o755)
-	pkg, err := images.Package("tool", "1.0~rc1+b1", []images.PackageFile{{Name: "tool", Source: src}})
+	// A package goes in as the product puts it there: a bundle, pushed by dhctl mirror push's code.
+	sum := sha256.Sum256([]byte("#!/bin/sh\necho tool\n"))
+	it := mirror.Item{Kind: mirror.KindPackage, Name: "tool", Version: "1.0~rc1+b1", Path: mirror.PackagePath("tool", "1.0~rc1+b1"),
+		Archive: mirror.ArchivePackages, Files: []config.PackageFile{{Name: "tool", SHA256: hex.EncodeToString(sum[:])}}}
+	bundle := filepath.Join(dir, "bundle")
+	w, err := mirror.NewWriter(bundle)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkgRef := reg.Host + "/dhctl/packages/tool:" + images.PackageTag("1.0~rc1+b1")
-	if _, err := images.Push(ctx, pkgRef, pkg, dst); err != nil {
+	if _, err := w.AddPackage(ctx, it, func(context.Context, mirror.PackageFileRef) (io.ReadCloser, error) { return os.Open(src) }); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := w.Finish(ctx, []mirror.Item{it}, 0); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	b, err := mirror.Open(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := mirror.Push(ctx, b, mirror.PushOptions{Repo: reg.Host + "/dhctl", Registry: mirror.Registry{Transport: dst.Transport, User: dst.User, Password: dst.Password}}); err != nil {
+		t.Fatal(err)
+	}
+	pkgRef := reg.Host + "/dhctl/packages/tool:1.0_rc1_b1"
 	files, err := images.FetchPackage(ctx, pkgRef, dst, filepath.Join(dir, "fetched"))
 	if err != nil {
 		t.Fatal(err)

@@ -383,3 +383,29 @@ func TestPackageTag(t *testing.T) {
 }
 
 func mutateAppend(base v1.Image, l v1.Layer) (v1.Image, error) { return mutate.AppendLayers(base, l) }
+
+func TestPackageManifest(t *testing.T) {
+	deb := PackageLayer{Name: "runc_1.1.5+ds1-1+deb12u1_amd64.deb", Hash: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("a", 64)}, Size: 3}
+	bin := PackageLayer{Name: "kubelet", Hash: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("b", 64)}, Size: 5}
+	raw, cfg, err := PackageManifest("mixed", "1.1.5+ds1-1+deb12u1", []PackageLayer{deb, bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf, err := v1.ParseManifest(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mf.Config.MediaType != PackageConfigMediaType || mf.Annotations[VersionAnnotation] != "1.1.5+ds1-1+deb12u1" {
+		t.Errorf("manifest config %v annotations %v", mf.Config, mf.Annotations)
+	}
+	if len(mf.Layers) != 2 || mf.Layers[0].MediaType != DebMediaType || mf.Layers[1].MediaType != FileMediaType ||
+		mf.Layers[0].Annotations[TitleAnnotation] != deb.Name || mf.Layers[1].Annotations[TitleAnnotation] != "kubelet" || mf.Layers[1].Digest != bin.Hash {
+		t.Errorf("layers %+v", mf.Layers)
+	}
+	if h, n, _ := v1.SHA256(strings.NewReader(string(cfg))); h != mf.Config.Digest || n != mf.Config.Size {
+		t.Errorf("config %s is %v (%d bytes), the manifest says %v", cfg, h, n, mf.Config)
+	}
+	if _, _, err := PackageManifest("bad", "1", []PackageLayer{{Name: "../x"}}); err == nil {
+		t.Error("a file name with a path was accepted")
+	}
+}
