@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
   openssh-server openssh-client sudo iproute2 iptables  # SSH transport tests (sshd in namespaces)
+  nftables                                               # the rig's egress counters (air-gap proof)
   debootstrap systemd-container                          # rig machines
   docker-registry skopeo                                 # rig registry
   shellcheck                                             # rendered node scripts

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -73,6 +74,7 @@ func TestBootstrap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	l := rigtest.StartLab(ctx, t, lab.Options{Masters: 1, Workers: 1})
+	egress, sentBefore := countEgress(ctx, t, l)
 
 	out, took, err := run(ctx, t, l, l.BootstrapArgs()...)
 	if err != nil {
@@ -88,6 +90,7 @@ func TestBootstrap(t *testing.T) {
 	}
 	checkCluster(ctx, t, l)
 	smoke(ctx, t, l)
+	checkOnlyTheMirror(ctx, t, l, egress, sentBefore)
 
 	// The bootstrap recorded the machines it touched and that it finished: abort finds both hosts
 	// on its own and refuses to tear a finished cluster down without its explicit flag.
@@ -145,6 +148,72 @@ func TestBootstrap(t *testing.T) {
 	if got, err := l.Masters[0].Run(ctx, "cat /root/post-bootstrap-ran", nil); err != nil || strings.TrimSpace(got) != l.Masters[0].Name {
 		t.Errorf("the post-bootstrap script did not run on the first master: %q %v", got, err)
 	}
+}
+
+// probeAddress is TEST-NET-1 (RFC 5737): an address nobody answers, reached without a name.
+const probeAddress = "192.0.2.1"
+
+// countEgress counts (and drops) every packet a machine sends beyond the rig (anything but the
+// other machines, the registry that is the cluster's mirror, and the operator's side), and proves
+// the counters work with one probe packet from a machine. It returns the count after the probe.
+func countEgress(ctx context.Context, t *testing.T, l *lab.Lab) (*rig.Egress, int64) {
+	t.Helper()
+	egress, err := l.Rig.CountEgress(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Workers[0].Run(ctx, "timeout 3 bash -c 'echo > /dev/tcp/"+probeAddress+"/443' || true", nil); err != nil {
+		t.Fatal(err)
+	}
+	n, addrs, err := egress.Packets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 1 || !slices.Contains(addrs, probeAddress) {
+		t.Fatalf("the egress counters missed a machine's packet to %s: %d packets, to %v", probeAddress, n, addrs)
+	}
+	return egress, n
+}
+
+// checkOnlyTheMirror checks that the bootstrap was air-gapped: no machine sent a packet beyond
+// the rig, and every image on every node came from the mirror.
+func checkOnlyTheMirror(ctx context.Context, t *testing.T, l *lab.Lab, egress *rig.Egress, before int64) {
+	t.Helper()
+	n, addrs, err := egress.Packets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs = slices.DeleteFunc(addrs, func(a string) bool { return a == probeAddress })
+	if n != before || len(addrs) > 0 {
+		t.Errorf("machines sent %d packet(s) beyond the rig during the bootstrap, to %v: the nodes must need nothing but the mirror", n-before, addrs)
+	}
+	images := 0
+	for _, m := range l.Machines {
+		out, err := m.Run(ctx, "crictl images -o json", nil)
+		if err != nil {
+			t.Errorf("%s: crictl images: %v", m.Name, err)
+			continue
+		}
+		var list struct {
+			Images []struct {
+				RepoTags    []string `json:"repoTags"`
+				RepoDigests []string `json:"repoDigests"`
+			} `json:"images"`
+		}
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			t.Errorf("%s: crictl images: %v\n%s", m.Name, err, out)
+			continue
+		}
+		for _, img := range list.Images {
+			images++
+			for _, ref := range append(img.RepoTags, img.RepoDigests...) {
+				if !strings.HasPrefix(ref, l.ImagesRepo+"/") {
+					t.Errorf("%s has the image %s, which is not from the mirror %s", m.Name, ref, l.ImagesRepo)
+				}
+			}
+		}
+	}
+	t.Logf("FIGURE air-gap: %d packet(s) beyond the rig during the bootstrap; %d image(s) on %d node(s), all from %s", n-before, images, len(l.Machines), l.ImagesRepo)
 }
 
 // summaryStatus reports whether the summary's phase table shows phase with status.

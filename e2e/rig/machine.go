@@ -161,6 +161,10 @@ func (m *Machine) prepare(rootfs string) error {
 		{"etc/hostname", []byte(m.Name + "\n"), 0o644},
 		{"etc/hosts", []byte(fmt.Sprintf("127.0.0.1 localhost\n%s %s\n", m.Address, m.Name)), 0o644},
 		{"etc/machine-id", []byte(hex.EncodeToString(machineID) + "\n"), 0o444},
+		// The site's name server is inside the rig's network (the bridge address, where nothing
+		// answers: an air-gapped site's DNS that knows no outside name), never the host's
+		// resolver that debootstrap copied into the image, which is outside the rig.
+		{"etc/resolv.conf", []byte(fmt.Sprintf("nameserver %s\n", m.rig.bridge)), 0o644},
 		{"etc/systemd/network/10-host0.network", []byte(network), 0o644},
 		{"etc/ssh/ssh_host_ed25519_key", hostPEM, 0o600},
 		{"etc/ssh/ssh_host_ed25519_key.pub", ssh.MarshalAuthorizedKey(m.HostKey), 0o644},
