@@ -38,14 +38,13 @@ func (r *Rig) CountEgress(ctx context.Context) (*Egress, error) {
 }
 `, egressTable, bridgeName, r.prefix.Masked())
 	// A re-install starts from zero.
-	_ = runStdin(ctx, rulesDelete(), "nsenter", "--net="+r.NetNS(), "nft", "-f", "-")
+	_ = runStdin(ctx, "delete table inet "+egressTable+"\n", "nsenter", "--net="+r.NetNS(), "nft", "-f", "-")
 	if err := runStdin(ctx, rules, "nsenter", "--net="+r.NetNS(), "nft", "-f", "-"); err != nil {
 		return nil, fmt.Errorf("rig: egress counters: %w", err)
 	}
 	return &Egress{rig: r}, nil
 }
 
-func rulesDelete() string { return "delete table inet " + egressTable + "\n" }
 
 // Packets returns how many packets machines sent beyond the rig so far, and the addresses
 // they were sent to.
@@ -97,4 +96,55 @@ func runStdin(ctx context.Context, stdin, name string, args ...string) error {
 		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, tail(string(out), 15))
 	}
 	return nil
+}
+
+// registryTable counts what the registry sends.
+const registryTable = "dhctl_rig_registry"
+
+// RegistryTraffic counts the bytes the rig's registry sends (every answer to every client in the
+// rig's namespace): an account of what a pull fetched that does not rely on the client's word.
+type RegistryTraffic struct {
+	rig *Rig
+}
+
+// CountSent starts counting from zero.
+func (reg *Registry) CountSent(ctx context.Context) (*RegistryTraffic, error) {
+	r := reg.rig
+	rules := fmt.Sprintf(`table inet %[1]s {
+	counter sent { }
+	chain output {
+		type filter hook output priority 0; policy accept;
+		tcp sport %[2]d counter name sent
+	}
+}
+`, registryTable, registryPort)
+	_ = runStdin(ctx, "delete table inet "+registryTable+"\n", "nsenter", "--net="+r.NetNS(), "nft", "-f", "-")
+	if err := runStdin(ctx, rules, "nsenter", "--net="+r.NetNS(), "nft", "-f", "-"); err != nil {
+		return nil, fmt.Errorf("rig: registry traffic counter: %w", err)
+	}
+	return &RegistryTraffic{rig: r}, nil
+}
+
+// Bytes is what the registry sent since CountSent (IP packets, headers included).
+func (c *RegistryTraffic) Bytes(ctx context.Context) (int64, error) {
+	out, err := output(ctx, nil, "nsenter", "--net="+c.rig.NetNS(), "nft", "-j", "list", "counter", "inet", registryTable, "sent")
+	if err != nil {
+		return 0, fmt.Errorf("rig: reading the registry traffic counter: %w", err)
+	}
+	var doc struct {
+		Nftables []struct {
+			Counter *struct {
+				Bytes int64 `json:"bytes"`
+			} `json:"counter"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		return 0, fmt.Errorf("rig: registry traffic counter: %w", err)
+	}
+	for _, o := range doc.Nftables {
+		if o.Counter != nil {
+			return o.Counter.Bytes, nil
+		}
+	}
+	return 0, fmt.Errorf("rig: no registry traffic counter in %s", out)
 }
