@@ -95,7 +95,7 @@ func TestMirrorPullAndPushSurviveSIGKILL(t *testing.T) {
 	target := reg.Host + "/pushed/dhctl"
 	push := []string{"mirror", "push", bundle, target, "--registry-login", reg.User, "--registry-ca", reg.CAFile}
 	tags := filepath.Join(l.Rig.Dir(), "registry", "data", "docker", "registry", "v2", "repositories", "pushed", "dhctl")
-	out = rigtest.KillWhen(t, command(push...), "three items were pushed", 0, func() bool {
+	rigtest.KillWhen(t, command(push...), "three items were pushed", 0, func() bool {
 		found, _ := filepath.Glob(filepath.Join(tags, "*", "_manifests", "tags", "*"))
 		more, _ := filepath.Glob(filepath.Join(tags, "packages", "*", "_manifests", "tags", "*"))
 		return len(found)+len(more) >= 3

@@ -45,7 +45,6 @@ func (r *Rig) CountEgress(ctx context.Context) (*Egress, error) {
 	return &Egress{rig: r}, nil
 }
 
-
 // Packets returns how many packets machines sent beyond the rig so far, and the addresses
 // they were sent to.
 func (e *Egress) Packets(ctx context.Context) (int64, []string, error) {
