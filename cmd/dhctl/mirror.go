@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -27,6 +28,7 @@ func newMirrorCommand(opts *globalOptions) *cobra.Command {
 type mirrorPullFlags struct {
 	nodeFlags
 	Versions       []string
+	Providers      []string
 	Source         string
 	SourceLogin    string
 	SourcePassword string
@@ -45,7 +47,9 @@ default one), every image the nodes run (control plane, etcd, CoreDNS, pause, ku
 CNI, dhctl's platform controller) and every node package (kubelet, kubeadm, kubectl,
 containerd, runc, CNI plugins, crictl) into <bundle-dir>: one tar per archive (platform.tar,
 packages.tar), each an OCI image layout storing every blob once, and dhctl-bundle.json listing
-every item with its digest. Upstream sha256 sums of the version map are checked as every file
+every item with its digest. A cloud cluster's Terraform provider plugins (those of --config's
+provider, or every --terraform-provider) come too, laid out in <bundle-dir>/terraform-plugins
+for --terraform-plugins-dir. Upstream sha256 sums of the version map are checked as every file
 enters; an interrupted pull resumes without fetching finished blobs again. A Deckhouse
 platform's own images are d8 mirror's business.`,
 		Example: `  dhctl mirror pull --config config.yml ./bundle
@@ -63,6 +67,7 @@ platform's own images are d8 mirror's business.`,
 	f.addVersionMap(cmd)
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.Versions, "kubernetes-version", nil, "Kubernetes minor to mirror, e.g. 1.33 (repeatable; \"all\" for every supported one; default: --config's, else the default)")
+	fl.StringArrayVar(&f.Providers, "terraform-provider", nil, "Terraform provider plugin to carry, by source, e.g. hashicorp/vsphere (repeatable; \"all\" for every one of the version map; default: --config's cloud provider's)")
 	fl.StringVar(&f.Source, "source", "", "take everything from this registry path in dhctl's layout (another mirror) instead of upstream")
 	fl.StringVar(&f.SourceLogin, "source-login", "", "user for --source")
 	fl.StringVar(&f.SourcePassword, "source-password", "", "password for --source (better: DHCTL_SOURCE_PASSWORD)")
@@ -79,11 +84,21 @@ func runMirrorPull(cmd *cobra.Command, opts *globalOptions, f *mirrorPullFlags, 
 	if err != nil {
 		return err
 	}
-	minors, err := mirrorMinors(cmd, opts, vm, f.Versions)
+	var cluster *config.Cluster
+	if len(opts.ConfigPaths) > 0 {
+		if cluster, err = loadConfig(cmd, opts, true); err != nil {
+			return err
+		}
+	}
+	minors, err := mirrorMinors(cluster, vm, f.Versions)
 	if err != nil {
 		return err
 	}
-	items, err := mirror.Plan(vm, minors)
+	sources, err := mirrorProviders(cluster, vm, f.Providers)
+	if err != nil {
+		return err
+	}
+	items, err := mirror.Plan(vm, minors, sources...)
 	if err != nil {
 		return usageError(err)
 	}
@@ -117,14 +132,10 @@ func runMirrorPull(cmd *cobra.Command, opts *globalOptions, f *mirrorPullFlags, 
 
 // mirrorMinors are the Kubernetes minors to mirror: --kubernetes-version, else the
 // configuration's, else the version map's default.
-func mirrorMinors(cmd *cobra.Command, opts *globalOptions, vm *config.VersionMap, versions []string) ([]string, error) {
+func mirrorMinors(cluster *config.Cluster, vm *config.VersionMap, versions []string) ([]string, error) {
 	if len(versions) == 0 {
-		if len(opts.ConfigPaths) == 0 {
+		if cluster == nil {
 			return []string{vm.Default()}, nil
-		}
-		cluster, err := loadConfig(cmd, opts, true)
-		if err != nil {
-			return nil, err
 		}
 		versions = []string{cluster.KubernetesVersion}
 	}
@@ -157,6 +168,44 @@ func mirrorMinors(cmd *cobra.Command, opts *globalOptions, vm *config.VersionMap
 	return out, nil
 }
 
+// mirrorProviders are the Terraform provider sources to carry: --terraform-provider, else the
+// configuration's cloud provider's.
+func mirrorProviders(cluster *config.Cluster, vm *config.VersionMap, flags []string) ([]string, error) {
+	if len(flags) == 0 {
+		if cluster == nil {
+			return nil, nil
+		}
+		prov, err := providerRegistry().For(cluster)
+		if err != nil {
+			return nil, usageError(err)
+		}
+		if prov == nil {
+			return nil, nil
+		}
+		return prov.Sources(), nil
+	}
+	var out []string
+	for _, f := range flags {
+		if strings.EqualFold(f, "all") {
+			for src := range vm.TerraformProviders {
+				out = append(out, src)
+			}
+			continue
+		}
+		if _, ok := vm.TerraformProviders[f]; !ok {
+			var known []string
+			for src := range vm.TerraformProviders {
+				known = append(known, src)
+			}
+			sort.Strings(known)
+			return nil, usageError(fmt.Errorf("--terraform-provider %s: not in the version map (it has: %s, or all)", f, strings.Join(known, ", ")))
+		}
+		out = append(out, f)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 func printMirrorList(cmd *cobra.Command, minors []string, items []mirror.Item) error {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "KIND\tPATH\tSIZE\tFROM\n")
@@ -168,7 +217,7 @@ func printMirrorList(cmd *cobra.Command, minors []string, items []mirror.Item) e
 			total += it.Size
 		}
 		from := it.Upstream
-		if it.Kind == mirror.KindPackage && from == "" {
+		if it.Kind != mirror.KindImage && from == "" {
 			var urls []string
 			for _, f := range it.Files {
 				urls = append(urls, f.URL)

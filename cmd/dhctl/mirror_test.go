@@ -15,6 +15,7 @@ func TestMirrorCommandLineMistakesAreUsageErrors(t *testing.T) {
 		{[]string{"mirror", "pull", "--images-bundle-chunk-size", "10K", "b"}, "below 1M"},
 		{[]string{"mirror", "pull", "--kubernetes-version", "1.20", "b"}, "--kubernetes-version 1.20: not supported by this dhctl; supported: 1.33, or all"},
 		{[]string{"mirror", "pull", "--kubernetes-version", "1.33.2", "b"}, "--kubernetes-version 1.33.2: not supported"},
+		{[]string{"mirror", "pull", "--terraform-provider", "hashicorp/aws", "b"}, "--terraform-provider hashicorp/aws: not in the version map (it has: hashicorp/vsphere, or all)"},
 		{[]string{"mirror", "push", "b"}, "accepts 2 arg(s)"},
 		{[]string{"mirror", "push", "b", "https://registry.example.com/dhctl"}, "without a scheme"},
 		{[]string{"mirror", "push", "b", "registry.example.com"}, "give a path below the registry host, e.g. registry.example.com/dhctl"},

@@ -16,6 +16,42 @@ import (
 type VersionMap struct {
 	DefaultMinor string                       `yaml:"default"`
 	Kubernetes   map[string]KubernetesRelease `yaml:"kubernetes"`
+	// TerraformProviders are the provider plugins cloud layouts use, by source
+	// ("hashicorp/vsphere"): what `dhctl mirror pull` carries for an air-gapped operator.
+	TerraformProviders map[string]TerraformProvider `yaml:"terraformProviders,omitempty"`
+}
+
+// TerraformProvider is one provider plugin release for linux/amd64: the zip file upstream
+// publishes (the "packed" form an engine's filesystem mirror reads) and its sha256.
+type TerraformProvider struct {
+	Version string `yaml:"version"`
+	URL     string `yaml:"url,omitempty"`
+	SHA256  string `yaml:"sha256"`
+}
+
+// TerraformProviderTarget is the platform of the provider plugins dhctl carries.
+const TerraformProviderTarget = "linux_amd64"
+
+// PackedName is the file name an engine's filesystem mirror wants for the provider of source
+// ("hashicorp/vsphere"): terraform-provider-vsphere_2.1.1_linux_amd64.zip.
+func (p TerraformProvider) PackedName(source string) string {
+	return "terraform-provider-" + path.Base(source) + "_" + strings.TrimPrefix(p.Version, "v") + "_" + TerraformProviderTarget + ".zip"
+}
+
+func checkTerraformProviders(what string, ps map[string]TerraformProvider) error {
+	for src, p := range ps {
+		ns, typ, ok := strings.Cut(src, "/")
+		if !ok || ns == "" || typ == "" || strings.Contains(typ, "/") {
+			return fmt.Errorf("%s: terraformProviders key %q is not a provider source like hashicorp/vsphere", what, src)
+		}
+		if p.Version == "" {
+			return fmt.Errorf("%s: terraformProviders.%s has no version", what, src)
+		}
+		if !isSHA256(p.SHA256) {
+			return fmt.Errorf("%s: terraformProviders.%s.sha256 is not a sha256: a provider is never carried unverified", what, src)
+		}
+	}
+	return nil
 }
 
 // KubernetesRelease is what one Kubernetes minor installs.
@@ -97,6 +133,9 @@ func ParseVersionMap(data []byte) (*VersionMap, error) {
 	if _, ok := vm.Kubernetes[vm.DefaultMinor]; !ok {
 		return nil, fmt.Errorf("version map: default %q is not one of the versions listed", vm.DefaultMinor)
 	}
+	if err := checkTerraformProviders("version map", vm.TerraformProviders); err != nil {
+		return nil, err
+	}
 	return &vm, nil
 }
 
@@ -142,8 +181,11 @@ func ParseVersionMapOverride(data []byte) (*VersionMap, error) {
 	if err := dec.Decode(&vm); err != nil {
 		return nil, fmt.Errorf("version map override: %w", err)
 	}
-	if len(vm.Kubernetes) == 0 {
-		return nil, fmt.Errorf("version map override: no Kubernetes versions under the kubernetes key")
+	if len(vm.Kubernetes) == 0 && len(vm.TerraformProviders) == 0 {
+		return nil, fmt.Errorf("version map override: no Kubernetes versions under the kubernetes key and no terraformProviders")
+	}
+	if err := checkTerraformProviders("version map override", vm.TerraformProviders); err != nil {
+		return nil, err
 	}
 	for minor, rel := range vm.Kubernetes {
 		if _, _, ok := parseMinor(minor); !ok {
@@ -162,9 +204,15 @@ func ParseVersionMapOverride(data []byte) (*VersionMap, error) {
 // WithOverride returns a copy of vm with o applied (see ParseVersionMapOverride). A minor only
 // in o is added when it has a patch.
 func (vm *VersionMap) WithOverride(o *VersionMap) *VersionMap {
-	out := &VersionMap{DefaultMinor: vm.DefaultMinor, Kubernetes: map[string]KubernetesRelease{}}
+	out := &VersionMap{DefaultMinor: vm.DefaultMinor, Kubernetes: map[string]KubernetesRelease{}, TerraformProviders: map[string]TerraformProvider{}}
 	if o.DefaultMinor != "" {
 		out.DefaultMinor = o.DefaultMinor
+	}
+	for src, p := range vm.TerraformProviders {
+		out.TerraformProviders[src] = p
+	}
+	for src, p := range o.TerraformProviders {
+		out.TerraformProviders[src] = p
 	}
 	for m, r := range vm.Kubernetes {
 		out.Kubernetes[m] = copyRelease(r)

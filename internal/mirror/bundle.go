@@ -33,6 +33,8 @@ type Manifest struct {
 	Format   string    `json:"format"`
 	Items    []Item    `json:"items"`
 	Archives []Archive `json:"archives"`
+	// TerraformPlugins are the provider plugin files under TerraformPluginsDir.
+	TerraformPlugins []ArchiveFile `json:"terraformPlugins,omitempty"`
 }
 
 // Archive is one OCI image layout of the bundle, as a tar in one file or in chunks (their
@@ -56,6 +58,9 @@ func (m *Manifest) Size() int64 {
 		for _, f := range a.Files {
 			n += f.Size
 		}
+	}
+	for _, f := range m.TerraformPlugins {
+		n += f.Size
 	}
 	return n
 }

@@ -11,6 +11,7 @@ package mirror
 
 import (
 	"fmt"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -24,6 +25,9 @@ type Kind string
 const (
 	KindImage   Kind = "image"
 	KindPackage Kind = "package"
+	// KindTerraformProvider is a provider plugin's zip, stored as a package (so a registry holds
+	// it too) and laid out beside the archives as an engine's filesystem mirror.
+	KindTerraformProvider Kind = "terraform-provider"
 )
 
 // The archives of a bundle: images in one, node packages in the other.
@@ -46,6 +50,8 @@ type Item struct {
 	Upstream string `json:"upstream,omitempty"`
 	// Pin is the version map's digest of an upstream image, when it has one.
 	Pin string `json:"pin,omitempty"`
+	// Source is a Terraform provider's source, e.g. hashicorp/vsphere.
+	Source string `json:"source,omitempty"`
 	// Files are a package's files with their upstream URLs and sha256 sums.
 	Files []config.PackageFile `json:"files,omitempty"`
 	// Digest and Size (manifest, config and layers) are known once the item is pulled.
@@ -75,9 +81,10 @@ func PackagePath(name, version string) string {
 }
 
 // Plan lists what clusters of the given Kubernetes minors need, from the version map: every
-// image (control plane, etcd, CoreDNS, pause, kube-proxy, CNI, dhctl's platform controller) and
-// every node package, each once, sorted by archive and path.
-func Plan(vm *config.VersionMap, minors []string) ([]Item, error) {
+// image (control plane, etcd, CoreDNS, pause, kube-proxy, CNI, dhctl's platform controller),
+// every node package, and the provider plugins of the given sources (a cloud provider's, e.g.
+// hashicorp/vsphere), each once, sorted by archive and path.
+func Plan(vm *config.VersionMap, minors []string, providers ...string) ([]Item, error) {
 	if len(minors) == 0 {
 		return nil, fmt.Errorf("mirror: no Kubernetes version to mirror")
 	}
@@ -122,6 +129,23 @@ func Plan(vm *config.VersionMap, minors []string) ([]Item, error) {
 			if err := add(minor, it); err != nil {
 				return nil, err
 			}
+		}
+	}
+	for _, src := range providers {
+		p, ok := vm.TerraformProviders[src]
+		if !ok {
+			var known []string
+			for k := range vm.TerraformProviders {
+				known = append(known, k)
+			}
+			sort.Strings(known)
+			return nil, fmt.Errorf("mirror: the version map has no Terraform provider %s (it has: %s)", src, strings.Join(known, ", "))
+		}
+		name := "terraform-provider-" + path.Base(src)
+		it := Item{Kind: KindTerraformProvider, Name: name, Path: PackagePath(name, p.Version), Archive: ArchivePackages, Version: p.Version, Source: src,
+			Files: []config.PackageFile{{Name: p.PackedName(src), URL: p.URL, SHA256: p.SHA256}}}
+		if err := add("any", it); err != nil {
+			return nil, err
 		}
 	}
 	out := make([]Item, 0, len(byPath))

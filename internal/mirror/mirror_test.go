@@ -42,6 +42,7 @@ func newUpstream(t *testing.T) *upstream {
 		"tool":                      randomBytes(t, 300_000),
 		"runtime_1.0~rc1_amd64.deb": randomBytes(t, 200_000),
 		"plugin-a":                  randomBytes(t, 50_000),
+		"terraform-provider-vsphere_2.1.1_linux_amd64.zip": randomBytes(t, 120_000),
 	}
 	u.files = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, ok := content[strings.TrimPrefix(r.URL.Path, "/")]
@@ -86,7 +87,9 @@ func newUpstream(t *testing.T) *upstream {
 		u.images[n] = d
 		rel.Images[n] = config.Image{Repository: repo, Tag: "v1"}
 	}
-	u.vm = &config.VersionMap{DefaultMinor: "1.33", Kubernetes: map[string]config.KubernetesRelease{"1.33": rel}}
+	u.vm = &config.VersionMap{DefaultMinor: "1.33", Kubernetes: map[string]config.KubernetesRelease{"1.33": rel},
+		TerraformProviders: map[string]config.TerraformProvider{"hashicorp/vsphere": {Version: "2.1.1",
+			URL: u.files.URL + "/terraform-provider-vsphere_2.1.1_linux_amd64.zip", SHA256: sum("terraform-provider-vsphere_2.1.1_linux_amd64.zip")}}}
 	return u
 }
 
@@ -107,12 +110,12 @@ func randomBytes(t *testing.T, n int) []byte {
 func TestPullPushAndPullAgainFromTheMirror(t *testing.T) {
 	ctx := context.Background()
 	u := newUpstream(t)
-	items, err := Plan(u.vm, []string{"1.33"})
+	items, err := Plan(u.vm, []string{"1.33"}, "hashicorp/vsphere")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(items) != 6 {
-		t.Fatalf("plan: %d items, want 3 images and 3 packages: %+v", len(items), items)
+	if len(items) != 7 {
+		t.Fatalf("plan: %d items, want 3 images, 3 packages and a provider: %+v", len(items), items)
 	}
 	dir := filepath.Join(t.TempDir(), "bundle")
 	res, err := Pull(ctx, dir, PullOptions{Items: items, Source: u.registry(), ChunkSize: 256 << 10, Logf: t.Logf})
@@ -123,8 +126,20 @@ func TestPullPushAndPullAgainFromTheMirror(t *testing.T) {
 	if res.Stats.BlobsReused < 3 {
 		t.Errorf("pull reused %d blobs, want at least 3 (two shared layers, one shared file)", res.Stats.BlobsReused)
 	}
-	if got := u.served.Load(); got != 550_000 {
-		t.Errorf("the file server served %d bytes, want 550000 (each file once)", got)
+	if got := u.served.Load(); got != 670_000 {
+		t.Errorf("the file server served %d bytes, want 670000 (each file once)", got)
+	}
+	// The provider plugin is an engine's filesystem mirror (packed layout) under both host names.
+	provider := u.vm.TerraformProviders["hashicorp/vsphere"]
+	for _, host := range []string{"registry.opentofu.org", "registry.terraform.io"} {
+		p := filepath.Join(dir, TerraformPluginsDir, host, "hashicorp", "vsphere", "terraform-provider-vsphere_2.1.1_linux_amd64.zip")
+		data, err := os.ReadFile(p)
+		if sum := sha256.Sum256(data); err != nil || hex.EncodeToString(sum[:]) != provider.SHA256 {
+			t.Errorf("%s: %v, or not the version map's sum", p, err)
+		}
+	}
+	if len(res.Manifest.TerraformPlugins) != 2 {
+		t.Errorf("manifest terraformPlugins: %+v", res.Manifest.TerraformPlugins)
 	}
 	for _, a := range res.Manifest.Archives {
 		if len(a.Files) < 2 {
@@ -155,8 +170,8 @@ func TestPullPushAndPullAgainFromTheMirror(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pr.Pushed != 6 || pr.Present != 0 {
-		t.Errorf("push: %+v, want 6 pushed", pr)
+	if pr.Pushed != 7 || pr.Present != 0 {
+		t.Errorf("push: %+v, want 7 pushed", pr)
 	}
 	// A package's files are blobs named by their upstream sha256, as the packages endpoint reads them.
 	runtime := u.vm.Kubernetes["1.33"].Packages["runtime"]
@@ -170,8 +185,8 @@ func TestPullPushAndPullAgainFromTheMirror(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pr.Pushed != 0 || pr.Present != 6 {
-		t.Errorf("second push: %+v, want 6 already present", pr)
+	if pr.Pushed != 0 || pr.Present != 7 {
+		t.Errorf("second push: %+v, want 7 already present", pr)
 	}
 
 	// The mirror is a source as good as upstream: the same items, the same digests.
@@ -184,6 +199,9 @@ func TestPullPushAndPullAgainFromTheMirror(t *testing.T) {
 		if it.Digest != res.Manifest.Items[i].Digest {
 			t.Errorf("%s: %s from the mirror, %s from upstream", it.Path, it.Digest, res.Manifest.Items[i].Digest)
 		}
+	}
+	if len(res2.Manifest.TerraformPlugins) != 2 {
+		t.Errorf("the provider plugin pulled from the mirror is not laid out: %+v", res2.Manifest.TerraformPlugins)
 	}
 	if len(res2.Manifest.Archives[0].Files) != 1 || !strings.HasSuffix(res2.Manifest.Archives[0].Files[0].Name, ".tar") {
 		t.Errorf("unchunked archive files: %+v", res2.Manifest.Archives[0].Files)

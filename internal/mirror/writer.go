@@ -196,7 +196,7 @@ func (w *Writer) AddImage(ctx context.Context, it Item, img v1.Image) (Item, err
 	if err != nil {
 		return it, fmt.Errorf("mirror: %s: manifest: %w", it.Path, err)
 	}
-	if it.Kind == KindPackage {
+	if it.Kind != KindImage {
 		if err := checkPackage(it, mf); err != nil {
 			return it, fmt.Errorf("mirror: %w", err)
 		}
@@ -340,6 +340,7 @@ func (w *Writer) Finish(ctx context.Context, items []Item, chunkSize int64) (*Ma
 		return nil, fmt.Errorf("mirror: %w", err)
 	}
 	var written []chunkFile
+	var err error
 	for _, a := range names {
 		files, err := w.pack(ctx, a, byArchive[a], chunkSize)
 		if err != nil {
@@ -353,6 +354,9 @@ func (w *Writer) Finish(ctx context.Context, items []Item, chunkSize int64) (*Ma
 		m.Archives = append(m.Archives, arch)
 	}
 	if err := removeStaleArchives(w.dir); err != nil {
+		return nil, err
+	}
+	if m.TerraformPlugins, err = w.layOutProviders(final); err != nil {
 		return nil, err
 	}
 	for _, f := range written {
@@ -432,6 +436,79 @@ func (w *Writer) pack(ctx context.Context, archive string, items []workItem, chu
 }
 
 const ociLayout = `{"imageLayoutVersion":"1.0.0"}`
+
+// TerraformPluginsDir is the bundle's filesystem mirror of provider plugins, in the "packed"
+// layout both engines read: give it to --terraform-plugins-dir.
+const TerraformPluginsDir = "terraform-plugins"
+
+// providerHosts are the registry host names an engine may resolve a provider source to
+// (OpenTofu: registry.opentofu.org, Terraform: registry.terraform.io).
+var providerHosts = [...]string{"registry.opentofu.org", "registry.terraform.io"}
+
+// layOutProviders writes the provider plugin zips of items as a filesystem mirror under the
+// bundle (replacing an earlier one) and returns the files with their sums.
+func (w *Writer) layOutProviders(items []Item) ([]ArchiveFile, error) {
+	root := filepath.Join(w.dir, TerraformPluginsDir)
+	if err := os.RemoveAll(root); err != nil {
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
+	var out []ArchiveFile
+	for _, it := range items {
+		if it.Kind != KindTerraformProvider {
+			continue
+		}
+		for _, f := range it.Files {
+			h := v1.Hash{Algorithm: "sha256", Hex: f.SHA256}
+			st, err := os.Stat(w.blobPath(h))
+			if err != nil {
+				return nil, fmt.Errorf("mirror: %s: %w", it.Path, err)
+			}
+			for _, host := range providerHosts {
+				rel := filepath.Join(TerraformPluginsDir, host, filepath.FromSlash(it.Source), f.Name)
+				dst := filepath.Join(w.dir, rel)
+				if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+					return nil, fmt.Errorf("mirror: %w", err)
+				}
+				// A hard link of the verified blob: the work dir goes, the file stays.
+				if err := os.Link(w.blobPath(h), dst); err != nil {
+					src, err := os.Open(w.blobPath(h))
+					if err != nil {
+						return nil, fmt.Errorf("mirror: %w", err)
+					}
+					err = atomicCopy(dst, src)
+					src.Close()
+					if err != nil {
+						return nil, fmt.Errorf("mirror: %s: %w", rel, err)
+					}
+				}
+				out = append(out, ArchiveFile{Name: filepath.ToSlash(rel), Size: st.Size(), SHA256: f.SHA256})
+			}
+		}
+	}
+	return out, nil
+}
+
+func atomicCopy(dst string, r io.Reader) error {
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".partial-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = io.Copy(tmp, r)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
+}
 
 // removeStaleArchives removes the archive files of an earlier bundle in dir.
 func removeStaleArchives(dir string) error {
