@@ -36,6 +36,14 @@ func TestMirrorPullAndPushSurviveSIGKILL(t *testing.T) {
 	pull := []string{"mirror", "pull", "--source", l.ImagesRepo, "--source-login", reg.User, "--source-ca", reg.CAFile,
 		"--version-map-override", l.OverridePath, "--images-bundle-chunk-size", "64M", bundle}
 
+	// --dry-run lists every item with its size and writes nothing.
+	listed, code, _ := rigtest.Run(t, command(append([]string{"mirror", "pull", "--dry-run"}, pull[2:len(pull)-1]...)...))
+	if code != 0 || strings.Count(listed, "\nimage ") != 9 || strings.Count(listed, "\npackage ") != 7 || !strings.Contains(listed, "16 items for Kubernetes 1.33") {
+		t.Errorf("mirror pull --dry-run: exit %d\n%s", code, listed)
+	}
+	if _, err := os.Stat(bundle); err == nil {
+		t.Errorf("--dry-run created %s", bundle)
+	}
 	traffic, err := reg.CountSent(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +61,7 @@ func TestMirrorPullAndPushSurviveSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, code, _ := rigtest.Run(t, command(pull...))
+	out, code, _ = rigtest.Run(t, command(pull...))
 	if code != 0 {
 		t.Fatalf("pull after the kill: exit %d\n%s", code, out)
 	}

@@ -5,10 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -48,6 +52,10 @@ func newUpstream(t *testing.T) *upstream {
 		data, ok := content[strings.TrimPrefix(r.URL.Path, "/")]
 		if !ok {
 			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		if r.Method == http.MethodHead {
 			return
 		}
 		n, _ := w.Write(data)
@@ -425,5 +433,86 @@ func TestPackageManifest(t *testing.T) {
 	}
 	if _, _, err := PackageManifest("bad", "1", []PackageLayer{{Name: "../x"}}); err == nil {
 		t.Error("a file name with a path was accepted")
+	}
+}
+
+func TestSizesListsWithoutFetching(t *testing.T) {
+	u := newUpstream(t)
+	items, err := Plan(u.vm, []string{"1.33"}, "hashicorp/vsphere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sized, err := Sizes(context.Background(), PullOptions{Items: items, Source: u.registry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range sized {
+		switch it.Name {
+		case "plugins":
+			if it.Size != 350_000 {
+				t.Errorf("%s: size %d, want the files' 350000", it.Path, it.Size)
+			}
+		case "kube-apiserver":
+			if it.Size < 550_000 {
+				t.Errorf("%s: size %d, want manifest + config + layers (> 550000)", it.Path, it.Size)
+			}
+		}
+	}
+	if got := u.served.Load(); got != 0 {
+		t.Errorf("listing fetched %d bytes of package files, want 0", got)
+	}
+}
+
+// A registry that fails an item's manifest upload more often than the client library retries:
+// the push retries the item and succeeds, over plain HTTP (--insecure) through a proxy.
+func TestPushRetriesAFailedItem(t *testing.T) {
+	ctx := context.Background()
+	u := newUpstream(t)
+	items, _ := Plan(u.vm, []string{"1.33"})
+	dir := t.TempDir()
+	if _, err := Pull(ctx, dir, PullOptions{Items: items, Source: u.registry()}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	target, _ := url.Parse("https://" + u.reg.Host)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = u.reg.Transport()
+	var failures atomic.Int32
+	var srv *httptest.Server
+	// The registry names upload locations with its own address: point them at the proxy.
+	proxy.ModifyResponse = func(r *http.Response) error {
+		if loc := r.Header.Get("Location"); loc != "" {
+			r.Header.Set("Location", strings.Replace(loc, "https://"+u.reg.Host, srv.URL, 1))
+		}
+		return nil
+	}
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") && strings.Contains(r.URL.Path, "pause") && failures.Add(1) <= 5 {
+			http.Error(w, "injected failure", http.StatusServiceUnavailable)
+			return
+		}
+		r.Host = target.Host
+		proxy.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	var log strings.Builder
+	res, err := Push(ctx, b, PushOptions{Repo: host + "/retried", Registry: Registry{User: u.reg.User, Password: u.reg.Password, Insecure: true},
+		Logf: func(f string, a ...any) { fmt.Fprintf(&log, f+"\n", a...) }})
+	if err != nil {
+		t.Fatalf("push: %v\n%s", err, log.String())
+	}
+	if res.Pushed != len(items) || !strings.Contains(log.String(), "pause:v1: attempt 1 of 3 failed, retrying") {
+		t.Errorf("push %+v; log:\n%s", res, log.String())
+	}
+	// Without the item's retries the same registry fails the push, naming the item.
+	failures.Store(0)
+	_, err = Push(ctx, b, PushOptions{Repo: host + "/once", Attempts: 1, Registry: Registry{User: u.reg.User, Password: u.reg.Password, Insecure: true}})
+	if err == nil || !strings.Contains(err.Error(), "pushing pause:v1 (image)") {
+		t.Errorf("push with one attempt: %v", err)
 	}
 }

@@ -182,7 +182,7 @@ func Sizes(ctx context.Context, o PullOptions) ([]Item, error) {
 		if o.SourceRepo != "" {
 			ref = it.Ref(o.SourceRepo)
 		}
-		if it.Kind == KindPackage && o.SourceRepo == "" {
+		if it.Kind != KindImage && o.SourceRepo == "" {
 			it.Size = 0
 			for _, f := range it.Files {
 				n, err := contentLength(ctx, o.HTTPClient, f.URL)
