@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/dhctl-dev/dhctl/internal/registrytest"
 )
 
 // registryPort is where the registry listens on the bridge address.
@@ -81,26 +83,7 @@ func (r *Rig) StartRegistry(ctx context.Context) (*Registry, error) {
 		done:     make(chan struct{}),
 		log:      filepath.Join(dir, "registry.log"),
 	}
-	config := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-  tls:
-    certificate: %s
-    key: %s
-auth:
-  htpasswd:
-    realm: dhctl-rig
-    path: %s
-`, filepath.Join(dir, "data"), reg.Host, filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), filepath.Join(dir, "htpasswd"))
+	config := registrytest.ConfigYAML(filepath.Join(dir, "data"), reg.Host, filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), filepath.Join(dir, "htpasswd"), "dhctl-rig", "warn")
 	files := map[string][]byte{
 		"ca/ca.crt":    ca.cert,
 		"server.crt":   server.cert,

@@ -333,19 +333,10 @@ func TestPushDetectsACorruptedBlobAndNamesItsItem(t *testing.T) {
 func TestPushChecksWriteAccessFirst(t *testing.T) {
 	ctx := context.Background()
 	u := newUpstream(t)
-	items, _ := Plan(u.vm, []string{"1.33"})
-	dir := t.TempDir()
-	if _, err := Pull(ctx, dir, PullOptions{Items: items, Source: u.registry()}); err != nil {
-		t.Fatal(err)
-	}
-	b, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, _ := pulledBundle(t, u)
 	reg := u.registry()
 	reg.Password = "wrong-password"
-	_, err = Push(ctx, b, PushOptions{Repo: u.reg.Host + "/denied", Registry: reg})
+	_, err := Push(ctx, b, PushOptions{Repo: u.reg.Host + "/denied", Registry: reg})
 	if err == nil || !strings.Contains(err.Error(), "no write access to "+u.reg.Host+"/denied as mirror") {
 		t.Fatalf("push with a wrong password: %v", err)
 	}
@@ -468,16 +459,7 @@ func TestSizesListsWithoutFetching(t *testing.T) {
 func TestPushRetriesAFailedItem(t *testing.T) {
 	ctx := context.Background()
 	u := newUpstream(t)
-	items, _ := Plan(u.vm, []string{"1.33"})
-	dir := t.TempDir()
-	if _, err := Pull(ctx, dir, PullOptions{Items: items, Source: u.registry()}); err != nil {
-		t.Fatal(err)
-	}
-	b, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, items := pulledBundle(t, u)
 	target, _ := url.Parse("https://" + u.reg.Host)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.Transport = u.reg.Transport()
@@ -515,4 +497,23 @@ func TestPushRetriesAFailedItem(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "pushing pause:v1 (image)") {
 		t.Errorf("push with one attempt: %v", err)
 	}
+}
+
+// pulledBundle pulls the upstream's Kubernetes items into a bundle and opens it.
+func pulledBundle(t *testing.T, u *upstream) (*Bundle, []Item) {
+	t.Helper()
+	items, err := Plan(u.vm, []string{"1.33"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := Pull(context.Background(), dir, PullOptions{Items: items, Source: u.registry()}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b, items
 }

@@ -62,26 +62,7 @@ func Start(t testing.TB) *Registry {
 	}
 	r.Host = ln.Addr().String()
 	ln.Close()
-	config := fmt.Sprintf(`version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-  tls:
-    certificate: %s
-    key: %s
-auth:
-  htpasswd:
-    realm: registrytest
-    path: %s
-`, r.Dir, r.Host, filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), filepath.Join(dir, "htpasswd"))
+	config := ConfigYAML(r.Dir, r.Host, filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), filepath.Join(dir, "htpasswd"), "registrytest", "error")
 	for name, data := range map[string][]byte{
 		"ca.crt": caPEM, "server.crt": certPEM, "server.key": keyPEM, "config.yml": []byte(config),
 		"htpasswd": []byte(r.User + ":" + string(hash) + "\n"),
@@ -135,6 +116,31 @@ auth:
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// ConfigYAML is docker-registry's configuration for a registry as air-gapped sites run one:
+// filesystem storage (deletes allowed), TLS, htpasswd basic auth, no access log.
+func ConfigYAML(storage, addr, certFile, keyFile, htpasswdFile, realm, logLevel string) string {
+	return fmt.Sprintf(`version: 0.1
+log:
+  level: %s
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+  tls:
+    certificate: %s
+    key: %s
+auth:
+  htpasswd:
+    realm: %s
+    path: %s
+`, logLevel, storage, addr, certFile, keyFile, realm, htpasswdFile)
 }
 
 // Transport trusts the registry's CA.
