@@ -20,6 +20,41 @@ var hostTools = []struct{ program, pkg string }{
 	{"docker-registry", "docker-registry"},
 	{"dpkg-deb", "dpkg"},
 	{"apt-get", "apt"},
+	{"nft", "nftables"},
+}
+
+// hostLimits are kernel limits the rig raises (never lowers) on the host. Every machine's
+// systemd, kubelet, containerd and control plane take inotify instances from one budget, that
+// of root on the host (the machines share its user): 128 by default, which 6 machines of an HA
+// cluster beside another test's 2 exhaust, and then a kubelet dies with "error creating fsnotify
+// watcher: too many open files".
+var hostLimits = []struct {
+	path string
+	min  int
+}{
+	{"/proc/sys/fs/inotify/max_user_instances", 8192},
+	{"/proc/sys/fs/inotify/max_user_watches", 524288},
+}
+
+// raiseLimits raises the host limits the rig needs.
+func raiseLimits() error {
+	for _, l := range hostLimits {
+		data, err := os.ReadFile(l.path)
+		if err != nil {
+			return fmt.Errorf("rig: reading %s: %w", l.path, err)
+		}
+		var cur int
+		if _, err := fmt.Sscan(strings.TrimSpace(string(data)), &cur); err != nil {
+			return fmt.Errorf("rig: %s: %q is not a number", l.path, data)
+		}
+		if cur >= l.min {
+			continue
+		}
+		if err := os.WriteFile(l.path, []byte(fmt.Sprint(l.min)), 0o644); err != nil {
+			return fmt.Errorf("rig: raising %s from %d to %d (the machines' kubelets need it): %w", l.path, cur, l.min, err)
+		}
+	}
+	return nil
 }
 
 // EnsureHost checks that the rig can run here (root, the programs it needs)
@@ -27,6 +62,9 @@ var hostTools = []struct{ program, pkg string }{
 func EnsureHost(ctx context.Context) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("rig: needs root (network namespaces, mounts, systemd-nspawn); run the tests as root")
+	}
+	if err := raiseLimits(); err != nil {
+		return err
 	}
 	var missing []string
 	for _, t := range hostTools {
