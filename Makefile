@@ -4,16 +4,32 @@ SHELL := /bin/bash
 CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/dhctl-dev
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# The commit's time, not the clock's: the same commit builds the same binaries.
+DATE ?= $(shell git show -s --format=%cI HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+RELEASE_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 FUZZTIME ?= 20s
 
-.PHONY: all build test fuzz deps artifacts lint clean demo demo-down
+.PHONY: all build release test fuzz deps artifacts lint clean demo demo-down
 
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/dhctl ./cmd/dhctl
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/dhctl ./cmd/dhctl
+
+# Static binaries for every platform operators run dhctl on, stamped with version, commit and
+# date, and their sha256 sums, in dist/.
+release:
+	@rm -rf dist && mkdir -p dist
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; out=dist/dhctl_$(VERSION)_$${os}_$${arch}; \
+	  echo "release: $$out"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $$out ./cmd/dhctl; \
+	done
+	cd dist && sha256sum dhctl_* > SHA256SUMS && cat SHA256SUMS
 
 deps:
 	@scripts/ensure-deps.sh

@@ -128,11 +128,27 @@ func applyEnv(flags *pflag.FlagSet, lookupEnv func(string) (string, bool)) error
 			}
 		}
 		f.Changed = true
+		if f.Annotations == nil {
+			f.Annotations = map[string][]string{}
+		}
+		f.Annotations[fromEnvAnnotation] = []string{name}
 	})
 	if len(problems) > 0 {
 		return usageError(fmt.Errorf("invalid environment: %s", strings.Join(problems, "; ")))
 	}
 	return nil
+}
+
+// fromEnvAnnotation marks a flag set from the environment, with the variable's name: a command
+// that reports where a setting came from says so.
+const fromEnvAnnotation = "dhctl/from-env"
+
+// flagOrigin names where a set flag's value came from: the command line, or the variable.
+func flagOrigin(f *pflag.Flag) string {
+	if v := f.Annotations[fromEnvAnnotation]; len(v) > 0 {
+		return v[0]
+	}
+	return "--" + f.Name
 }
 
 func envName(flag string) string {

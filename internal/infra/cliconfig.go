@@ -56,3 +56,55 @@ func checkMirror(mirror string, sources []string) error {
 	}
 	return nil
 }
+
+// MirrorProvider is one provider release found in a filesystem mirror.
+type MirrorProvider struct {
+	Host, Source, Version, Target string
+	Packed                        bool // a zip (packed layout), else an unpacked directory
+}
+
+func (p MirrorProvider) String() string {
+	form := "unpacked"
+	if p.Packed {
+		form = "packed"
+	}
+	return fmt.Sprintf("%s/%s %s %s (%s)", p.Host, p.Source, p.Version, p.Target, form)
+}
+
+// ListMirror lists the provider releases of a filesystem mirror, in either layout:
+// <host>/<namespace>/<type>/<version>/<target>/ or <host>/<namespace>/<type>/terraform-provider-<type>_<version>_<target>.zip.
+func ListMirror(dir string) ([]MirrorProvider, error) {
+	var out []MirrorProvider
+	hosts, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hosts {
+		nss, _ := os.ReadDir(filepath.Join(dir, h.Name()))
+		for _, ns := range nss {
+			types, _ := os.ReadDir(filepath.Join(dir, h.Name(), ns.Name()))
+			for _, typ := range types {
+				base := filepath.Join(dir, h.Name(), ns.Name(), typ.Name())
+				entries, _ := os.ReadDir(base)
+				for _, e := range entries {
+					src := ns.Name() + "/" + typ.Name()
+					if !e.IsDir() {
+						rest, ok := strings.CutPrefix(e.Name(), "terraform-provider-"+typ.Name()+"_")
+						rest, zip := strings.CutSuffix(rest, ".zip")
+						if ver, target, found := strings.Cut(rest, "_"); ok && zip && found {
+							out = append(out, MirrorProvider{Host: h.Name(), Source: src, Version: ver, Target: target, Packed: true})
+						}
+						continue
+					}
+					targets, _ := os.ReadDir(filepath.Join(base, e.Name()))
+					for _, t := range targets {
+						if t.IsDir() {
+							out = append(out, MirrorProvider{Host: h.Name(), Source: src, Version: e.Name(), Target: t.Name()})
+						}
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}
