@@ -13,7 +13,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 FUZZTIME ?= 20s
 
-.PHONY: all build release test fuzz deps artifacts lint clean demo demo-down
+.PHONY: all build release image test fuzz deps artifacts lint clean demo demo-down
 
 all: build
 
@@ -43,6 +43,15 @@ artifacts: deps
 
 # Unit and integration tests (real sshd in namespaces, real etcd + kube-apiserver, nspawn machines
 # and a registry: needs root), then a bounded fuzz run of the configuration loader.
+# The installer image (dhctl, OpenTofu, the vSphere provider mirror, CA certificates, busybox; user
+# 65532), built without a container engine from this machine's offline builds, as a bundle:
+# dist/installer/platform.tar is an OCI layout tarball; `dhctl mirror push dist/installer <repo>`
+# puts it in a registry. internal/installerimage/Dockerfile builds the same file system.
+image: deps artifacts
+	@mkdir -p dist
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/dhctl_$(VERSION)_linux_amd64 ./cmd/dhctl
+	$(GO) run ./e2e/cmd/rig image -dhctl dist/dhctl_$(VERSION)_linux_amd64 -version $(VERSION) -out dist/installer
+
 test: deps artifacts
 	$(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) fuzz

@@ -102,6 +102,10 @@ func runMirrorPull(cmd *cobra.Command, opts *globalOptions, f *mirrorPullFlags, 
 	if err != nil {
 		return usageError(err)
 	}
+	// A released dhctl carries its own installer image (a development build has none to name).
+	if it, ok := mirror.InstallerItem(vm, buildVersion()); ok {
+		items = append(items, it)
+	}
 	chunk, err := parseChunkSize(f.ChunkSize)
 	if err != nil {
 		return usageError(fmt.Errorf("--images-bundle-chunk-size: %w", err))

@@ -19,6 +19,13 @@ type VersionMap struct {
 	// TerraformProviders are the provider plugins cloud layouts use, by source
 	// ("hashicorp/vsphere"): what `dhctl mirror pull` carries for an air-gapped operator.
 	TerraformProviders map[string]TerraformProvider `yaml:"terraformProviders,omitempty"`
+	// Installer is where dhctl's installer image is published, tagged with dhctl's version.
+	Installer *InstallerImage `yaml:"installer,omitempty"`
+}
+
+// InstallerImage is the repository of dhctl's installer image.
+type InstallerImage struct {
+	Repository string `yaml:"repository"`
 }
 
 // TerraformProvider is one provider plugin release for linux/amd64: the zip file upstream
@@ -213,6 +220,10 @@ func (vm *VersionMap) WithOverride(o *VersionMap) *VersionMap {
 	}
 	for src, p := range o.TerraformProviders {
 		out.TerraformProviders[src] = p
+	}
+	out.Installer = vm.Installer
+	if o.Installer != nil {
+		out.Installer = o.Installer
 	}
 	for m, r := range vm.Kubernetes {
 		out.Kubernetes[m] = copyRelease(r)

@@ -160,3 +160,14 @@ func Plan(vm *config.VersionMap, minors []string, providers ...string) ([]Item, 
 	})
 	return out, nil
 }
+
+// InstallerItem is dhctl's installer image at version (its tag), from the version map's
+// repository; ok is false for a build without a release version or a map without the entry.
+func InstallerItem(vm *config.VersionMap, version string) (Item, bool) {
+	if vm.Installer == nil || vm.Installer.Repository == "" || version == "" || version == "devel" || strings.HasSuffix(version, "-dirty") {
+		return Item{}, false
+	}
+	tag := PackageTag(version)
+	return Item{Kind: KindImage, Name: "installer", Path: "installer:" + tag, Archive: ArchivePlatform,
+		Upstream: vm.Installer.Repository + ":" + tag}, true
+}

@@ -517,3 +517,19 @@ func pulledBundle(t *testing.T, u *upstream) (*Bundle, []Item) {
 	t.Cleanup(func() { b.Close() })
 	return b, items
 }
+
+func TestInstallerItemOnlyForAReleasedVersion(t *testing.T) {
+	vm := &config.VersionMap{Installer: &config.InstallerImage{Repository: "ghcr.io/dhctl-dev/installer"}}
+	it, ok := InstallerItem(vm, "v1.2.3")
+	if !ok || it.Path != "installer:v1.2.3" || it.Upstream != "ghcr.io/dhctl-dev/installer:v1.2.3" || it.Kind != KindImage {
+		t.Errorf("InstallerItem(v1.2.3) = %+v, %v", it, ok)
+	}
+	for _, v := range []string{"devel", "", "v1.2.3-4-gabc-dirty"} {
+		if _, ok := InstallerItem(vm, v); ok {
+			t.Errorf("InstallerItem(%q) names an image: a development build has none", v)
+		}
+	}
+	if _, ok := InstallerItem(&config.VersionMap{}, "v1.2.3"); ok {
+		t.Error("InstallerItem without the version map's entry names an image")
+	}
+}

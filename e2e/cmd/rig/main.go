@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
+	"github.com/dhctl-dev/dhctl/internal/installerimage"
 	"github.com/dhctl-dev/dhctl/e2e/images"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
@@ -39,7 +40,7 @@ func main() {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: rig artifacts [component...] | rig up [-machines N] [-env FILE] | rig down -env FILE | rig sweep")
+	fmt.Fprintln(w, "usage: rig artifacts [component...] | rig image -dhctl BIN -version V -out DIR | rig up [-machines N] [-env FILE] | rig down -env FILE | rig sweep")
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -74,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		logf("rig: artifacts ready in %v", time.Since(start).Round(time.Millisecond))
 		return nil
+	case "image":
+		return image(ctx, args[1:], stdout, logf)
 	case "sweep":
 		return rig.Sweep(ctx, rig.DefaultStateDir)
 	case "up":
@@ -84,6 +87,37 @@ func run(args []string, stdout, stderr io.Writer) error {
 		usage(stderr)
 		return fmt.Errorf("unknown command %q", args[0])
 	}
+}
+
+// image writes the installer image, from this machine's offline builds, as a bundle.
+func image(ctx context.Context, args []string, stdout io.Writer, logf func(string, ...any)) error {
+	fs := flag.NewFlagSet("rig image", flag.ContinueOnError)
+	dhctl := fs.String("dhctl", "", "the static linux/amd64 dhctl binary to ship")
+	version := fs.String("version", "", "dhctl's version: the image's tag")
+	out := fs.String("out", "", "the bundle directory to write")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dhctl == "" || *version == "" || *out == "" {
+		return errors.New("rig image: -dhctl, -version and -out are required")
+	}
+	start := time.Now()
+	in, err := artifacts.InstallerInputs(ctx, artifacts.Options{Logf: logf}, *dhctl, *version)
+	if err != nil {
+		return err
+	}
+	m, err := installerimage.WriteBundle(ctx, *out, in)
+	if err != nil {
+		return err
+	}
+	for _, a := range m.Archives {
+		for _, f := range a.Files {
+			fmt.Fprintf(stdout, "%s/%s\t%d bytes\tsha256:%s\n", *out, f.Name, f.Size, f.SHA256)
+		}
+	}
+	fmt.Fprintf(stdout, "image %s (%s) in %v: dhctl mirror push %s <registry>/<path>; skopeo copy oci-archive:%s/platform.tar:%s ...\n",
+		m.Items[0].Path, m.Items[0].Digest, time.Since(start).Round(time.Millisecond), *out, *out, m.Items[0].Path)
+	return nil
 }
 
 func up(ctx context.Context, args []string, stdout io.Writer, logf func(string, ...any)) (err error) {
