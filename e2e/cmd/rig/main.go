@@ -27,9 +27,9 @@ import (
 	"time"
 
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
-	"github.com/dhctl-dev/dhctl/internal/installerimage"
 	"github.com/dhctl-dev/dhctl/e2e/images"
 	"github.com/dhctl-dev/dhctl/e2e/rig"
+	"github.com/dhctl-dev/dhctl/internal/installerimage"
 )
 
 func main() {
