@@ -118,6 +118,11 @@ func (c *chunkWriter) next() error {
 	if err != nil {
 		return fmt.Errorf("mirror: %w", err)
 	}
+	// A bundle holds no secret: readable by whoever copies it to removable media.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("mirror: %w", err)
+	}
 	c.cur, c.n, c.h = f, 0, sha256.New()
 	c.files = append(c.files, chunkFile{ArchiveFile: ArchiveFile{Name: name}, tmp: f.Name()})
 	return nil
