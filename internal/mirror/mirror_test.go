@@ -533,3 +533,21 @@ func TestInstallerItemOnlyForAReleasedVersion(t *testing.T) {
 		t.Error("InstallerItem without the version map's entry names an image")
 	}
 }
+
+// On a terminal the push shows the current item's progress in place; the lines per item and the
+// summary go to the log as they do without one.
+func TestPushProgressBar(t *testing.T) {
+	u := newUpstream(t)
+	b, items := pulledBundle(t, u)
+	var bar, log strings.Builder
+	if _, err := Push(context.Background(), b, PushOptions{Repo: u.reg.Host + "/bar", Registry: u.registry(), Bar: &bar,
+		Logf: func(f string, a ...any) { fmt.Fprintf(&log, f+"\n", a...) }}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(bar.String(), "\r[1/"+strconv.Itoa(len(items))+"] ") || !strings.Contains(bar.String(), "[########################]") || !strings.Contains(bar.String(), "\r\033[K") {
+		t.Errorf("progress bar output: %q", bar.String())
+	}
+	if !strings.Contains(log.String(), "all "+strconv.Itoa(len(items))+" verified") {
+		t.Errorf("summary: %s", log.String())
+	}
+}
