@@ -358,6 +358,13 @@ func checkCluster(ctx context.Context, t *testing.T, l *lab.Lab) {
 	}
 	got["nodes with a /25 podCIDR"] = fmt.Sprint(n25)
 	got["NodeGroups"] = names(must(l.Kubectl(ctx, "get", "nodegroups", "--no-headers", "-o", "custom-columns=N:.metadata.name")))
+	// Every node registered with its group's label; the workers with their group's nodeTemplate
+	// labels and taints (the lab's NodeGroup worker).
+	want["nodes by group"] = strings.TrimSpace(strings.Repeat("master ", len(l.Masters)) + strings.Repeat("worker ", len(l.Workers)))
+	got["nodes by group"] = strings.Join(strings.Fields(must(l.Kubectl(ctx, "get", "nodes", "--sort-by=.metadata.name", "-o", `jsonpath={range .items[*]}{.metadata.labels.node\.deckhouse\.io/group}{" "}{end}`))), " ")
+	want["workers with the template"] = fmt.Sprint(len(l.Workers))
+	got["workers with the template"] = fmt.Sprint(strings.Count(must(l.Kubectl(ctx, "get", "nodes", "-l", "node.deckhouse.io/group=worker,dhctl.test/tier=edge", "-o",
+		`jsonpath={range .items[*]}{.spec.taints[?(@.key=="dhctl.test/edge")].effect}{"\n"}{end}`)), "PreferNoSchedule"))
 	for k, w := range want {
 		if got[k] != w {
 			t.Errorf("%s: got %q, want %q", k, got[k], w)

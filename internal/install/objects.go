@@ -16,17 +16,18 @@ func masterNodeGroup(clusterType string) *unstructured.Unstructured {
 	if clusterType == config.ClusterTypeCloud {
 		nodeType = config.NodeTypeCloudPermanent
 	}
+	var template map[string]any
+	if js, err := json.Marshal(config.MasterNodeTemplate()); err == nil {
+		_ = json.Unmarshal(js, &template)
+	}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "deckhouse.io/v1",
 		"kind":       "NodeGroup",
-		"metadata":   map[string]any{"name": "master"},
+		"metadata":   map[string]any{"name": config.MasterNodeGroup},
 		"spec": map[string]any{
-			"nodeType":    nodeType,
-			"disruptions": map[string]any{"approvalMode": "Manual"},
-			"nodeTemplate": map[string]any{
-				"labels": map[string]any{"node-role.kubernetes.io/control-plane": "", "node-role.kubernetes.io/master": ""},
-				"taints": []any{map[string]any{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}},
-			},
+			"nodeType":     nodeType,
+			"disruptions":  map[string]any{"approvalMode": "Manual"},
+			"nodeTemplate": template,
 		},
 	}}
 }

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -53,6 +54,11 @@ type Cluster struct {
 type Node struct {
 	Name string // node name; "" = the host name kubeadm finds
 	IP   string // the address other nodes reach it at
+	// Labels the kubelet registers the node with (those KubeletMaySetLabel allows).
+	Labels map[string]string
+	// Taints the node registers with; nil = kubeadm's default (the control-plane taint on
+	// control-plane nodes, none on others).
+	Taints *[]Taint
 }
 
 // Secrets of a bootstrap: the token nodes join with and the key control-plane certificates are
@@ -190,12 +196,47 @@ func (n Node) validate() error {
 }
 
 func (c Cluster) nodeRegistration(n Node) NodeRegistration {
+	args := []Arg{{Name: "node-ip", Value: n.IP}}
+	var labels []string
+	for k, v := range n.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	if len(labels) > 0 {
+		sort.Strings(labels)
+		args = append(args, Arg{Name: "node-labels", Value: strings.Join(labels, ",")})
+	}
 	return NodeRegistration{
 		Name:             n.Name,
 		CRISocket:        CRISocket,
-		KubeletExtraArgs: []Arg{{Name: "node-ip", Value: n.IP}},
+		KubeletExtraArgs: args,
+		Taints:           n.Taints,
 		ImagePullPolicy:  "IfNotPresent",
 	}
+}
+
+// KubeletMaySetLabel says whether a kubelet may register its node with the label: the kubelet
+// refuses labels of the kubernetes.io and k8s.io namespaces but a few (NodeRestriction's rule);
+// those (node-role.kubernetes.io/..., say) are set through the API once the node exists.
+func KubeletMaySetLabel(key string) bool {
+	ns, _, found := strings.Cut(key, "/")
+	if !found {
+		return true
+	}
+	restricted := func(d string) bool { return ns == d || strings.HasSuffix(ns, "."+d) }
+	if !restricted("kubernetes.io") && !restricted("k8s.io") {
+		return true
+	}
+	if restricted("kubelet.kubernetes.io") || restricted("node.kubernetes.io") {
+		return true
+	}
+	switch key {
+	case "kubernetes.io/hostname", "kubernetes.io/instance-type", "kubernetes.io/os", "kubernetes.io/arch",
+		"beta.kubernetes.io/instance-type", "beta.kubernetes.io/os", "beta.kubernetes.io/arch",
+		"failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
+		"topology.kubernetes.io/zone", "topology.kubernetes.io/region":
+		return true
+	}
+	return false
 }
 
 func (c Cluster) clusterConfiguration(n Node) ClusterConfiguration {

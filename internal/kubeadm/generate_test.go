@@ -132,7 +132,10 @@ func TestKubeadmValidates(t *testing.T) {
 		"init": func() ([]byte, error) {
 			return Init(testCluster(), Node{Name: "m0", IP: "10.0.0.11"}, Secrets{Token: testToken, CertificateKey: testKey})
 		},
-		"join-worker":        func() ([]byte, error) { return Join(testCluster(), Node{IP: "10.0.0.12"}, j, false) },
+		"join-worker": func() ([]byte, error) {
+			taints := []Taint{{Key: "dedicated.example.com/role", Value: "edge", Effect: "PreferNoSchedule"}}
+			return Join(testCluster(), Node{IP: "10.0.0.12", Labels: map[string]string{"node.deckhouse.io/group": "worker", "tier": "edge"}, Taints: &taints}, j, false)
+		},
 		"join-control-plane": func() ([]byte, error) { return Join(testCluster(), Node{IP: "10.0.0.13"}, j, true) },
 	}
 	for name, gen := range docs {
@@ -186,5 +189,17 @@ func TestFromConfigOverrides(t *testing.T) {
 	}
 	if s := string(out); !strings.Contains(s, "maxPods: 50") || strings.Contains(s, "name: x") || !strings.Contains(s, "cgroupDriver: systemd") {
 		t.Errorf("kubelet override not merged over the defaults:\n%s", s)
+	}
+}
+
+func TestKubeletMaySetLabel(t *testing.T) {
+	for key, want := range map[string]bool{
+		"node.deckhouse.io/group": true, "tier": true, "example.com/x": true,
+		"node.kubernetes.io/instance-type": true, "kubelet.kubernetes.io/x": true, "topology.kubernetes.io/zone": true,
+		"node-role.kubernetes.io/worker": false, "kubernetes.io/role": false, "k8s.io/x": false, "sub.k8s.io/x": false,
+	} {
+		if got := KubeletMaySetLabel(key); got != want {
+			t.Errorf("KubeletMaySetLabel(%q) = %v, want %v", key, got, want)
+		}
 	}
 }

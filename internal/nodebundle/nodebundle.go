@@ -42,6 +42,8 @@ type Plan struct {
 	PlatformImage string
 	cluster       config.ClusterConfiguration
 	deckhouse     config.DeckhouseInit
+	// nodeTemplate is a node group's nodeTemplate (config.Cluster.NodeTemplateOf).
+	nodeTemplate func(group string) config.NodeTemplate
 }
 
 // NewPlan builds the plan from the configuration and the version map (with any override already
@@ -68,7 +70,7 @@ func NewPlan(candi fs.FS, c *config.Cluster, vm *config.VersionMap, controlPlane
 	return &Plan{
 		Candi: candi, Minor: minor, Release: rel, Kubeadm: kc, Packages: pkgs, Registry: reg,
 		ImagesRepo: kc.ImageRepository, Sandbox: sandbox, Proxy: node.ProxyFrom(c.ClusterConfiguration),
-		cluster: c.ClusterConfiguration, deckhouse: c.InitConfiguration.Deckhouse,
+		cluster: c.ClusterConfiguration, deckhouse: c.InitConfiguration.Deckhouse, nodeTemplate: c.NodeTemplateOf,
 	}, nil
 }
 
@@ -88,6 +90,38 @@ type Target struct {
 	Role inventory.Role
 	Init bool // the first control-plane node
 	Host node.Host
+	// Group is the node group; "" = "master" for masters, "worker" for workers.
+	Group string
+}
+
+// registration is how a node of group registers: the group's label and the nodeTemplate labels
+// the kubelet may set itself, and the nodeTemplate's taints (nil: kubeadm's default).
+func (p *Plan) registration(t Target) (map[string]string, *[]kubeadm.Taint) {
+	group := t.Group
+	if group == "" {
+		group = config.WorkerNodeGroup
+		if t.Role == inventory.Master {
+			group = config.MasterNodeGroup
+		}
+	}
+	labels := map[string]string{config.NodeGroupLabel: group}
+	if p.nodeTemplate == nil {
+		return labels, nil
+	}
+	tmpl := p.nodeTemplate(group)
+	for _, k := range tmpl.SortedLabels() {
+		if kubeadm.KubeletMaySetLabel(k) {
+			labels[k] = tmpl.Labels[k]
+		}
+	}
+	if len(tmpl.Taints) == 0 {
+		return labels, nil
+	}
+	taints := make([]kubeadm.Taint, 0, len(tmpl.Taints))
+	for _, tt := range tmpl.Taints {
+		taints = append(taints, kubeadm.Taint{Key: tt.Key, Value: tt.Value, Effect: tt.Effect})
+	}
+	return labels, &taints
 }
 
 // Render renders a node's bundle. For the first master, secrets are the bootstrap token and
@@ -96,6 +130,7 @@ func (p *Plan) Render(t Target, secrets kubeadm.Secrets, join kubeadm.JoinInfo) 
 	kc := p.Kubeadm
 	kc.CgroupDriver = t.Host.CgroupDriver
 	n := kubeadm.Node{Name: t.Host.Hostname, IP: t.IP}
+	n.Labels, n.Taints = p.registration(t)
 	var cfg []byte
 	var err error
 	if t.Init {
@@ -178,13 +213,14 @@ type Result struct {
 }
 
 // BootstrapFirstMaster runs the first control-plane node's bundle and returns how others join.
-// name is the node's name ("" = the host name the machine reports).
-func (p *Plan) BootstrapFirstMaster(ctx context.Context, c *ssh.Client, ip, name string, secrets kubeadm.Secrets, o node.ExecOptions) (Result, error) {
+// name is the node's name ("" = the host name the machine reports); group its node group ("" =
+// master).
+func (p *Plan) BootstrapFirstMaster(ctx context.Context, c *ssh.Client, ip, name, group string, secrets kubeadm.Secrets, o node.ExecOptions) (Result, error) {
 	host, err := detectHost(ctx, c, name)
 	if err != nil {
 		return Result{}, err
 	}
-	b, _, err := p.Render(Target{IP: ip, Role: inventory.Master, Init: true, Host: host}, secrets, kubeadm.JoinInfo{})
+	b, _, err := p.Render(Target{IP: ip, Role: inventory.Master, Init: true, Host: host, Group: group}, secrets, kubeadm.JoinInfo{})
 	if err != nil {
 		return Result{}, err
 	}
@@ -212,13 +248,14 @@ func (p *Plan) BootstrapFirstMaster(ctx context.Context, c *ssh.Client, ip, name
 	}, nil
 }
 
-// Join runs a joining node's bundle; name as for BootstrapFirstMaster.
-func (p *Plan) Join(ctx context.Context, c *ssh.Client, ip, name string, role inventory.Role, join kubeadm.JoinInfo, o node.ExecOptions) (node.Report, error) {
+// Join runs a joining node's bundle; name and group as for BootstrapFirstMaster ("" group =
+// master or worker by role).
+func (p *Plan) Join(ctx context.Context, c *ssh.Client, ip, name, group string, role inventory.Role, join kubeadm.JoinInfo, o node.ExecOptions) (node.Report, error) {
 	host, err := detectHost(ctx, c, name)
 	if err != nil {
 		return node.Report{}, err
 	}
-	b, _, err := p.Render(Target{IP: ip, Role: role, Host: host}, kubeadm.Secrets{}, join)
+	b, _, err := p.Render(Target{IP: ip, Role: role, Host: host, Group: group}, kubeadm.Secrets{}, join)
 	if err != nil {
 		return node.Report{}, err
 	}

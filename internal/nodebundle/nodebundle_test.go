@@ -157,3 +157,45 @@ func TestPreparationIsTheBundlesFirstSteps(t *testing.T) {
 		t.Errorf("the kubeadm step should carry the join data: %s", last.Name)
 	}
 }
+
+// A node registers with its group's label, the nodeTemplate labels a kubelet may set itself and
+// the nodeTemplate's taints; labels only the API may set (node-role.kubernetes.io/...) are not
+// given to the kubelet, which would refuse to start.
+func TestRenderRegistersTheNodeGroup(t *testing.T) {
+	c, vm := load(t)
+	o, err := config.ParseVersionMapOverride([]byte(override))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPlan(candi.FS, c, vm.WithOverride(o), "192.168.199.10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := node.Host{Family: node.Debian, Hostname: "w0", CgroupDriver: "systemd"}
+	join := kubeadm.JoinInfo{APIServerEndpoint: "192.168.199.10:6443", Token: "abcdef.0123456789abcdef", CACertHash: "sha256:" + strings.Repeat("ab", 32)}
+	_, d, err := p.Render(Target{IP: "192.168.199.11", Role: inventory.Worker, Host: host}, kubeadm.Secrets{}, join)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"name: node-labels\n    value: node.deckhouse.io/group=worker", "key: dedicated.example.com/role", "value: worker", "effect: PreferNoSchedule"} {
+		if !strings.Contains(d.KubeadmConfig, want) {
+			t.Errorf("worker registration lacks %q:\n%s", want, d.KubeadmConfig)
+		}
+	}
+	if strings.Contains(d.KubeadmConfig, "node-role.kubernetes.io/worker") {
+		t.Errorf("a label the kubelet may not set is given to it:\n%s", d.KubeadmConfig)
+	}
+	s, _ := kubeadm.NewSecrets()
+	_, d, err = p.Render(Target{IP: "192.168.199.10", Role: inventory.Master, Init: true, Host: host}, s, kubeadm.JoinInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(d.KubeadmConfig, "value: node.deckhouse.io/group=master\n") || !strings.Contains(d.KubeadmConfig, "key: node-role.kubernetes.io/control-plane") {
+		t.Errorf("master registration:\n%s", d.KubeadmConfig)
+	}
+	// A cloud machine's group comes from the inventory.
+	_, d, err = p.Render(Target{IP: "192.168.199.12", Role: inventory.Worker, Host: host, Group: "frontend"}, kubeadm.Secrets{}, join)
+	if err != nil || !strings.Contains(d.KubeadmConfig, "node.deckhouse.io/group=frontend") || strings.Contains(d.KubeadmConfig, "taints") {
+		t.Errorf("group frontend (no NodeGroup document): %v\n%s", err, d.KubeadmConfig)
+	}
+}

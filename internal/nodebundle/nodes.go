@@ -140,7 +140,7 @@ func (n *Nodes) FirstMaster(ctx context.Context, c *ssh.Client, h inventory.Host
 	if err := n.o.State.RecordHost(h.SSH, string(inventory.Master), n.o.Now()); err != nil {
 		return Result{}, err
 	}
-	res, err := p.BootstrapFirstMaster(ctx, c, h.IP, h.Name, secrets, node.ExecOptions{PackagesAddr: addr, Log: n.o.Log})
+	res, err := p.BootstrapFirstMaster(ctx, c, h.IP, h.Name, h.NodeGroup, secrets, node.ExecOptions{PackagesAddr: addr, Log: n.o.Log})
 	if err != nil {
 		return res, err
 	}
@@ -176,7 +176,7 @@ func (n *Nodes) Prepare(ctx context.Context, c *ssh.Client, h inventory.Host, fi
 	placeholder := kubeadm.JoinInfo{APIServerEndpoint: p.Kubeadm.ControlPlaneEndpoint, Token: "abcdef.0123456789abcdef",
 		CACertHash: "sha256:" + strings.Repeat("0", 64), CertificateKey: strings.Repeat("0", 64)}
 	secrets := kubeadm.Secrets{Token: placeholder.Token, CertificateKey: placeholder.CertificateKey}
-	b, _, err := p.Render(Target{IP: h.IP, Role: h.Role, Init: h.IP == firstMasterIP, Host: host}, secrets, placeholder)
+	b, _, err := p.Render(Target{IP: h.IP, Role: h.Role, Init: h.IP == firstMasterIP, Host: host, Group: h.NodeGroup}, secrets, placeholder)
 	if err != nil {
 		return node.Report{}, err
 	}
@@ -218,7 +218,7 @@ func (n *Nodes) Join(ctx context.Context, c *ssh.Client, h inventory.Host) (node
 	if err := n.o.State.RecordHost(h.SSH, string(h.Role), n.o.Now()); err != nil {
 		return node.Report{}, err
 	}
-	rep, err := p.Join(ctx, c, h.IP, h.Name, h.Role, st.Join, node.ExecOptions{PackagesAddr: addr, Log: n.o.Log})
+	rep, err := p.Join(ctx, c, h.IP, h.Name, h.NodeGroup, h.Role, st.Join, node.ExecOptions{PackagesAddr: addr, Log: n.o.Log})
 	if err != nil {
 		return rep, fmt.Errorf("%s %s: %w", h.Role, h.SSH, err)
 	}

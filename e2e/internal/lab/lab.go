@@ -69,6 +69,11 @@ metadata:
   name: worker
 spec:
   nodeType: Static
+  nodeTemplate:
+    labels:
+      dhctl.test/tier: edge
+    taints:
+    - {key: dhctl.test/edge, value: "true", effect: PreferNoSchedule}
 ` + CNI + DeckhouseModuleConfig
 	// DeckhouseModuleConfig configures the platform itself.
 	DeckhouseModuleConfig = `---
