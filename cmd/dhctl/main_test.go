@@ -149,7 +149,7 @@ func TestBinaryExitCodes(t *testing.T) {
 	}{
 		{[]string{"version"}, 0},
 		{[]string{"no-such-command"}, 2},
-		{[]string{"converge"}, 2},
+		{[]string{"converge", "--kubeconfig=/nonexistent/kubeconfig"}, 2},
 	} {
 		cmd := exec.Command(bin, tc.args...)
 		cmd.Env = append(os.Environ(), "DHCTL_SSH_PORT=22")

@@ -24,14 +24,3 @@ func newBootstrapPhaseGroup(opts *globalOptions) *cobra.Command {
 	cmd.AddCommand(newAbortPhaseCommand(opts))
 	return cmd
 }
-
-func newConvergeCommand(_ *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "converge",
-		Short: "Bring the cluster's infrastructure and node groups to the configured state",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return notAvailable("dhctl converge", "the converge issue")
-		},
-	}
-}

@@ -4,6 +4,7 @@
 //	1  the operation failed
 //	2  usage or configuration error (bad flag, invalid document): fix the input and retry
 //	3  aborted by the user (SIGINT/SIGTERM)
+//	4  drift: a check (converge --check) found the cluster differs from its configuration
 //
 // Library code never exits; it marks errors with Usage or Aborted and the command's main turns the
 // final error into a code with ExitCode. Marks survive wrapping (fmt.Errorf("...: %w", err)) because
@@ -26,6 +27,7 @@ const (
 	Failed        = 1
 	UsageError    = 2
 	AbortedByUser = 3
+	Drift         = 4
 )
 
 // usageError marks its cause as a usage/configuration error.
@@ -58,6 +60,27 @@ func Aborted(err error) error {
 	return &abortedError{err: err}
 }
 
+// driftError marks its cause as a difference a check found.
+type driftError struct{ err error }
+
+func (e *driftError) Error() string { return e.err.Error() }
+func (e *driftError) Unwrap() error { return e.err }
+
+// Drifted marks err as the finding of a check that the cluster differs from its configuration
+// (exit code 4): nothing failed, but something would change. Drifted(nil) is nil.
+func Drifted(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &driftError{err: err}
+}
+
+// IsDrift reports whether err (or anything it wraps) was marked with Drifted.
+func IsDrift(err error) bool {
+	var d *driftError
+	return errors.As(err, &d)
+}
+
 // IsUsage reports whether err (or anything it wraps) was marked with Usage.
 func IsUsage(err error) bool {
 	var u *usageError
@@ -82,6 +105,8 @@ func ExitCode(err error) int {
 		return AbortedByUser
 	case IsUsage(err):
 		return UsageError
+	case IsDrift(err):
+		return Drift
 	default:
 		return Failed
 	}

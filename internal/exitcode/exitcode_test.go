@@ -27,6 +27,9 @@ func TestExitCode(t *testing.T) {
 		{"aborted", Aborted(context.Canceled), AbortedByUser},
 		{"aborted wrapped", fmt.Errorf("phase x: %w", Aborted(context.Canceled)), AbortedByUser},
 		{"aborted wins over usage", errors.Join(Usage(base), Aborted(context.Canceled)), AbortedByUser},
+		{"drift", Drifted(base), Drift},
+		{"drift wrapped", fmt.Errorf("converge: %w", Drifted(base)), Drift},
+		{"usage wins over drift", errors.Join(Drifted(base), Usage(base)), UsageError},
 		{"bare context.Canceled is a failure", context.Canceled, Failed},
 		{"deadline is a failure", fmt.Errorf("wait: %w", context.DeadlineExceeded), Failed},
 	}
@@ -40,7 +43,7 @@ func TestExitCode(t *testing.T) {
 }
 
 func TestMarksKeepMessageAndChain(t *testing.T) {
-	if Usage(nil) != nil || Aborted(nil) != nil {
+	if Usage(nil) != nil || Aborted(nil) != nil || Drifted(nil) != nil {
 		t.Fatal("marking nil must give nil")
 	}
 	cause := &fs.PathError{Op: "open", Path: "/x", Err: fs.ErrNotExist}

@@ -204,7 +204,7 @@ func (in *Installer) NodeGroupObjects() ([]*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, err
 	}
-	groups, err := nodeGroupObjects(in.opts.Cluster)
+	groups, err := NodeGroups(in.opts.Cluster)
 	if err != nil {
 		return nil, err
 	}

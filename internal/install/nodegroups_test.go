@@ -16,7 +16,7 @@ func TestCloudNodeGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := nodeGroupObjects(c)
+	objs, err := NodeGroups(c)
 	if err != nil {
 		t.Fatal(err)
 	}

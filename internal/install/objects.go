@@ -69,7 +69,9 @@ func documentObject(d config.Document) (*unstructured.Unstructured, error) {
 	return obj, nil
 }
 
-func nodeGroupObjects(c *config.Cluster) ([]*unstructured.Unstructured, error) {
+// NodeGroups are the NodeGroup objects configuration c makes: its NodeGroup documents, a cloud
+// provider's nodeGroups entries, and the master group unless c has its own.
+func NodeGroups(c *config.Cluster) ([]*unstructured.Unstructured, error) {
 	groups, err := documentsOfKind(c, config.KindNodeGroup)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,342 @@
+// Package converge is `dhctl converge`: it brings a running cluster to its configuration. The
+// truth is read from the cluster (its NodeGroups and Nodes); the desired state is the NodeGroups
+// of --config when given, else the cluster's own NodeGroups (edited with kubectl). The plan is
+// always made and shown first, per node group and per node; --check stops there and says by its
+// exit code whether anything would change. Otherwise, under the converge lock, the NodeGroups
+// of --config are applied, every node is given its group's nodeTemplate (labels, annotations,
+// taints: nodegroup.Sync never touches what others set) and each NodeGroup's status is written.
+// Every step is idempotent: interrupted anywhere, a re-run plans what is left and does it.
+package converge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/exitcode"
+	"github.com/dhctl-dev/dhctl/internal/kube"
+	"github.com/dhctl-dev/dhctl/internal/nodegroup"
+)
+
+// Options are what a converge needs.
+type Options struct {
+	Name string // the cluster's name, for messages
+	// Kube opens the API server.
+	Kube func(ctx context.Context) (*kube.Client, error)
+	// Groups are the NodeGroup objects the configuration wants (install's NodeGroupObjects of
+	// --config); nil: the cluster's NodeGroups are the desired state.
+	Groups []*unstructured.Unstructured
+	// Check only plans: an error marked exitcode.Drifted when anything would change.
+	Check bool
+	// JSON prints the plan as one JSON document instead of lines for people.
+	JSON bool
+	// Holder names the lock's holder ("" = kube.Holder()); LeaseDuration is the lock's lease.
+	Holder        string
+	LeaseDuration time.Duration
+	Out           io.Writer
+	Log           *slog.Logger
+}
+
+// Plan is what a converge does, made before anything changes.
+type Plan struct {
+	Cluster    string        `json:"cluster"`
+	NodeGroups []GroupAction `json:"nodeGroups"`
+	Nodes      []NodeAction  `json:"nodes"`
+	// Warnings are things the plan cannot act on (a node of no group, a group with no NodeGroup).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Actions of a plan.
+const (
+	ActionNone   = "none"
+	ActionCreate = "create"
+	ActionUpdate = "update"
+)
+
+// GroupAction is what happens to a NodeGroup object.
+type GroupAction struct {
+	Name   string           `json:"name"`
+	Action string           `json:"action"`
+	Fields []string         `json:"fields,omitempty"` // spec fields that change
+	Status nodegroup.Status `json:"status"`           // as the cluster is now
+}
+
+// NodeAction is what happens to a node.
+type NodeAction struct {
+	Node    string             `json:"node"`
+	Group   string             `json:"group"`
+	Action  string             `json:"action"`
+	Ready   bool               `json:"ready"`
+	Changes []nodegroup.Change `json:"changes,omitempty"`
+}
+
+// InSync reports whether the plan changes nothing.
+func (p Plan) InSync() bool {
+	for _, g := range p.NodeGroups {
+		if g.Action != ActionNone {
+			return false
+		}
+	}
+	for _, n := range p.Nodes {
+		if n.Action != ActionNone {
+			return false
+		}
+	}
+	return true
+}
+
+// counts says how many node groups and nodes have each action.
+func (p Plan) counts() string {
+	groups, nodes := map[string]int{}, map[string]int{}
+	for _, g := range p.NodeGroups {
+		groups[g.Action]++
+	}
+	for _, n := range p.Nodes {
+		nodes[n.Action]++
+	}
+	return fmt.Sprintf("node groups: %d to create, %d to update, %d in sync; nodes: %d to update, %d in sync",
+		groups[ActionCreate], groups[ActionUpdate], groups[ActionNone], nodes[ActionUpdate], nodes[ActionNone])
+}
+
+// WriteText prints the plan for people.
+func (p Plan) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "converge plan for cluster %s:\n", p.Cluster)
+	for _, g := range p.NodeGroups {
+		line := fmt.Sprintf("  NodeGroup %s: %s", g.Name, actionWord(g.Action))
+		if len(g.Fields) > 0 {
+			line += " (" + strings.Join(g.Fields, ", ") + ")"
+		}
+		fmt.Fprintln(w, line)
+	}
+	for _, n := range p.Nodes {
+		group := n.Group
+		if group == "" {
+			group = "no group"
+		}
+		line := fmt.Sprintf("  node %s (%s): %s", n.Node, group, actionWord(n.Action))
+		if len(n.Changes) > 0 {
+			line += ": " + nodegroup.Summary(n.Changes)
+		}
+		fmt.Fprintln(w, line)
+	}
+	for _, warn := range p.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
+	fmt.Fprintf(w, "%s\n", p.counts())
+}
+
+func actionWord(a string) string {
+	if a == ActionNone {
+		return "in sync"
+	}
+	return a
+}
+
+// DriftError is what --check returns when the cluster differs from its configuration.
+type DriftError struct{ Summary string }
+
+func (e *DriftError) Error() string {
+	return "the cluster differs from its configuration (" + e.Summary + "): run dhctl converge to apply the plan above"
+}
+
+// Run plans, shows the plan and, unless Check, carries it out. It returns the plan it made.
+func Run(ctx context.Context, o Options) (Plan, error) {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Holder == "" {
+		o.Holder = kube.Holder()
+	}
+	k, err := o.Kube(ctx)
+	if err != nil {
+		return Plan{}, fmt.Errorf("reaching the API server: %w", err)
+	}
+	defer k.Close()
+
+	// The lock before the plan: what is planned is what is done, nobody changing it between.
+	var lock *kube.Lock
+	if !o.Check {
+		if lock, err = kube.AcquireLock(ctx, k.Typed(), o.Holder+" (converge)", o.LeaseDuration); err != nil {
+			return Plan{}, err
+		}
+		defer func() {
+			if err := lock.Release(context.WithoutCancel(ctx)); err != nil {
+				o.Log.Warn("releasing the converge lock", "error", err)
+			}
+		}()
+	}
+
+	desired, plan, err := makePlan(ctx, o, k)
+	if err != nil {
+		return Plan{}, err
+	}
+	if o.JSON {
+		enc := json.NewEncoder(o.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(plan); err != nil {
+			return plan, err
+		}
+	} else {
+		plan.WriteText(o.Out)
+	}
+	if o.Check {
+		if plan.InSync() {
+			return plan, nil
+		}
+		return plan, exitcode.Drifted(&DriftError{Summary: plan.counts()})
+	}
+	return plan, apply(ctx, o, k, lock, desired, plan)
+}
+
+// makePlan reads the cluster and compares it with the desired NodeGroups.
+func makePlan(ctx context.Context, o Options, k *kube.Client) (map[string]config.NodeGroup, Plan, error) {
+	plan := Plan{Cluster: o.Name}
+	live, err := nodegroup.ReadGroups(ctx, k.Dynamic())
+	if err != nil {
+		return nil, plan, err
+	}
+	desired := make(map[string]config.NodeGroup, len(live))
+	for name, g := range live {
+		desired[name] = g
+	}
+	actions := map[string]GroupAction{}
+	for name := range live {
+		actions[name] = GroupAction{Name: name, Action: ActionNone}
+	}
+	if o.Groups != nil {
+		liveObjs, err := liveGroupObjects(ctx, k, o.Groups)
+		if err != nil {
+			return nil, plan, err
+		}
+		for _, want := range o.Groups {
+			g, err := nodegroup.Decode(want)
+			if err != nil {
+				return nil, plan, err
+			}
+			name := want.GetName()
+			desired[name] = g
+			cur, ok := liveObjs[name]
+			switch {
+			case !ok:
+				actions[name] = GroupAction{Name: name, Action: ActionCreate}
+			default:
+				if fields := specDiff(cur, want); len(fields) > 0 {
+					actions[name] = GroupAction{Name: name, Action: ActionUpdate, Fields: fields}
+				}
+			}
+		}
+		for name := range live {
+			if _, ok := desiredByName(o.Groups, name); !ok {
+				plan.Warnings = append(plan.Warnings, fmt.Sprintf("NodeGroup %s is in the cluster but not in --config: it is left as it is (delete it with kubectl once it has no nodes)", name))
+			}
+		}
+	}
+
+	nodes, err := nodegroup.ListNodes(ctx, k.Typed())
+	if err != nil {
+		return nil, plan, err
+	}
+	nodePlans := nodegroup.PlanNodes(desired, nodes)
+	status := nodegroup.StatusOf(nodegroup.PlanNodes(live, nodes))
+	missing := map[string][]string{}
+	for _, np := range nodePlans {
+		action := ActionNone
+		if !np.InSync() {
+			action = ActionUpdate
+		}
+		plan.Nodes = append(plan.Nodes, NodeAction{Node: np.Node, Group: np.Group, Action: action, Ready: np.Ready, Changes: np.Changes})
+		switch _, known := desired[np.Group]; {
+		case np.Group == "":
+			plan.Warnings = append(plan.Warnings, fmt.Sprintf("node %s has no %s label: it belongs to no node group, and nothing is applied to it", np.Node, config.NodeGroupLabel))
+		case !known:
+			missing[np.Group] = append(missing[np.Group], np.Node)
+		}
+	}
+	for _, g := range sortedKeys(missing) {
+		plan.Warnings = append(plan.Warnings, fmt.Sprintf("node group %s (nodes %s) has no NodeGroup: nothing is applied to its nodes (add a NodeGroup %s document to --config)",
+			g, strings.Join(missing[g], ", "), g))
+	}
+	for _, name := range sortedKeys(actions) {
+		a := actions[name]
+		a.Status = status[name]
+		plan.NodeGroups = append(plan.NodeGroups, a)
+	}
+	sort.Strings(plan.Warnings)
+	return desired, plan, nil
+}
+
+func desiredByName(objs []*unstructured.Unstructured, name string) (*unstructured.Unstructured, bool) {
+	for _, o := range objs {
+		if o.GetName() == name {
+			return o, true
+		}
+	}
+	return nil, false
+}
+
+// liveGroupObjects reads the live objects of the wanted NodeGroups that exist.
+func liveGroupObjects(ctx context.Context, k *kube.Client, want []*unstructured.Unstructured) (map[string]*unstructured.Unstructured, error) {
+	out := map[string]*unstructured.Unstructured{}
+	for _, w := range want {
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		live, err := k.Get(cctx, w)
+		cancel()
+		var notServed *kube.KindNotServedError
+		switch {
+		case err == nil:
+			out[w.GetName()] = live
+		case apierrors.IsNotFound(err), errors.As(err, &notServed):
+		default:
+			return nil, fmt.Errorf("reading NodeGroup %s: %w", w.GetName(), err)
+		}
+	}
+	return out, nil
+}
+
+// specDiff names the top-level spec fields of want that live does not have as wanted (fields
+// only live has are someone else's, e.g. a platform's defaults, and are no difference).
+func specDiff(live, want *unstructured.Unstructured) []string {
+	ws, _, _ := unstructured.NestedMap(want.Object, "spec")
+	ls, _, _ := unstructured.NestedMap(live.Object, "spec")
+	var out []string
+	for _, key := range sortedKeys(ws) {
+		if !reflect.DeepEqual(normalize(ws[key]), normalize(ls[key])) {
+			out = append(out, "spec."+key)
+		}
+	}
+	return out
+}
+
+// normalize makes values decoded from YAML and from the API comparable (numbers, empty maps).
+func normalize(v any) any {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	_ = json.Unmarshal(js, &out)
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

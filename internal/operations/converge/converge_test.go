@@ -1,0 +1,296 @@
+package converge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/exitcode"
+	"github.com/dhctl-dev/dhctl/internal/install"
+	"github.com/dhctl-dev/dhctl/internal/kube"
+	"github.com/dhctl-dev/dhctl/internal/kubetest"
+	"github.com/dhctl-dev/dhctl/internal/nodegroup"
+	"github.com/dhctl-dev/dhctl/templates"
+)
+
+const clusterConfiguration = `apiVersion: deckhouse.io/v1
+kind: ClusterConfiguration
+clusterType: Static
+podSubnetCIDR: 10.111.0.0/16
+podSubnetNodeCIDRPrefix: "24"
+serviceSubnetCIDR: 10.222.0.0/16
+kubernetesVersion: "1.33"
+clusterDomain: cluster.local
+---
+apiVersion: deckhouse.io/v1
+kind: StaticClusterConfiguration
+internalNetworkCIDRs: [192.168.199.0/24]
+`
+
+// workerGroup is a NodeGroup worker with a template.
+func workerGroup(template string) string {
+	return "---\napiVersion: deckhouse.io/v1\nkind: NodeGroup\nmetadata: {name: worker}\nspec:\n  nodeType: Static\n  nodeTemplate:\n" + template
+}
+
+// groupsOf loads a configuration and returns its NodeGroup objects, as the command does.
+func groupsOf(t *testing.T, docs string) []*unstructured.Unstructured {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(path, []byte(docs), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(context.Background(), config.LoadOptions{ConfigPaths: []string{path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := install.NodeGroups(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return groups
+}
+
+// testCluster is a real API server with the NodeGroup CRD, d8-system, and nodes as kubelets
+// register them: master m1, workers w1 and w2 (with the label their template had at join), and
+// x1 of no group.
+func testCluster(t *testing.T) *kube.Client {
+	t.Helper()
+	cluster := kubetest.Start(t, kubetest.Options{})
+	k, err := kube.New(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	ctx := context.Background()
+	crd, err := templates.FS.ReadFile("crds/nodegroup.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := &unstructured.Unstructured{}
+	if err := sigsyaml.Unmarshal(crd, &obj.Object); err != nil {
+		t.Fatal(err)
+	}
+	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": kube.LockNamespace}}}
+	if _, err := k.ApplyAll(ctx, []*unstructured.Unstructured{obj, ns}, kube.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.WaitReady(ctx, []*unstructured.Unstructured{obj}, kube.WaitOptions{Timeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []struct {
+		name   string
+		labels map[string]string
+		taints []corev1.Taint
+	}{
+		{"m1", map[string]string{config.NodeGroupLabel: "master", "node-role.kubernetes.io/control-plane": ""},
+			[]corev1.Taint{{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule}}},
+		{"w1", map[string]string{config.NodeGroupLabel: "worker", "tier": "edge"}, nil},
+		// The node controller's taint: converge must never remove it.
+		{"w2", map[string]string{config.NodeGroupLabel: "worker", "tier": "edge"},
+			[]corev1.Taint{{Key: "node.kubernetes.io/unreachable", Effect: corev1.TaintEffectNoExecute}}},
+		{"x1", map[string]string{"kubernetes.io/hostname": "x1"}, nil},
+	} {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: n.labels}, Spec: corev1.NodeSpec{Taints: n.taints}}
+		created, err := k.Typed().CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+		if _, err := k.Typed().CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return k
+}
+
+func options(k *kube.Client, groups []*unstructured.Unstructured, out *bytes.Buffer) Options {
+	return Options{
+		Name:   "test",
+		Kube:   func(context.Context) (*kube.Client, error) { return k.WithCloser(func() error { return nil }), nil },
+		Groups: groups,
+		Out:    out,
+	}
+}
+
+func node(t *testing.T, k *kube.Client, name string) *corev1.Node {
+	t.Helper()
+	n, err := k.Typed().CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func hasTaint(n *corev1.Node, key string, effect corev1.TaintEffect, value string) bool {
+	return slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == key && t.Effect == effect && t.Value == value })
+}
+
+func TestConvergeAppliesNodeTemplatesAndLeavesOthersAlone(t *testing.T) {
+	k := testCluster(t)
+	ctx := context.Background()
+	first := groupsOf(t, clusterConfiguration+workerGroup(`    labels: {tier: core, zone: a}
+    annotations: {example.com/owner: team-a}
+    taints: [{key: dedicated, value: db, effect: NoSchedule}]
+`))
+	// An operator's label, set before converge: it is nobody's template, and stays.
+	w1 := node(t, k, "w1")
+	w1.Labels["ops.example.com/owner"] = "alice"
+	if _, err := k.Typed().CoreV1().Nodes().Update(ctx, w1, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// --check: the plan, and the drift as an error that exits 4; nothing changed.
+	var out bytes.Buffer
+	o := options(k, first, &out)
+	o.Check = true
+	plan, err := Run(ctx, o)
+	if exitcode.ExitCode(err) != exitcode.Drift {
+		t.Fatalf("check with drift: %v (exit %d), want exit %d", err, exitcode.ExitCode(err), exitcode.Drift)
+	}
+	for _, want := range []string{
+		"NodeGroup master: create", "NodeGroup worker: create",
+		"node w1 (worker): update: ~label tier=core (was edge), +label zone=a, +annotation example.com/owner=team-a, +taint dedicated:NoSchedule=db",
+		// kubeadm labels a control-plane node only node-role.kubernetes.io/control-plane.
+		"node m1 (master): update: +label node-role.kubernetes.io/master=",
+		"node x1 (no group): in sync",
+		"warning: node x1 has no node.deckhouse.io/group label",
+		"node groups: 2 to create, 0 to update, 0 in sync; nodes: 3 to update, 1 in sync",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if plan.InSync() || node(t, k, "w1").Labels["tier"] != "edge" {
+		t.Fatal("--check changed the cluster")
+	}
+
+	// Converge: templates applied, others' labels and taints kept, status written.
+	out.Reset()
+	if _, err := Run(ctx, options(k, first, &out)); err != nil {
+		t.Fatalf("converge: %v\n%s", err, out.String())
+	}
+	for _, name := range []string{"w1", "w2"} {
+		n := node(t, k, name)
+		if n.Labels["tier"] != "core" || n.Labels["zone"] != "a" || n.Annotations["example.com/owner"] != "team-a" ||
+			!hasTaint(n, "dedicated", corev1.TaintEffectNoSchedule, "db") || n.Annotations[nodegroup.LastAppliedAnnotation] == "" {
+			t.Errorf("node %s after converge: labels %v, annotations %v, taints %v", name, n.Labels, n.Annotations, n.Spec.Taints)
+		}
+	}
+	if node(t, k, "w1").Labels["ops.example.com/owner"] != "alice" {
+		t.Error("converge removed an operator's label")
+	}
+	if !hasTaint(node(t, k, "w2"), "node.kubernetes.io/unreachable", corev1.TaintEffectNoExecute, "") {
+		t.Error("converge removed the node controller's taint")
+	}
+	if n := node(t, k, "m1"); !hasTaint(n, "node-role.kubernetes.io/control-plane", corev1.TaintEffectNoSchedule, "") || n.Labels["node-role.kubernetes.io/master"] != "" {
+		t.Errorf("master after converge: labels %v, taints %v", n.Labels, n.Spec.Taints)
+	}
+	ng, err := k.Dynamic().Resource(nodegroup.Resource()).Get(ctx, "worker", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := unstructured.NestedMap(ng.Object, "status"); st["nodes"] != int64(2) || st["ready"] != int64(2) || st["upToDate"] != int64(2) {
+		t.Errorf("NodeGroup worker status %v, want 2 nodes, 2 ready, 2 up to date", st)
+	}
+	if lock, err := kube.ReadLock(ctx, k.Typed()); err != nil || lock != nil {
+		t.Errorf("the lock after converge: %+v, %v; want released", lock, err)
+	}
+
+	// In sync now, in JSON.
+	out.Reset()
+	o = options(k, first, &out)
+	o.Check, o.JSON = true, true
+	if _, err := Run(ctx, o); err != nil {
+		t.Fatalf("check after converge: %v\n%s", err, out.String())
+	}
+	var decoded Plan
+	if err := json.Unmarshal(out.Bytes(), &decoded); err != nil || !decoded.InSync() || len(decoded.Nodes) != 4 {
+		t.Fatalf("JSON plan: %v, in sync %v, %d nodes:\n%s", err, decoded.InSync(), len(decoded.Nodes), out.String())
+	}
+
+	// The template drops zone, the annotation and the taint, and changes tier: exactly those go.
+	second := groupsOf(t, clusterConfiguration+workerGroup("    labels: {tier: core}\n"))
+	out.Reset()
+	if _, err := Run(ctx, options(k, second, &out)); err != nil {
+		t.Fatalf("second converge: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "NodeGroup worker: update (spec.nodeTemplate)") ||
+		!strings.Contains(out.String(), "node w2: -label zone, -annotation example.com/owner, -taint dedicated:NoSchedule") {
+		t.Errorf("second converge output:\n%s", out.String())
+	}
+	for _, name := range []string{"w1", "w2"} {
+		n := node(t, k, name)
+		if _, ok := n.Labels["zone"]; ok || n.Annotations["example.com/owner"] != "" || hasTaint(n, "dedicated", corev1.TaintEffectNoSchedule, "db") || n.Labels["tier"] != "core" {
+			t.Errorf("node %s after the second converge: labels %v, annotations %v, taints %v", name, n.Labels, n.Annotations, n.Spec.Taints)
+		}
+	}
+	if node(t, k, "w1").Labels["ops.example.com/owner"] != "alice" || !hasTaint(node(t, k, "w2"), "node.kubernetes.io/unreachable", corev1.TaintEffectNoExecute, "") {
+		t.Error("the second converge touched what others set")
+	}
+
+	// Without --config the cluster's NodeGroups are the desired state: edited there, applied.
+	ng, err = k.Dynamic().Resource(nodegroup.Resource()).Get(ctx, "worker", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(ng.Object, map[string]any{"tier": "core", "edited": "in-cluster"}, "spec", "nodeTemplate", "labels"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Dynamic().Resource(nodegroup.Resource()).Update(ctx, ng, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if _, err := Run(ctx, options(k, nil, &out)); err != nil {
+		t.Fatalf("converge from the cluster's NodeGroups: %v\n%s", err, out.String())
+	}
+	if node(t, k, "w2").Labels["edited"] != "in-cluster" {
+		t.Errorf("the in-cluster NodeGroup's template was not applied:\n%s", out.String())
+	}
+}
+
+func TestConvergeLock(t *testing.T) {
+	k := testCluster(t)
+	ctx := context.Background()
+	groups := groupsOf(t, clusterConfiguration+workerGroup("    labels: {tier: core}\n"))
+	other, err := kube.AcquireLock(ctx, k.Typed(), "alice@elsewhere pid 42 in pid:[1] (converge)", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	_, err = Run(ctx, options(k, groups, &out))
+	var locked *kube.LockedError
+	if !errors.As(err, &locked) || !strings.Contains(err.Error(), "alice@elsewhere pid 42") {
+		t.Fatalf("converge while another holds the lock: %v; want a LockedError naming the holder", err)
+	}
+	if node(t, k, "w1").Labels["tier"] != "edge" {
+		t.Fatal("a refused converge changed a node")
+	}
+	// --check takes no lock: a drift alarm works while a converge runs.
+	o := options(k, groups, &out)
+	o.Check = true
+	if _, err := Run(ctx, o); exitcode.ExitCode(err) != exitcode.Drift {
+		t.Fatalf("check while locked: %v", err)
+	}
+	if err := other.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, options(k, groups, &out)); err != nil {
+		t.Fatalf("converge after the lock was released: %v", err)
+	}
+	if node(t, k, "w1").Labels["tier"] != "core" {
+		t.Error("converge after the release did not apply the template")
+	}
+}
