@@ -2,18 +2,27 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
+	"github.com/dhctl-dev/dhctl/candi"
 	"github.com/dhctl-dev/dhctl/internal/install"
 	"github.com/dhctl-dev/dhctl/internal/kube"
 	"github.com/dhctl-dev/dhctl/internal/logging"
+	"github.com/dhctl-dev/dhctl/internal/nodebundle"
+	"github.com/dhctl-dev/dhctl/internal/nodegroup"
 	"github.com/dhctl-dev/dhctl/internal/operations/converge"
+	"github.com/dhctl-dev/dhctl/internal/session"
+	"github.com/dhctl-dev/dhctl/internal/ssh"
 )
 
 func newConvergeCommand(opts *globalOptions) *cobra.Command {
 	var kubeconfig string
+	var node nodeFlags
 	o := converge.Options{}
+	static := converge.StaticOptions{}
 	cmd := &cobra.Command{
 		Use:   "converge",
 		Short: "Bring the cluster's node groups to the configured state",
@@ -31,7 +40,17 @@ set (an operator's, another controller's) is never touched.
 With --check the plan is all: exit 0 when the cluster is in sync, 4 when it differs (for CI and
 drift alarms), 1 on failure. Otherwise converge takes the converge lock (Lease
 d8-system/d8-converge-lock; a second converge or a destroy meanwhile refuses, naming the holder)
-and carries the plan out; interrupted anywhere, run it again.`,
+and carries the plan out; interrupted anywhere, run it again.
+
+Static node groups: a NodeGroup with spec.staticInstances takes, of the StaticInstance documents
+of --config its labelSelector matches (by name), the first count. A selected machine without a
+node is joined (over SSH with its SSHCredentials, with a fresh join token when the bootstrap's
+expired); a node of the group on a StaticInstance no longer selected is removed: cordoned,
+drained (bounded by --drain-timeout), its machine cleaned as abort does, its Node deleted. A
+node on no StaticInstance (joined with --worker-host) is never removed. Removing a node is
+destructive: it is shown and needs "yes" typed, or --yes-i-am-sane-and-i-understand-what-i-am-doing;
+otherwise converge changes nothing. Adding nodes needs the state dir of the bootstrap (its join
+data) and the cluster's --config (the registry of its InitConfiguration).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, err := logging.ParseFormat(opts.LogFormat)
@@ -51,7 +70,16 @@ and carries the plan out; interrupted anywhere, run it again.`,
 					if run.Groups, err = install.NodeGroups(c); err != nil {
 						return err
 					}
+					if run.Instances, run.Credentials, err = nodegroup.StaticMachines(c.Resources); err != nil {
+						return usageError(err)
+					}
+					if len(run.Instances) == 0 {
+						run.Instances = nil
+					}
 				}
+				run.StaticUnavailable = "with --kubeconfig there is no state dir and no SSH: run converge with the bootstrap's --state-dir and --cluster-name to add or remove static nodes"
+				run.AllowDestructive = opts.Sane
+				run.Confirm = func(what []string) error { return confirmConverge(cmd.InOrStdin(), cmd.ErrOrStderr(), run.Name, what) }
 				run.Kube = func(ctx context.Context) (*kube.Client, error) {
 					k, err := kube.FromKubeconfig(kubeconfig)
 					if err != nil {
@@ -68,10 +96,25 @@ and carries the plan out; interrupted anywhere, run it again.`,
 			}
 			defer s.Close()
 			run.Name, run.Log, run.Kube = s.Name(), s.Log(), apiThroughFirstMaster(s)
-			if c := s.Config(); c != nil {
-				if run.Groups, err = install.NodeGroups(c); err != nil {
-					return err
-				}
+			run.AllowDestructive = opts.Sane
+			run.Confirm = func(what []string) error { return confirmConverge(cmd.InOrStdin(), cmd.ErrOrStderr(), s.Name(), what) }
+			c := s.Config()
+			if c == nil {
+				run.StaticUnavailable = "give the cluster's --config (with its InitConfiguration) to add or remove static nodes"
+				_, err = converge.Run(cmd.Context(), run)
+				return err
+			}
+			if run.Groups, err = install.NodeGroups(c); err != nil {
+				return err
+			}
+			if run.Instances, run.Credentials, err = nodegroup.StaticMachines(c.Resources); err != nil {
+				return usageError(err)
+			}
+			if len(run.Instances) == 0 {
+				run.Instances = nil // none given: Static groups' nodes are left as they are
+			}
+			if run.Static, run.StaticUnavailable, err = staticOptions(cmd, s, &node, static); err != nil {
+				return err
 			}
 			_, err = converge.Run(cmd.Context(), run)
 			return err
@@ -79,5 +122,60 @@ and carries the plan out; interrupted anywhere, run it again.`,
 	}
 	cmd.Flags().BoolVar(&o.Check, "check", false, "only show the plan: exit 0 when in sync, 4 when the cluster differs from its configuration")
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "reach the API server with this kubeconfig instead of through the first master")
+	cmd.Flags().DurationVar(&static.DrainTimeout, "drain-timeout", nodegroup.DefaultDrainTimeout, "how long a node being removed may take to drain")
+	cmd.Flags().DurationVar(&static.ReadyTimeout, "node-ready-timeout", converge.DefaultReadyTimeout, "how long a joined node may take to be Ready")
+	node.addVersionMap(cmd)
+	cmd.Flags().StringVar(&node.PackagesSource, "packages-source", "registry", "where node packages come from: registry (imagesRepo/packages, by digest) or upstream (the version map's URLs)")
 	return cmd
+}
+
+// staticOptions is what joining and removing static machines needs, or why this run cannot.
+func staticOptions(cmd *cobra.Command, s *session.Session, node *nodeFlags, o converge.StaticOptions) (*converge.StaticOptions, string, error) {
+	c := s.Config()
+	if c.InitConfiguration == nil {
+		return nil, "the --config given has no InitConfiguration: a joining node needs its registry", nil
+	}
+	if node.PackagesSource != "registry" && node.PackagesSource != "upstream" {
+		return nil, "", usageError(fmt.Errorf("--packages-source %q: want registry or upstream", node.PackagesSource))
+	}
+	vm, err := node.versionMap(cmd.Context(), cmd.ErrOrStderr())
+	if err != nil {
+		return nil, "", err
+	}
+	nodes, err := nodebundle.NewNodes(nodebundle.NodesOptions{Candi: candi.FS, Cluster: c, VersionMap: vm, State: s.ClusterState(),
+		UpstreamPackages: node.PackagesSource == "upstream", Log: s.Log()})
+	if err != nil {
+		return nil, "", err
+	}
+	o.Nodes, o.State, o.Candi = nodes, s.ClusterState(), candi.FS
+	o.Connect = func(ctx context.Context, in nodegroup.StaticInstance, creds nodegroup.SSHCredentials) (*ssh.Client, error) {
+		cfg, err := s.SSHConfig(in.Address)
+		if err != nil {
+			return nil, err
+		}
+		cfg.User, cfg.SudoPassword = creds.User, creds.SudoPassword
+		if creds.Port != 0 {
+			cfg.Port = creds.Port
+		}
+		cfg.Auth = ssh.Auth{Keys: []ssh.KeyFile{{Path: "the key of SSHCredentials " + creds.Name, Data: creds.PrivateKey}}}
+		c, err := ssh.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Connect(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	return &o, "", nil
+}
+
+// confirmConverge shows the plan's destructive changes and wants "yes" typed on in.
+func confirmConverge(in io.Reader, out io.Writer, cluster string, what []string) error {
+	fmt.Fprintf(out, "converge of cluster %s will make DESTRUCTIVE changes:\n", cluster)
+	for _, w := range what {
+		fmt.Fprintf(out, "  - %s\n", w)
+	}
+	return confirm(in, out, "", "converge", "nothing was changed")
 }

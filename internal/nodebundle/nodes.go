@@ -10,9 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/dhctl-dev/dhctl/internal/clusterstate"
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/inventory"
+	"github.com/dhctl-dev/dhctl/internal/kube"
 	"github.com/dhctl-dev/dhctl/internal/kubeadm"
 	"github.com/dhctl-dev/dhctl/internal/node"
 	"github.com/dhctl-dev/dhctl/internal/packages"
@@ -223,4 +226,28 @@ func (n *Nodes) Join(ctx context.Context, c *ssh.Client, h inventory.Host) (node
 		return rep, fmt.Errorf("%s %s: %w", h.Role, h.SSH, err)
 	}
 	return rep, nil
+}
+
+// EnsureJoinToken replaces the join token of the local state when the cluster no longer has it
+// (kube.EnsureBootstrapToken): the first one lives 24 h, so a node added later would not join
+// with it. Without join data it does nothing (a join then says the cluster is not bootstrapped).
+func (n *Nodes) EnsureJoinToken(ctx context.Context, k kubernetes.Interface) (renewed bool, err error) {
+	st, err := n.o.State.Join()
+	if err != nil || !st.Ready() {
+		return false, err
+	}
+	fresh := func() (string, error) {
+		s, err := kubeadm.NewSecrets()
+		return s.Token, err
+	}
+	token, renewed, err := kube.EnsureBootstrapToken(ctx, k, st.Join.Token, fresh, n.o.Now())
+	if err != nil || !renewed {
+		return false, err
+	}
+	st.Join.Token, st.Secrets.Token = token, token
+	if err := n.o.State.SaveJoin(st); err != nil {
+		return false, err
+	}
+	n.o.Log.Info("the join token had expired or was deleted: made a new one, valid for "+kube.BootstrapTokenTTL.String(), "token_id", strings.SplitN(token, ".", 2)[0])
+	return true, nil
 }

@@ -197,3 +197,54 @@ func WriteStatus(ctx context.Context, dyn dynamic.Interface, group string, s Sta
 	}
 	return nil
 }
+
+// SyncAllOptions tune SyncAll.
+type SyncAllOptions struct {
+	// Before is called before each node is synced; its error stops SyncAll there (a lost lock,
+	// a cancelled run).
+	Before func() error
+	// Changed is told what changed on each node that changed.
+	Changed func(node, group string, changes []Change)
+}
+
+// SyncAll gives every node of a group in groups its template, then writes each group's status
+// (counted afresh). Nodes of no group, or of a group not in groups, are left alone.
+func SyncAll(ctx context.Context, k kubernetes.Interface, dyn dynamic.Interface, groups map[string]config.NodeGroup, o SyncAllOptions) (updated int, err error) {
+	nodes, err := ListNodes(ctx, k)
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range PlanNodes(groups, nodes) {
+		g, ok := groups[p.Group]
+		if !ok {
+			continue
+		}
+		if o.Before != nil {
+			if err := o.Before(); err != nil {
+				return updated, err
+			}
+		}
+		// Every node of a known group is synced, not only those planned to change: one
+		// without the record of its template gets one, and a change made since is caught.
+		changes, err := Sync(ctx, k, p.Node, Template(g))
+		if err != nil {
+			return updated, err
+		}
+		if len(changes) > 0 {
+			updated++
+			if o.Changed != nil {
+				o.Changed(p.Node, p.Group, changes)
+			}
+		}
+	}
+	if nodes, err = ListNodes(ctx, k); err != nil {
+		return updated, err
+	}
+	status := StatusOf(PlanNodes(groups, nodes))
+	for name := range groups {
+		if err := WriteStatus(ctx, dyn, name, status[name]); err != nil {
+			return updated, err
+		}
+	}
+	return updated, nil
+}

@@ -12,11 +12,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/dhctl-dev/dhctl/internal/kube"
+	"github.com/dhctl-dev/dhctl/internal/nodegroup"
 	"github.com/dhctl-dev/dhctl/internal/phase"
 )
 
 // waitCluster waits, bounded, for every node of the run to be registered and Ready and for the
-// API server's /readyz.
+// API server's /readyz, then gives every node its group's template.
 func (b *Bootstrap) waitCluster(ctx context.Context) error {
 	k, err := b.kubeClient(ctx)
 	if err != nil {
@@ -39,7 +41,7 @@ func (b *Bootstrap) waitCluster(ctx context.Context) error {
 			ready, notReady := nodeReadiness(nodes.Items)
 			if len(ready) >= want && len(notReady) == 0 {
 				b.o.Log.Info("cluster ready", "nodes", len(ready))
-				return nil
+				return b.applyNodeTemplates(ctx, k)
 			}
 			last = fmt.Sprintf("%d of %d nodes Ready; not Ready: %s", len(ready), want, strings.Join(notReady, ", "))
 		}
@@ -149,4 +151,21 @@ func WriteSummary(w io.Writer, kubeconfig string, nodes []NodeInfo, res phase.Re
 		}
 		fmt.Fprintf(w, "%-36s %-20s %s\n", p.Path, p.Status, took)
 	}
+}
+
+// applyNodeTemplates gives every node its group's nodeTemplate in full (at join the kubelet set
+// only the labels it may set and the taints) and records it on the node, so that a converge
+// right after the bootstrap finds the cluster in sync, and one after a template change removes
+// exactly what the template dropped.
+func (b *Bootstrap) applyNodeTemplates(ctx context.Context, k *kube.Client) error {
+	groups, err := nodegroup.ReadGroups(ctx, k.Dynamic())
+	if err != nil {
+		return err
+	}
+	n, err := nodegroup.SyncAll(ctx, k.Typed(), k.Dynamic(), groups, nodegroup.SyncAllOptions{})
+	if err != nil {
+		return err
+	}
+	b.o.Log.Info("node templates applied", "nodes_changed", n)
+	return nil
 }

@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/dhctl-dev/dhctl/internal/install"
 	"github.com/dhctl-dev/dhctl/internal/inventory"
-	"github.com/dhctl-dev/dhctl/internal/kube"
-	"github.com/dhctl-dev/dhctl/internal/kubeadm"
 	"github.com/dhctl-dev/dhctl/internal/node"
 	"github.com/dhctl-dev/dhctl/internal/phase"
 	"github.com/dhctl-dev/dhctl/internal/preflight"
@@ -81,7 +78,7 @@ func (b *Bootstrap) Phases() []phase.Phase {
 			b.install,
 		),
 		b.resources,
-		leaf(&funcPhase{name: PhaseWaitCluster, title: "Wait for every node Ready and a healthy control plane", run: b.waitCluster}),
+		leaf(&funcPhase{name: PhaseWaitCluster, title: "Wait for every node Ready and a healthy control plane; give every node its group's template", run: b.waitCluster}),
 		leaf(&funcPhase{name: PhasePostBootstrap, title: "Run the post-bootstrap script on the first master", run: b.postBootstrap,
 			inputs: func() (any, error) {
 				fm, _ := b.o.Inventory.FirstMaster()
@@ -367,34 +364,18 @@ func (b *Bootstrap) joinWorkers(ctx context.Context) error {
 	return onEach(b.workers(), func(h inventory.Host) error { return b.join(ctx, h) })
 }
 
-// ensureJoinToken replaces the join token of the local state when the cluster no longer has it:
-// the first one lives 24 h, so a node added by a later run would not join with it.
+// ensureJoinToken makes sure the local state's join token is one the cluster still has.
 func (b *Bootstrap) ensureJoinToken(ctx context.Context) error {
 	st, err := b.o.State.Join()
-	if err != nil {
-		return err
-	}
-	if !st.Ready() {
-		return nil // the join itself says the first master is not bootstrapped
+	if err != nil || !st.Ready() {
+		return err // without join data the join itself says the first master is not bootstrapped
 	}
 	k, err := b.kubeClient(ctx)
 	if err != nil {
 		return err
 	}
-	fresh := func() (string, error) {
-		s, err := kubeadm.NewSecrets()
-		return s.Token, err
-	}
-	token, renewed, err := kube.EnsureBootstrapToken(ctx, k.Typed(), st.Join.Token, fresh, time.Now())
-	if err != nil || !renewed {
-		return err
-	}
-	st.Join.Token, st.Secrets.Token = token, token
-	if err := b.o.State.SaveJoin(st); err != nil {
-		return err
-	}
-	b.o.Log.Info("the join token had expired or was deleted: made a new one, valid for "+kube.BootstrapTokenTTL.String(), "token_id", strings.SplitN(token, ".", 2)[0])
-	return nil
+	_, err = b.nodes.EnsureJoinToken(ctx, k.Typed())
+	return err
 }
 
 func (b *Bootstrap) postBootstrap(ctx context.Context) error {

@@ -30,8 +30,8 @@ func (s *safePoints) check() error {
 	return context.Cause(s.ctx)
 }
 
-// apply carries out plan: the NodeGroups of --config, then each node's template, then the
-// groups' status. Each step re-reads what it changes, so a re-run after an interruption does
+// apply carries out plan: the NodeGroups of --config, the static machines to join, the nodes to
+// remove, then each node's template and the groups' status. Each step re-reads what it changes, so a re-run after an interruption does
 // only what is left.
 func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, desired map[string]config.NodeGroup, plan Plan) error {
 	start := time.Now()
@@ -56,50 +56,25 @@ func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, desi
 		fmt.Fprintf(o.Out, "NodeGroup %s applied\n", want.GetName())
 	}
 
-	updated := 0
-	for _, n := range plan.Nodes {
-		g, ok := desired[n.Group]
-		if !ok {
-			continue
-		}
-		if err := safe.check(); err != nil {
-			return err
-		}
-		// Every node of a known group is synced, not only those the plan updates: a node
-		// without the record of its template gets one (and a change made since the plan is
-		// caught).
-		changes, err := nodegroup.Sync(ctx, k.Typed(), n.Node, nodegroup.Template(g))
-		if err != nil {
-			return err
-		}
-		if len(changes) > 0 {
-			updated++
-			fmt.Fprintf(o.Out, "node %s: %s\n", n.Node, nodegroup.Summary(changes))
-			o.Log.Info("node template applied", "node", n.Node, "group", n.Group, "changes", nodegroup.Summary(changes))
-		}
+	if err := createNodes(ctx, o, k, safe, plan); err != nil {
+		return err
 	}
-
+	if err := removeNodes(ctx, o, k, safe, plan); err != nil {
+		return err
+	}
 	if err := safe.check(); err != nil {
 		return err
 	}
-	if err := writeStatus(ctx, k, desired); err != nil {
-		return err
-	}
-	fmt.Fprintf(o.Out, "cluster %s converged: %d node(s) updated in %s\n", o.Name, updated, time.Since(start).Round(time.Millisecond))
-	return nil
-}
-
-// writeStatus counts every NodeGroup's nodes afresh and writes its status.
-func writeStatus(ctx context.Context, k *kube.Client, desired map[string]config.NodeGroup) error {
-	nodes, err := nodegroup.ListNodes(ctx, k.Typed())
+	updated, err := nodegroup.SyncAll(ctx, k.Typed(), k.Dynamic(), desired, nodegroup.SyncAllOptions{
+		Before: safe.check,
+		Changed: func(node, group string, changes []nodegroup.Change) {
+			fmt.Fprintf(o.Out, "node %s: %s\n", node, nodegroup.Summary(changes))
+			o.Log.Info("node template applied", "node", node, "group", group, "changes", nodegroup.Summary(changes))
+		},
+	})
 	if err != nil {
 		return err
 	}
-	status := nodegroup.StatusOf(nodegroup.PlanNodes(desired, nodes))
-	for _, name := range sortedKeys(desired) {
-		if err := nodegroup.WriteStatus(ctx, k.Dynamic(), name, status[name]); err != nil {
-			return err
-		}
-	}
+	fmt.Fprintf(o.Out, "cluster %s converged: %d node(s) updated in %s\n", o.Name, updated, time.Since(start).Round(time.Millisecond))
 	return nil
 }

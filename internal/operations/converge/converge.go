@@ -41,6 +41,18 @@ type Options struct {
 	Check bool
 	// JSON prints the plan as one JSON document instead of lines for people.
 	JSON bool
+	// Static machines, from the configuration: StaticInstances (nil: none known, and no Static
+	// group gains or loses nodes) and the SSHCredentials they name.
+	Instances   []nodegroup.StaticInstance
+	Credentials map[string]nodegroup.SSHCredentials
+	// Static is what adding and removing static nodes needs; nil when this run cannot
+	// (StaticUnavailable says why, and a plan that needs it fails before any change).
+	Static            *StaticOptions
+	StaticUnavailable string
+	// Destructive changes (removing a node) need AllowDestructive or a nil error from Confirm,
+	// which is shown them; with neither, converge prints the plan and refuses.
+	AllowDestructive bool
+	Confirm          func(what []string) error
 	// Holder names the lock's holder ("" = kube.Holder()); LeaseDuration is the lock's lease.
 	Holder        string
 	LeaseDuration time.Duration
@@ -62,6 +74,7 @@ const (
 	ActionNone   = "none"
 	ActionCreate = "create"
 	ActionUpdate = "update"
+	ActionDelete = "delete"
 )
 
 // GroupAction is what happens to a NodeGroup object.
@@ -74,11 +87,28 @@ type GroupAction struct {
 
 // NodeAction is what happens to a node.
 type NodeAction struct {
-	Node    string             `json:"node"`
+	Node    string             `json:"node"` // a node to create: its StaticInstance's name
 	Group   string             `json:"group"`
 	Action  string             `json:"action"`
 	Ready   bool               `json:"ready"`
 	Changes []nodegroup.Change `json:"changes,omitempty"`
+	// Address and Instance: a static node created or deleted, the machine it is on.
+	Address     string `json:"address,omitempty"`
+	Instance    string `json:"staticInstance,omitempty"`
+	Destructive bool   `json:"destructive,omitempty"`
+
+	instance nodegroup.StaticInstance
+}
+
+// Destructive lists the plan's destructive changes, for people.
+func (p Plan) Destructive() []string {
+	var out []string
+	for _, n := range p.Nodes {
+		if n.Destructive {
+			out = append(out, fmt.Sprintf("node %s (%s, StaticInstance %s): drained, removed from the cluster, and the machine cleaned (kubeadm reset, kubelet, containerd, CNI, /etc/kubernetes)", n.Node, n.Address, n.Instance))
+		}
+	}
+	return out
 }
 
 // InSync reports whether the plan changes nothing.
@@ -105,8 +135,8 @@ func (p Plan) counts() string {
 	for _, n := range p.Nodes {
 		nodes[n.Action]++
 	}
-	return fmt.Sprintf("node groups: %d to create, %d to update, %d in sync; nodes: %d to update, %d in sync",
-		groups[ActionCreate], groups[ActionUpdate], groups[ActionNone], nodes[ActionUpdate], nodes[ActionNone])
+	return fmt.Sprintf("node groups: %d to create, %d to update, %d in sync; nodes: %d to create, %d to update, %d to delete, %d in sync",
+		groups[ActionCreate], groups[ActionUpdate], groups[ActionNone], nodes[ActionCreate], nodes[ActionUpdate], nodes[ActionDelete], nodes[ActionNone])
 }
 
 // WriteText prints the plan for people.
@@ -125,6 +155,12 @@ func (p Plan) WriteText(w io.Writer) {
 			group = "no group"
 		}
 		line := fmt.Sprintf("  node %s (%s): %s", n.Node, group, actionWord(n.Action))
+		switch n.Action {
+		case ActionCreate:
+			line = fmt.Sprintf("  node on StaticInstance %s (%s, group %s): create (join)", n.Instance, n.Address, n.Group)
+		case ActionDelete:
+			line += fmt.Sprintf(" (DESTRUCTIVE: StaticInstance %s, %s, is no longer selected by its group)", n.Instance, n.Address)
+		}
 		if len(n.Changes) > 0 {
 			line += ": " + nodegroup.Summary(n.Changes)
 		}
@@ -134,6 +170,12 @@ func (p Plan) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}
 	fmt.Fprintf(w, "%s\n", p.counts())
+	if d := p.Destructive(); len(d) > 0 {
+		fmt.Fprintf(w, "destructive changes (%d):\n", len(d))
+		for _, line := range d {
+			fmt.Fprintf(w, "  - %s\n", line)
+		}
+	}
 }
 
 func actionWord(a string) string {
@@ -198,6 +240,17 @@ func Run(ctx context.Context, o Options) (Plan, error) {
 			return plan, nil
 		}
 		return plan, exitcode.Drifted(&DriftError{Summary: plan.counts()})
+	}
+	if needsStatic(plan) && o.Static == nil {
+		return plan, exitcode.Usage(fmt.Errorf("the plan adds or removes static nodes, which this run cannot do: %s", o.StaticUnavailable))
+	}
+	if d := plan.Destructive(); len(d) > 0 && !o.AllowDestructive {
+		if o.Confirm == nil {
+			return plan, exitcode.Usage(fmt.Errorf("the plan has %d destructive change(s) (above) and nothing changed: confirm them on a terminal, or pass --yes-i-am-sane-and-i-understand-what-i-am-doing", len(d)))
+		}
+		if err := o.Confirm(d); err != nil {
+			return plan, err
+		}
 	}
 	return plan, apply(ctx, o, k, lock, desired, plan)
 }
@@ -265,6 +318,9 @@ func makePlan(ctx context.Context, o Options, k *kube.Client) (map[string]config
 		case !known:
 			missing[np.Group] = append(missing[np.Group], np.Node)
 		}
+	}
+	if err := planStatic(o, desired, nodes, &plan); err != nil {
+		return nil, plan, err
 	}
 	for _, g := range sortedKeys(missing) {
 		plan.Warnings = append(plan.Warnings, fmt.Sprintf("node group %s (nodes %s) has no NodeGroup: nothing is applied to its nodes (add a NodeGroup %s document to --config)",

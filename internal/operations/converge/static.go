@@ -1,0 +1,213 @@
+package converge
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dhctl-dev/dhctl/internal/cleanup"
+	"github.com/dhctl-dev/dhctl/internal/clusterstate"
+	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/inventory"
+	"github.com/dhctl-dev/dhctl/internal/kube"
+	"github.com/dhctl-dev/dhctl/internal/nodebundle"
+	"github.com/dhctl-dev/dhctl/internal/nodegroup"
+	"github.com/dhctl-dev/dhctl/internal/ssh"
+)
+
+// StaticOptions are what adding and removing static nodes needs.
+type StaticOptions struct {
+	// Nodes joins machines (the cluster's configuration, version map and join data).
+	Nodes *nodebundle.Nodes
+	State *clusterstate.Local
+	Candi fs.FS // the cleanup script
+	// Connect opens SSH to a StaticInstance with its credentials.
+	Connect func(ctx context.Context, in nodegroup.StaticInstance, creds nodegroup.SSHCredentials) (*ssh.Client, error)
+	// ReadyTimeout bounds the wait for a joined node to be Ready; DrainTimeout a drain.
+	ReadyTimeout time.Duration
+	DrainTimeout time.Duration
+	Now          func() time.Time
+}
+
+// DefaultReadyTimeout bounds the wait for a joined node to be Ready.
+const DefaultReadyTimeout = 5 * time.Minute
+
+// planStatic adds each Static group's machines to join and nodes to remove to the plan. With no
+// StaticInstance known, nothing is added or removed: the groups' counts cannot be acted on.
+func planStatic(o Options, desired map[string]config.NodeGroup, nodes []corev1.Node, plan *Plan) error {
+	for _, name := range sortedKeys(desired) {
+		g := desired[name]
+		if g.Spec.NodeType != config.NodeTypeStatic || g.Spec.StaticInstances == nil {
+			continue
+		}
+		if o.Instances == nil {
+			plan.Warnings = append(plan.Warnings, fmt.Sprintf("NodeGroup %s has staticInstances but no StaticInstance is known (give the StaticInstance and SSHCredentials documents with --config): its nodes are neither added nor removed", name))
+			continue
+		}
+		sp, _ := nodegroup.PlanStatic(g, o.Instances, nodes)
+		plan.Warnings = append(plan.Warnings, sp.Warnings...)
+		for _, in := range sp.Create {
+			plan.Nodes = append(plan.Nodes, NodeAction{Node: in.Name, Group: name, Action: ActionCreate, Address: in.Address, Instance: in.Name, instance: in})
+		}
+		for _, r := range sp.Remove {
+			i := slices.IndexFunc(plan.Nodes, func(n NodeAction) bool { return n.Node == r.Node })
+			if i < 0 {
+				return fmt.Errorf("node %s to remove is not among the nodes listed: the cluster changed while planning; run converge again", r.Node)
+			}
+			n := &plan.Nodes[i]
+			n.Action, n.Changes, n.Destructive = ActionDelete, nil, true
+			n.Address, n.Instance, n.instance = r.Instance.Address, r.Instance.Name, r.Instance
+		}
+	}
+	return nil
+}
+
+func needsStatic(p Plan) bool {
+	return slices.ContainsFunc(p.Nodes, func(n NodeAction) bool { return n.Action == ActionCreate || n.Action == ActionDelete })
+}
+
+// createNodes joins the plan's new static machines, one at a time, and waits for each to be
+// Ready. A join is idempotent: after an interruption a re-run plans the machine again (it has
+// no Ready node yet) and the bundle's finished steps are skipped.
+func createNodes(ctx context.Context, o Options, k *kube.Client, safe *safePoints, plan Plan) error {
+	var joined bool
+	for _, n := range plan.Nodes {
+		if n.Action != ActionCreate {
+			continue
+		}
+		if err := safe.check(); err != nil {
+			return err
+		}
+		st := o.Static
+		if !joined {
+			if _, err := st.Nodes.EnsureJoinToken(ctx, k.Typed()); err != nil {
+				return err
+			}
+			joined = true
+		}
+		c, err := st.Connect(ctx, n.instance, o.Credentials[n.instance.Credentials])
+		if err != nil {
+			return fmt.Errorf("StaticInstance %s (%s): %w", n.Instance, n.Address, err)
+		}
+		fmt.Fprintf(o.Out, "joining StaticInstance %s (%s) to node group %s\n", n.Instance, n.Address, n.Group)
+		start := time.Now()
+		_, err = st.Nodes.Join(ctx, c, inventory.Host{SSH: n.Address, IP: n.Address, Role: inventory.Worker, NodeGroup: n.Group})
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("StaticInstance %s: %w", n.Instance, err)
+		}
+		name, err := waitReady(ctx, k, n.Address, st.ReadyTimeout)
+		if err != nil {
+			return fmt.Errorf("StaticInstance %s joined, but %w", n.Instance, err)
+		}
+		fmt.Fprintf(o.Out, "node %s (StaticInstance %s) joined and Ready in %s\n", name, n.Instance, time.Since(start).Round(time.Second))
+	}
+	return nil
+}
+
+// waitReady waits, bounded, for the node at address to be registered and Ready.
+func waitReady(ctx context.Context, k *kube.Client, address string, timeout time.Duration) (string, error) {
+	if timeout <= 0 {
+		timeout = DefaultReadyTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := "no node with InternalIP " + address + " is registered"
+	for {
+		nodes, err := k.Typed().CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for i := range nodes.Items {
+				n := &nodes.Items[i]
+				if nodegroup.InternalIP(n) != address {
+					continue
+				}
+				if nodegroup.Ready(n) {
+					return n.Name, nil
+				}
+				last = "node " + n.Name + " is not Ready: " + readyMessage(n)
+			}
+		} else {
+			last = "listing the nodes: " + err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			if ctx.Err() == context.DeadlineExceeded {
+				return "", fmt.Errorf("its node was not Ready within %s: %s", timeout, last)
+			}
+			return "", ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func readyMessage(n *corev1.Node) string {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Reason + " " + c.Message
+		}
+	}
+	return "no Ready condition yet"
+}
+
+// removeNodes takes the plan's nodes out, one at a time: cordon, drain (bounded), clean the
+// machine (which stops its kubelet, so the Node is not registered again), delete the Node,
+// forget the machine in the local state. Interrupted anywhere, the Node still exists until the
+// machine is clean, so a re-run plans its removal again and each step is redone harmlessly.
+func removeNodes(ctx context.Context, o Options, k *kube.Client, safe *safePoints, plan Plan) error {
+	if !slices.ContainsFunc(plan.Nodes, func(n NodeAction) bool { return n.Action == ActionDelete }) {
+		return nil
+	}
+	st := o.Static
+	script, err := cleanup.Script(st.Candi)
+	if err != nil {
+		return err
+	}
+	for _, n := range plan.Nodes {
+		if n.Action != ActionDelete {
+			continue
+		}
+		if err := safe.check(); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Out, "removing node %s (StaticInstance %s, %s): cordon, drain\n", n.Node, n.Instance, n.Address)
+		if err := nodegroup.Cordon(ctx, k.Typed(), n.Node); err != nil {
+			return err
+		}
+		if err := nodegroup.Drain(ctx, k.Typed(), n.Node, st.DrainTimeout); err != nil {
+			return err
+		}
+		if err := safe.check(); err != nil {
+			return err
+		}
+		c, err := st.Connect(ctx, n.instance, o.Credentials[n.instance.Credentials])
+		if err != nil {
+			return fmt.Errorf("node %s drained, but its machine %s cannot be reached to clean it (the node stays cordoned; run converge again once it is reachable): %w", n.Node, n.Address, err)
+		}
+		rep := cleanup.Clean(ctx, []*ssh.Client{c}, script, cleanup.Options{Log: o.Log})
+		c.Close()
+		if !rep.AllCleaned() {
+			return fmt.Errorf("node %s drained, but cleaning its machine %s failed (the node stays cordoned; run converge again): %w", n.Node, n.Address, rep.Err())
+		}
+		dctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = k.Typed().CoreV1().Nodes().Delete(dctx, n.Node, metav1.DeleteOptions{})
+		cancel()
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting node %s (its machine is clean): %w", n.Node, err)
+		}
+		now := time.Now
+		if st.Now != nil {
+			now = st.Now
+		}
+		if _, err := st.State.ForgetHosts([]string{n.Address}, nil, now()); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Out, "node %s removed; machine %s cleaned\n", n.Node, n.Address)
+	}
+	return nil
+}
