@@ -282,6 +282,20 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 // and returns its path. Start writes ConfigPath with the right password; tests of a wrong one
 // write another.
 func (l *Lab) WriteConfig(name, password string) (string, error) {
+	return l.writeConfig(l.config, name, password)
+}
+
+// WriteConfigFrom writes another configuration template (the same ConfigData as Options.Config)
+// to name in Dir and returns its path: a test's changed configuration of the same cluster.
+func (l *Lab) WriteConfigFrom(name, tmpl string) (string, error) {
+	t, err := template.New(name).Parse(tmpl)
+	if err != nil {
+		return "", fmt.Errorf("lab: the configuration template %s: %w", name, err)
+	}
+	return l.writeConfig(t, name, l.Registry.Password)
+}
+
+func (l *Lab) writeConfig(t *template.Template, name, password string) (string, error) {
 	reg := l.Registry
 	auth := base64.StdEncoding.EncodeToString([]byte(reg.User + ":" + password))
 	var addrs []string
@@ -289,7 +303,7 @@ func (l *Lab) WriteConfig(name, password string) (string, error) {
 		addrs = append(addrs, m.Address.String())
 	}
 	var b strings.Builder
-	err := l.config.Execute(&b, ConfigData{
+	err := t.Execute(&b, ConfigData{
 		ImagesRepo:   l.ImagesRepo,
 		DockerCfg:    base64.StdEncoding.EncodeToString(fmt.Appendf(nil, `{"auths":{%q:{"auth":%q}}}`, reg.Host, auth)),
 		RegistryCA:   "    " + strings.ReplaceAll(strings.TrimSpace(string(reg.CACert)), "\n", "\n    "),
