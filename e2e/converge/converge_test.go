@@ -281,4 +281,3 @@ func run(ctx context.Context, t *testing.T, l *lab.Lab, args ...string) (string,
 	t.Logf("dhctl %s: exit %d in %v\n%s", strings.Join(args[:min(2, len(args))], " "), code, took.Round(10*time.Millisecond), out)
 	return out, code, took
 }
-

@@ -89,7 +89,7 @@ func TestPlanStatic(t *testing.T) {
 	}
 	nodes := []corev1.Node{
 		staticNode("n1", "worker", "10.0.0.1"),
-		staticNode("n3", "worker", "10.0.0.3"),   // on an instance beyond the count: removed
+		staticNode("n3", "worker", "10.0.0.3"),    // on an instance beyond the count: removed
 		staticNode("hand", "worker", "10.0.0.50"), // joined by hand: never removed
 		staticNode("db", "worker", "10.0.0.9"),    // its instance no longer matches: removed
 	}
