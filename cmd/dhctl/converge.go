@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -47,7 +49,11 @@ of --config its labelSelector matches (by name), the first count. A selected mac
 node is joined (over SSH with its SSHCredentials, with a fresh join token when the bootstrap's
 expired); a node of the group on a StaticInstance no longer selected is removed: cordoned,
 drained (bounded by --drain-timeout), its machine cleaned as abort does, its Node deleted. A
-node on no StaticInstance (joined with --worker-host) is never removed. Removing a node is
+node on no StaticInstance (joined with --worker-host) is never removed. The master group works
+the same way, one master at a time: a master joins the control plane only while etcd and the
+API server are healthy (kubeadm's certificates uploaded again when they expired), and leaves
+etcd before it is drained and cleaned, refused while any etcd member is unhealthy; the first
+master (every node's control-plane endpoint) is never removed. Removing a node is
 destructive: it is shown and needs "yes" typed, or --yes-i-am-sane-and-i-understand-what-i-am-doing;
 otherwise converge changes nothing. Adding nodes needs the state dir of the bootstrap (its join
 data) and the cluster's --config (the registry of its InitConfiguration).`,
@@ -96,6 +102,11 @@ data) and the cluster's --config (the registry of its InitConfiguration).`,
 			}
 			defer s.Close()
 			run.Name, run.Log, run.Kube = s.Name(), s.Log(), apiThroughFirstMaster(s)
+			join, err := s.ClusterState().Join()
+			if err != nil {
+				return err
+			}
+			run.FirstMasterIP = join.MasterIP
 			run.AllowDestructive = opts.Sane
 			run.Confirm = func(what []string) error { return confirmConverge(cmd.InOrStdin(), cmd.ErrOrStderr(), s.Name(), what) }
 			c := s.Config()
@@ -148,6 +159,17 @@ func staticOptions(cmd *cobra.Command, s *session.Session, node *nodeFlags, o co
 		return nil, "", err
 	}
 	o.Nodes, o.State, o.Candi = nodes, s.ClusterState(), candi.FS
+	o.FirstMaster = func(ctx context.Context) (*ssh.Client, string, error) {
+		j, err := s.ClusterState().Join()
+		if err != nil {
+			return nil, "", err
+		}
+		if j.MasterIP == "" {
+			return nil, "", errors.New("the state dir records no first master")
+		}
+		c, err := s.Connect(ctx, cmp.Or(j.MasterHost, j.MasterIP))
+		return c, j.MasterIP, err
+	}
 	o.Connect = func(ctx context.Context, in nodegroup.StaticInstance, creds nodegroup.SSHCredentials) (*ssh.Client, error) {
 		cfg, err := s.SSHConfig(in.Address)
 		if err != nil {

@@ -162,18 +162,15 @@ func Selects(g config.NodeGroup, in StaticInstance) bool {
 // PlanStatic plans group g: it takes, of the instances its labelSelector matches (by name), the
 // first spec.staticInstances.count; a selected instance without a node is created, a node of
 // the group on an instance not selected is removed. A node on no known instance (one joined by
-// hand or with --worker-host) is never removed. ok is false for a group that is not Static
-// with staticInstances.
+// hand or with --worker-host) is never removed. The master group is planned the same way: its
+// machines join and leave the control plane. ok is false for a group that is not Static with
+// staticInstances.
 func PlanStatic(g config.NodeGroup, instances []StaticInstance, nodes []corev1.Node) (plan StaticPlan, ok bool) {
 	si := g.Spec.StaticInstances
 	if g.Spec.NodeType != config.NodeTypeStatic || si == nil {
 		return StaticPlan{}, false
 	}
 	plan.Group = g.Metadata.Name
-	if g.Metadata.Name == config.MasterNodeGroup {
-		plan.Warnings = append(plan.Warnings, "NodeGroup master: staticInstances are not used for control-plane nodes; its nodes are left as they are")
-		return plan, true
-	}
 	want := 0
 	if si.Count != nil {
 		want = *si.Count

@@ -116,13 +116,9 @@ func TestPlanStatic(t *testing.T) {
 		t.Errorf("plan %+v", p)
 	}
 
-	// Not a Static group with staticInstances, and the master group: nothing.
+	// Not a Static group with staticInstances: nothing.
 	if _, ok := PlanStatic(config.NodeGroup{Spec: config.NodeGroupSpec{NodeType: config.NodeTypeStatic}}, instances, nodes); ok {
 		t.Error("a group without staticInstances was planned")
-	}
-	g.Metadata.Name = config.MasterNodeGroup
-	if p, ok := PlanStatic(g, instances, nodes); !ok || len(p.Create)+len(p.Remove) != 0 || len(p.Warnings) != 1 {
-		t.Errorf("master plan %+v", p)
 	}
 }
 

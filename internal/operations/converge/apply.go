@@ -36,6 +36,19 @@ func (s *safePoints) check() error {
 func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, desired map[string]config.NodeGroup, plan Plan) error {
 	start := time.Now()
 	safe := &safePoints{ctx: ctx, lock: lock}
+	// A plan that changes the control plane starts only from a healthy one: refused before
+	// anything changed, not half-way (etcd's health is checked again before each step).
+	var cp *controlPlane
+	if changesMasters(plan) {
+		var err error
+		if cp, err = openControlPlane(ctx, o, k); err != nil {
+			return err
+		}
+		defer cp.close()
+		if _, err := cp.healthy(ctx, 0, etcdSettleBefore); err != nil {
+			return fmt.Errorf("the plan adds or removes masters, but the control plane is not healthy (%w): changing etcd's membership now could lose its quorum; nothing was changed: fix it first", err)
+		}
+	}
 	changed := map[string]bool{}
 	for _, g := range plan.NodeGroups {
 		changed[g.Name] = g.Action != ActionNone
@@ -56,10 +69,10 @@ func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, desi
 		fmt.Fprintf(o.Out, "NodeGroup %s applied\n", want.GetName())
 	}
 
-	if err := createNodes(ctx, o, k, safe, plan); err != nil {
+	if err := createNodes(ctx, o, k, cp, safe, plan); err != nil {
 		return err
 	}
-	if err := removeNodes(ctx, o, k, safe, plan); err != nil {
+	if err := removeNodes(ctx, o, k, cp, safe, plan); err != nil {
 		return err
 	}
 	if err := safe.check(); err != nil {

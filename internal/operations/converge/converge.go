@@ -49,6 +49,8 @@ type Options struct {
 	// (StaticUnavailable says why, and a plan that needs it fails before any change).
 	Static            *StaticOptions
 	StaticUnavailable string
+	// FirstMasterIP is the first master's address (the state dir's join data): never removed.
+	FirstMasterIP string
 	// Destructive changes (removing a node) need AllowDestructive or a nil error from Confirm,
 	// which is shown them; with neither, converge prints the plan and refuses.
 	AllowDestructive bool
@@ -104,9 +106,14 @@ type NodeAction struct {
 func (p Plan) Destructive() []string {
 	var out []string
 	for _, n := range p.Nodes {
-		if n.Destructive {
-			out = append(out, fmt.Sprintf("node %s (%s, StaticInstance %s): drained, removed from the cluster, and the machine cleaned (kubeadm reset, kubelet, containerd, CNI, /etc/kubernetes)", n.Node, n.Address, n.Instance))
+		if !n.Destructive {
+			continue
 		}
+		what := "drained, removed from the cluster, and the machine cleaned (kubeadm reset, kubelet, containerd, CNI, /etc/kubernetes)"
+		if n.Group == config.MasterNodeGroup {
+			what = "control-plane node: leaves etcd (only while every member is healthy), then " + what
+		}
+		out = append(out, fmt.Sprintf("node %s (%s, StaticInstance %s): %s", n.Node, n.Address, n.Instance, what))
 	}
 	return out
 }

@@ -125,7 +125,7 @@ func options(k *kube.Client, groups []*unstructured.Unstructured, out *bytes.Buf
 	}
 }
 
-func node(t *testing.T, k *kube.Client, name string) *corev1.Node {
+func nodeNamed(t *testing.T, k *kube.Client, name string) *corev1.Node {
 	t.Helper()
 	n, err := k.Typed().CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
@@ -146,7 +146,7 @@ func TestConvergeAppliesNodeTemplatesAndLeavesOthersAlone(t *testing.T) {
     taints: [{key: dedicated, value: db, effect: NoSchedule}]
 `))
 	// An operator's label, set before converge: it is nobody's template, and stays.
-	w1 := node(t, k, "w1")
+	w1 := nodeNamed(t, k, "w1")
 	w1.Labels["ops.example.com/owner"] = "alice"
 	if _, err := k.Typed().CoreV1().Nodes().Update(ctx, w1, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func TestConvergeAppliesNodeTemplatesAndLeavesOthersAlone(t *testing.T) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
 		}
 	}
-	if plan.InSync() || node(t, k, "w1").Labels["tier"] != "edge" {
+	if plan.InSync() || nodeNamed(t, k, "w1").Labels["tier"] != "edge" {
 		t.Fatal("--check changed the cluster")
 	}
 
@@ -183,19 +183,19 @@ func TestConvergeAppliesNodeTemplatesAndLeavesOthersAlone(t *testing.T) {
 		t.Fatalf("converge: %v\n%s", err, out.String())
 	}
 	for _, name := range []string{"w1", "w2"} {
-		n := node(t, k, name)
+		n := nodeNamed(t, k, name)
 		if n.Labels["tier"] != "core" || n.Labels["zone"] != "a" || n.Annotations["example.com/owner"] != "team-a" ||
 			!hasTaint(n, "dedicated", corev1.TaintEffectNoSchedule, "db") || n.Annotations[nodegroup.LastAppliedAnnotation] == "" {
 			t.Errorf("node %s after converge: labels %v, annotations %v, taints %v", name, n.Labels, n.Annotations, n.Spec.Taints)
 		}
 	}
-	if node(t, k, "w1").Labels["ops.example.com/owner"] != "alice" {
+	if nodeNamed(t, k, "w1").Labels["ops.example.com/owner"] != "alice" {
 		t.Error("converge removed an operator's label")
 	}
-	if !hasTaint(node(t, k, "w2"), "node.kubernetes.io/unreachable", corev1.TaintEffectNoExecute, "") {
+	if !hasTaint(nodeNamed(t, k, "w2"), "node.kubernetes.io/unreachable", corev1.TaintEffectNoExecute, "") {
 		t.Error("converge removed the node controller's taint")
 	}
-	if n := node(t, k, "m1"); !hasTaint(n, "node-role.kubernetes.io/control-plane", corev1.TaintEffectNoSchedule, "") || n.Labels["node-role.kubernetes.io/master"] != "" {
+	if n := nodeNamed(t, k, "m1"); !hasTaint(n, "node-role.kubernetes.io/control-plane", corev1.TaintEffectNoSchedule, "") || n.Labels["node-role.kubernetes.io/master"] != "" {
 		t.Errorf("master after converge: labels %v, taints %v", n.Labels, n.Spec.Taints)
 	}
 	ng, err := k.Dynamic().Resource(nodegroup.Resource()).Get(ctx, "worker", metav1.GetOptions{})
@@ -232,12 +232,12 @@ func TestConvergeAppliesNodeTemplatesAndLeavesOthersAlone(t *testing.T) {
 		t.Errorf("second converge output:\n%s", out.String())
 	}
 	for _, name := range []string{"w1", "w2"} {
-		n := node(t, k, name)
+		n := nodeNamed(t, k, name)
 		if _, ok := n.Labels["zone"]; ok || n.Annotations["example.com/owner"] != "" || hasTaint(n, "dedicated", corev1.TaintEffectNoSchedule, "db") || n.Labels["tier"] != "core" {
 			t.Errorf("node %s after the second converge: labels %v, annotations %v, taints %v", name, n.Labels, n.Annotations, n.Spec.Taints)
 		}
 	}
-	if node(t, k, "w1").Labels["ops.example.com/owner"] != "alice" || !hasTaint(node(t, k, "w2"), "node.kubernetes.io/unreachable", corev1.TaintEffectNoExecute, "") {
+	if nodeNamed(t, k, "w1").Labels["ops.example.com/owner"] != "alice" || !hasTaint(nodeNamed(t, k, "w2"), "node.kubernetes.io/unreachable", corev1.TaintEffectNoExecute, "") {
 		t.Error("the second converge touched what others set")
 	}
 
@@ -256,7 +256,7 @@ func TestConvergeAppliesNodeTemplatesAndLeavesOthersAlone(t *testing.T) {
 	if _, err := Run(ctx, options(k, nil, &out)); err != nil {
 		t.Fatalf("converge from the cluster's NodeGroups: %v\n%s", err, out.String())
 	}
-	if node(t, k, "w2").Labels["edited"] != "in-cluster" {
+	if nodeNamed(t, k, "w2").Labels["edited"] != "in-cluster" {
 		t.Errorf("the in-cluster NodeGroup's template was not applied:\n%s", out.String())
 	}
 }
@@ -275,7 +275,7 @@ func TestConvergeLock(t *testing.T) {
 	if !errors.As(err, &locked) || !strings.Contains(err.Error(), "alice@elsewhere pid 42") {
 		t.Fatalf("converge while another holds the lock: %v; want a LockedError naming the holder", err)
 	}
-	if node(t, k, "w1").Labels["tier"] != "edge" {
+	if nodeNamed(t, k, "w1").Labels["tier"] != "edge" {
 		t.Fatal("a refused converge changed a node")
 	}
 	// --check takes no lock: a drift alarm works while a converge runs.
@@ -290,7 +290,7 @@ func TestConvergeLock(t *testing.T) {
 	if _, err := Run(ctx, options(k, groups, &out)); err != nil {
 		t.Fatalf("converge after the lock was released: %v", err)
 	}
-	if node(t, k, "w1").Labels["tier"] != "core" {
+	if nodeNamed(t, k, "w1").Labels["tier"] != "core" {
 		t.Error("converge after the release did not apply the template")
 	}
 }

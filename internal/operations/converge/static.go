@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,8 +15,11 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/cleanup"
 	"github.com/dhctl-dev/dhctl/internal/clusterstate"
 	"github.com/dhctl-dev/dhctl/internal/config"
+	"github.com/dhctl-dev/dhctl/internal/etcd"
+	"github.com/dhctl-dev/dhctl/internal/exitcode"
 	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"github.com/dhctl-dev/dhctl/internal/kube"
+	"github.com/dhctl-dev/dhctl/internal/node"
 	"github.com/dhctl-dev/dhctl/internal/nodebundle"
 	"github.com/dhctl-dev/dhctl/internal/nodegroup"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
@@ -27,6 +31,9 @@ type StaticOptions struct {
 	Nodes *nodebundle.Nodes
 	State *clusterstate.Local
 	Candi fs.FS // the cleanup script
+	// FirstMaster opens SSH to the cluster's first master (the control-plane endpoint) and
+	// says its address: etcd is checked and changed through it when masters join or leave.
+	FirstMaster func(ctx context.Context) (*ssh.Client, string, error)
 	// Connect opens SSH to a StaticInstance with its credentials.
 	Connect func(ctx context.Context, in nodegroup.StaticInstance, creds nodegroup.SSHCredentials) (*ssh.Client, error)
 	// ReadyTimeout bounds the wait for a joined node to be Ready; DrainTimeout a drain.
@@ -56,6 +63,10 @@ func planStatic(o Options, desired map[string]config.NodeGroup, nodes []corev1.N
 			plan.Nodes = append(plan.Nodes, NodeAction{Node: in.Name, Group: name, Action: ActionCreate, Address: in.Address, Instance: in.Name, instance: in})
 		}
 		for _, r := range sp.Remove {
+			if name == config.MasterNodeGroup && o.FirstMasterIP != "" && r.Instance.Address == o.FirstMasterIP {
+				return exitcode.Usage(fmt.Errorf("NodeGroup master would remove node %s, the first master (%s): every node reaches the control plane through it, so it is never removed; select its StaticInstance %s among the first %d (by name) of the group's labelSelector",
+					r.Node, r.Instance.Address, r.Instance.Name, countOf(g)))
+			}
 			i := slices.IndexFunc(plan.Nodes, func(n NodeAction) bool { return n.Node == r.Node })
 			if i < 0 {
 				return fmt.Errorf("node %s to remove is not among the nodes listed: the cluster changed while planning; run converge again", r.Node)
@@ -68,28 +79,52 @@ func planStatic(o Options, desired map[string]config.NodeGroup, nodes []corev1.N
 	return nil
 }
 
+func countOf(g config.NodeGroup) int {
+	if g.Spec.StaticInstances == nil || g.Spec.StaticInstances.Count == nil {
+		return 0
+	}
+	return *g.Spec.StaticInstances.Count
+}
+
+// changesMasters reports whether the plan adds or removes control-plane nodes.
+func changesMasters(p Plan) bool {
+	return slices.ContainsFunc(p.Nodes, func(n NodeAction) bool {
+		return n.Group == config.MasterNodeGroup && (n.Action == ActionCreate || n.Action == ActionDelete)
+	})
+}
+
 func needsStatic(p Plan) bool {
 	return slices.ContainsFunc(p.Nodes, func(n NodeAction) bool { return n.Action == ActionCreate || n.Action == ActionDelete })
 }
 
-// createNodes joins the plan's new static machines, one at a time, and waits for each to be
-// Ready. A join is idempotent: after an interruption a re-run plans the machine again (it has
-// no Ready node yet) and the bundle's finished steps are skipped.
-func createNodes(ctx context.Context, o Options, k *kube.Client, safe *safePoints, plan Plan) error {
-	var joined bool
-	for _, n := range plan.Nodes {
-		if n.Action != ActionCreate {
-			continue
-		}
+// createNodes joins the plan's new static machines, masters first, one at a time (etcd admits
+// one new member at a time), then workers, each waited for until Ready. A join is idempotent:
+// after an interruption a re-run plans the machine again (it has no node yet) and the bundle's
+// finished steps are skipped.
+func createNodes(ctx context.Context, o Options, k *kube.Client, cp *controlPlane, safe *safePoints, plan Plan) error {
+	creates := byRole(plan, ActionCreate, true)
+	if len(creates) == 0 {
+		return nil
+	}
+	st := o.Static
+	if _, err := st.Nodes.EnsureJoinToken(ctx, k.Typed()); err != nil {
+		return err
+	}
+	for _, n := range creates {
 		if err := safe.check(); err != nil {
 			return err
 		}
-		st := o.Static
-		if !joined {
-			if _, err := st.Nodes.EnsureJoinToken(ctx, k.Typed()); err != nil {
+		role := inventory.Worker
+		var before []etcd.Member
+		if n.Group == config.MasterNodeGroup {
+			role = inventory.Master
+			var err error
+			if before, err = cp.healthy(ctx, 0, etcdSettleBefore); err != nil {
+				return fmt.Errorf("not adding master %s (%s): the control plane is not healthy (%w); fix it first", n.Instance, n.Address, err)
+			}
+			if err := cp.ensureCertificates(ctx); err != nil {
 				return err
 			}
-			joined = true
 		}
 		c, err := st.Connect(ctx, n.instance, o.Credentials[n.instance.Credentials])
 		if err != nil {
@@ -97,18 +132,58 @@ func createNodes(ctx context.Context, o Options, k *kube.Client, safe *safePoint
 		}
 		fmt.Fprintf(o.Out, "joining StaticInstance %s (%s) to node group %s\n", n.Instance, n.Address, n.Group)
 		start := time.Now()
-		_, err = st.Nodes.Join(ctx, c, inventory.Host{SSH: n.Address, IP: n.Address, Role: inventory.Worker, NodeGroup: n.Group})
+		rep, err := st.Nodes.Join(ctx, c, inventory.Host{SSH: n.Address, IP: n.Address, Role: role, NodeGroup: n.Group})
 		c.Close()
 		if err != nil {
 			return fmt.Errorf("StaticInstance %s: %w", n.Instance, err)
 		}
+		fmt.Fprintf(o.Out, "StaticInstance %s: node bundle %s on the machine (%s)\n", n.Instance, rep.Duration.Round(100*time.Millisecond), stepTimes(rep))
 		name, err := waitReady(ctx, k, n.Address, st.ReadyTimeout)
 		if err != nil {
 			return fmt.Errorf("StaticInstance %s joined, but %w", n.Instance, err)
 		}
+		if role == inventory.Master {
+			members, err := cp.healthy(ctx, len(before)+1, etcdSettleAfter)
+			if err != nil {
+				return fmt.Errorf("master %s joined, but the control plane is not healthy after it: %w", name, err)
+			}
+			fmt.Fprintf(o.Out, "etcd: %d members, all healthy\n", len(members))
+		}
 		fmt.Fprintf(o.Out, "node %s (StaticInstance %s) joined and Ready in %s\n", name, n.Instance, time.Since(start).Round(time.Second))
 	}
 	return nil
+}
+
+// stepTimes lists the bundle steps that ran and how long each took on the machine.
+func stepTimes(rep node.Report) string {
+	var parts []string
+	for _, st := range rep.Steps {
+		if st.Status != node.StepSkipped {
+			parts = append(parts, fmt.Sprintf("%s %s", st.Name, st.Duration.Round(100*time.Millisecond)))
+		}
+	}
+	if len(parts) == 0 {
+		return "every step was done before"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// byRole is the plan's nodes with action, masters first or last.
+func byRole(p Plan, action string, mastersFirst bool) []NodeAction {
+	var masters, workers []NodeAction
+	for _, n := range p.Nodes {
+		switch {
+		case n.Action != action:
+		case n.Group == config.MasterNodeGroup:
+			masters = append(masters, n)
+		default:
+			workers = append(workers, n)
+		}
+	}
+	if mastersFirst {
+		return append(masters, workers...)
+	}
+	return append(workers, masters...)
 }
 
 // waitReady waits, bounded, for the node at address to be registered and Ready.
@@ -155,12 +230,15 @@ func readyMessage(n *corev1.Node) string {
 	return "no Ready condition yet"
 }
 
-// removeNodes takes the plan's nodes out, one at a time: cordon, drain (bounded), clean the
+// removeNodes takes the plan's nodes out, workers first, then masters, one at a time. A master
+// leaves etcd first, and only while every member is healthy (removing one from a cluster whose
+// other member is broken loses quorum); then, as a worker: cordon, drain (bounded), clean the
 // machine (which stops its kubelet, so the Node is not registered again), delete the Node,
 // forget the machine in the local state. Interrupted anywhere, the Node still exists until the
 // machine is clean, so a re-run plans its removal again and each step is redone harmlessly.
-func removeNodes(ctx context.Context, o Options, k *kube.Client, safe *safePoints, plan Plan) error {
-	if !slices.ContainsFunc(plan.Nodes, func(n NodeAction) bool { return n.Action == ActionDelete }) {
+func removeNodes(ctx context.Context, o Options, k *kube.Client, cp *controlPlane, safe *safePoints, plan Plan) error {
+	removes := byRole(plan, ActionDelete, false)
+	if len(removes) == 0 {
 		return nil
 	}
 	st := o.Static
@@ -168,12 +246,14 @@ func removeNodes(ctx context.Context, o Options, k *kube.Client, safe *safePoint
 	if err != nil {
 		return err
 	}
-	for _, n := range plan.Nodes {
-		if n.Action != ActionDelete {
-			continue
-		}
+	for _, n := range removes {
 		if err := safe.check(); err != nil {
 			return err
+		}
+		if n.Group == config.MasterNodeGroup {
+			if err := leaveEtcd(ctx, o, cp, n); err != nil {
+				return err
+			}
 		}
 		fmt.Fprintf(o.Out, "removing node %s (StaticInstance %s, %s): cordon, drain\n", n.Node, n.Instance, n.Address)
 		if err := nodegroup.Cordon(ctx, k.Typed(), n.Node); err != nil {
@@ -208,6 +288,38 @@ func removeNodes(ctx context.Context, o Options, k *kube.Client, safe *safePoint
 			return err
 		}
 		fmt.Fprintf(o.Out, "node %s removed; machine %s cleaned\n", n.Node, n.Address)
+		if n.Group == config.MasterNodeGroup {
+			members, err := cp.healthy(ctx, 0, etcdSettleAfter)
+			if err != nil {
+				return fmt.Errorf("node %s removed, but the control plane is not healthy after it: %w", n.Node, err)
+			}
+			fmt.Fprintf(o.Out, "etcd: %d members, all healthy\n", len(members))
+		}
+	}
+	return nil
+}
+
+// leaveEtcd removes a master's etcd member, refusing while any member is unhealthy; a member
+// already gone (a re-run) is no error.
+func leaveEtcd(ctx context.Context, o Options, cp *controlPlane, n NodeAction) error {
+	members, err := cp.healthy(ctx, 0, etcdSettleBefore)
+	if err != nil {
+		return fmt.Errorf("not removing master %s: the control plane is not healthy (%w); removing a member now could lose etcd's quorum: fix it first", n.Node, err)
+	}
+	m, ok := memberAt(members, n.Address)
+	if !ok {
+		fmt.Fprintf(o.Out, "master %s has no etcd member (an earlier run removed it)\n", n.Node)
+		return nil
+	}
+	if len(members) < 2 {
+		return fmt.Errorf("not removing master %s: it is etcd's only member", n.Node)
+	}
+	fmt.Fprintf(o.Out, "master %s leaves etcd (%d members, all healthy)\n", n.Node, len(members))
+	if err := cp.etcd.RemoveMember(ctx, m.ID); err != nil {
+		return err
+	}
+	if _, err := cp.healthy(ctx, len(members)-1, etcdSettleAfter); err != nil {
+		return fmt.Errorf("master %s left etcd, but the control plane is not healthy after it: %w", n.Node, err)
 	}
 	return nil
 }
