@@ -106,6 +106,9 @@ data) and the cluster's --config (the registry of its InitConfiguration).`,
 			if err != nil {
 				return err
 			}
+			if join.MasterIP == "" {
+				return usageError(fmt.Errorf("the state dir %s records no bootstrapped cluster %q: give the --cluster-name and --state-dir the bootstrap used, or reach the cluster with --kubeconfig", s.ClusterState().Path(), s.Name()))
+			}
 			run.FirstMasterIP = join.MasterIP
 			run.AllowDestructive = opts.Sane
 			run.Confirm = func(what []string) error { return confirmConverge(cmd.InOrStdin(), cmd.ErrOrStderr(), s.Name(), what) }

@@ -44,21 +44,11 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-func TestCommandsNotYetAvailableSaySoAndExit2(t *testing.T) {
-	for _, args := range [][]string{
-		{"converge"},
-	} {
-		code, out, errOut := runCLI(t, nil, args...)
-		if code != 2 {
-			t.Errorf("%v: exit code %d, want 2", args, code)
-		}
-		if out != "" {
-			t.Errorf("%v: printed %q on stdout, want nothing", args, out)
-		}
-		want := "dhctl " + strings.Join(args, " ") + " is not available in this build yet"
-		if !strings.Contains(errOut, want) {
-			t.Errorf("%v: stderr %q does not contain %q", args, errOut, want)
-		}
+// converge of a cluster the state dir does not know says what to give, and exits 2.
+func TestConvergeWithoutAClusterIsAUsageError(t *testing.T) {
+	code, out, errOut := runCLI(t, nil, "converge", "--state-dir", t.TempDir(), "--cluster-name", "nowhere")
+	if code != 2 || out != "" || !strings.Contains(errOut, `records no bootstrapped cluster "nowhere"`) || !strings.Contains(errOut, "--kubeconfig") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 

@@ -136,7 +136,7 @@ func TestConverge(t *testing.T) {
 		t.Fatalf("converge --check with drift: exit %d, want 4", code)
 	}
 
-	out, code, took = run(ctx, t, l, converge("--config", grow)...)
+	_, code, took = run(ctx, t, l, converge("--config", grow)...)
 	if code != 0 {
 		t.Fatalf("converge adding si-b: exit %d", code)
 	}
