@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dhctl-dev/dhctl/candi"
+	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/install"
 	"github.com/dhctl-dev/dhctl/internal/kube"
 	"github.com/dhctl-dev/dhctl/internal/logging"
@@ -73,14 +74,8 @@ data) and the cluster's --config (the registry of its InitConfiguration).`,
 					if err != nil {
 						return err
 					}
-					if run.Groups, err = install.NodeGroups(c); err != nil {
+					if err := desiredFrom(c, &run); err != nil {
 						return err
-					}
-					if run.Instances, run.Credentials, err = nodegroup.StaticMachines(c.Resources); err != nil {
-						return usageError(err)
-					}
-					if len(run.Instances) == 0 {
-						run.Instances = nil
 					}
 				}
 				run.StaticUnavailable = "with --kubeconfig there is no state dir and no SSH: run converge with the bootstrap's --state-dir and --cluster-name to add or remove static nodes"
@@ -118,14 +113,8 @@ data) and the cluster's --config (the registry of its InitConfiguration).`,
 				_, err = converge.Run(cmd.Context(), run)
 				return err
 			}
-			if run.Groups, err = install.NodeGroups(c); err != nil {
+			if err := desiredFrom(c, &run); err != nil {
 				return err
-			}
-			if run.Instances, run.Credentials, err = nodegroup.StaticMachines(c.Resources); err != nil {
-				return usageError(err)
-			}
-			if len(run.Instances) == 0 {
-				run.Instances = nil // none given: Static groups' nodes are left as they are
 			}
 			if run.Static, run.StaticUnavailable, err = staticOptions(cmd, s, &node, static); err != nil {
 				return err
@@ -141,6 +130,23 @@ data) and the cluster's --config (the registry of its InitConfiguration).`,
 	node.addVersionMap(cmd)
 	cmd.Flags().StringVar(&node.PackagesSource, "packages-source", "registry", "where node packages come from: registry (imagesRepo/packages, by digest) or upstream (the version map's URLs)")
 	return cmd
+}
+
+// desiredFrom puts what configuration c wants in o: its NodeGroups (as install makes them) and
+// its StaticInstances with their SSHCredentials (none given: nil, and Static groups' nodes are
+// left as they are).
+func desiredFrom(c *config.Cluster, o *converge.Options) error {
+	var err error
+	if o.Groups, err = install.NodeGroups(c); err != nil {
+		return err
+	}
+	if o.Instances, o.Credentials, err = nodegroup.StaticMachines(c.Resources); err != nil {
+		return usageError(err)
+	}
+	if len(o.Instances) == 0 {
+		o.Instances = nil
+	}
+	return nil
 }
 
 // staticOptions is what joining and removing static machines needs, or why this run cannot.
@@ -183,15 +189,7 @@ func staticOptions(cmd *cobra.Command, s *session.Session, node *nodeFlags, o co
 			cfg.Port = creds.Port
 		}
 		cfg.Auth = ssh.Auth{Keys: []ssh.KeyFile{{Path: "the key of SSHCredentials " + creds.Name, Data: creds.PrivateKey}}}
-		c, err := ssh.New(cfg)
-		if err != nil {
-			return nil, err
-		}
-		if err := c.Connect(ctx); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
+		return ssh.Open(ctx, cfg)
 	}
 	return &o, "", nil
 }

@@ -34,7 +34,16 @@ func CheckUnsafeChanges(l *clusterstate.Local, c *config.Cluster) error {
 	if err != nil || was == nil {
 		return err
 	}
-	now := InitSettingsOf(c)
+	if changes := SettingsChanges(*was, InitSettingsOf(c), "at init, now"); len(changes) > 0 {
+		return &UnsafeChangeError{Changes: changes}
+	}
+	return nil
+}
+
+// SettingsChanges lists the settings kubeadm init fixes that differ between was and now, each as
+// `ClusterConfiguration.<field>: "<was>" <between> "<now>"`: what a running control plane
+// cannot take.
+func SettingsChanges(was, now clusterstate.InitSettings, between string) []string {
 	var changes []string
 	for _, f := range []struct{ field, was, now string }{
 		{"ClusterConfiguration.podSubnetCIDR", was.PodSubnetCIDR, now.PodSubnetCIDR},
@@ -43,11 +52,8 @@ func CheckUnsafeChanges(l *clusterstate.Local, c *config.Cluster) error {
 		{"ClusterConfiguration.kubernetesVersion", was.KubernetesVersion, now.KubernetesVersion},
 	} {
 		if f.was != f.now {
-			changes = append(changes, fmt.Sprintf("%s: %q at init, now %q", f.field, f.was, f.now))
+			changes = append(changes, fmt.Sprintf("%s: %q %s %q", f.field, f.was, between, f.now))
 		}
 	}
-	if len(changes) > 0 {
-		return &UnsafeChangeError{Changes: changes}
-	}
-	return nil
+	return changes
 }

@@ -203,15 +203,7 @@ func (s *Session) Connect(ctx context.Context, host string) (*ssh.Client, error)
 	if err != nil {
 		return nil, err
 	}
-	c, err := ssh.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.Connect(ctx); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	return ssh.Open(ctx, cfg)
 }
 
 // Clients builds one client per host, not yet connected (ssh.Fanout connects them in parallel).

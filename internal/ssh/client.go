@@ -88,6 +88,20 @@ func New(cfg Config) (*Client, error) {
 	}, nil
 }
 
+// Open is New and Connect: a client connected to cfg's host, bounded by its connect timeout and
+// reconnect attempts.
+func Open(ctx context.Context, cfg Config) (*Client, error) {
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Connect(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // Target is "user@host:port".
 func (c *Client) Target() string { return c.cfg.target() }
 

@@ -184,18 +184,9 @@ func check(ctx context.Context, dir string, docs map[string][]byte, doc string, 
 		}
 		return err
 	}
-	var changed []string
-	was, now := nodebundle.InitSettingsOf(before), nodebundle.InitSettingsOf(after)
-	for _, f := range []struct{ field, was, now string }{
-		{"clusterType", before.ClusterConfiguration.ClusterType, after.ClusterConfiguration.ClusterType},
-		{"podSubnetCIDR", was.PodSubnetCIDR, now.PodSubnetCIDR},
-		{"serviceSubnetCIDR", was.ServiceSubnetCIDR, now.ServiceSubnetCIDR},
-		{"clusterDomain", was.ClusterDomain, now.ClusterDomain},
-		{"kubernetesVersion", was.KubernetesVersion, now.KubernetesVersion},
-	} {
-		if f.was != f.now {
-			changed = append(changed, fmt.Sprintf("ClusterConfiguration.%s: %q -> %q", f.field, f.was, f.now))
-		}
+	changed := nodebundle.SettingsChanges(nodebundle.InitSettingsOf(before), nodebundle.InitSettingsOf(after), "->")
+	if was, now := before.ClusterConfiguration.ClusterType, after.ClusterConfiguration.ClusterType; was != now {
+		changed = append(changed, fmt.Sprintf("ClusterConfiguration.clusterType: %q -> %q", was, now))
 	}
 	if len(changed) > 0 {
 		return fmt.Errorf("the edit changes what the running cluster was made with, which cannot change in place (a Kubernetes upgrade is not supported yet): %v; put the values back", changed)
