@@ -24,6 +24,7 @@ import (
 func newConvergeCommand(opts *globalOptions) *cobra.Command {
 	var kubeconfig string
 	var node nodeFlags
+	var engine engineFlags
 	o := converge.Options{}
 	static := converge.StaticOptions{}
 	cmd := &cobra.Command{
@@ -57,7 +58,14 @@ etcd before it is drained and cleaned, refused while any etcd member is unhealth
 master (every node's control-plane endpoint) is never removed. Removing a node is
 destructive: it is shown and needs "yes" typed, or --yes-i-am-sane-and-i-understand-what-i-am-doing;
 otherwise converge changes nothing. Adding nodes needs the state dir of the bootstrap (its join
-data) and the cluster's --config (the registry of its InitConfiguration).`,
+data) and the cluster's --config (the registry of its InitConfiguration).
+
+Cloud clusters (their --config, the engine as for bootstrap): every infrastructure step is
+planned, and each is reported as Deckhouse's terraform check does: InSync, OutOfSync (changes in
+place, e.g. an instanceClass's memory) or DestructiveOutOfSync (a machine replaced, e.g. a new
+template). Changes in place are applied and the new state kept in the cluster; destructive ones
+follow the rule above. This build does not yet make, replace or remove cloud machines
+(replicas): such a plan is shown and refused with nothing changed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, err := logging.ParseFormat(opts.LogFormat)
@@ -116,6 +124,11 @@ data) and the cluster's --config (the registry of its InitConfiguration).`,
 			if err := desiredFrom(c, &run); err != nil {
 				return err
 			}
+			if prov, runner, err := engine.cloud(cmd.Context(), s); err != nil {
+				return err
+			} else if prov != nil {
+				run.Cloud = &converge.CloudOptions{Provider: prov, Infra: runner, Cluster: c, State: s.ClusterState()}
+			}
 			if run.Static, run.StaticUnavailable, err = staticOptions(cmd, s, &node, static); err != nil {
 				return err
 			}
@@ -128,6 +141,7 @@ data) and the cluster's --config (the registry of its InitConfiguration).`,
 	cmd.Flags().DurationVar(&static.DrainTimeout, "drain-timeout", nodegroup.DefaultDrainTimeout, "how long a node being removed may take to drain")
 	cmd.Flags().DurationVar(&static.ReadyTimeout, "node-ready-timeout", converge.DefaultReadyTimeout, "how long a joined node may take to be Ready")
 	node.addVersionMap(cmd)
+	engine.add(cmd)
 	cmd.Flags().StringVar(&node.PackagesSource, "packages-source", "registry", "where node packages come from: registry (imagesRepo/packages, by digest) or upstream (the version map's URLs)")
 	return cmd
 }

@@ -161,7 +161,7 @@ func start(ctx context.Context, t *testing.T, delays map[string]time.Duration) (
 }
 
 func TestVsphereBootstrap(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	l, sim, tofu, terraform := start(ctx, t, nil)
 	before := sim.VMNames(t, ctx)
@@ -214,6 +214,8 @@ func TestVsphereBootstrap(t *testing.T) {
 		t.Errorf("re-run: an infrastructure plan with changes was made")
 	}
 	checkVMs(ctx, t, sim, before, master.Address.String(), worker.Address.String(), l.SSHPublicKey())
+
+	convergeCloud(ctx, t, l, sim, tofu)
 
 	// base-infra on its own, with OpenTofu: in sync.
 	out, code, _ = run(ctx, t, l, dhctl(l, []string{"bootstrap-phase", "base-infra"}, l.ConfigPath, l.ClusterName, tofu))
@@ -283,6 +285,84 @@ func TestVsphereBootstrap(t *testing.T) {
 		t.Errorf("destroy of the destroyed cluster: exit %d, want 0 saying it is already destroyed", code)
 	}
 	checkLogs(t, l)
+}
+
+// convergeCloud: converge --check finds every step InSync; the worker's memory changed is
+// OutOfSync (exit 4), applied in place (the VM has the new memory, the state in the cluster is
+// the new one), then InSync; a new template for the worker is DestructiveOutOfSync: refused
+// unconfirmed, refused with the flag (this build does not replace machines), nothing changed;
+// the memory converged back.
+func convergeCloud(ctx context.Context, t *testing.T, l *lab.Lab, sim *vspheretest.Env, e engine) {
+	t.Helper()
+	check := dhctl(l, []string{"converge", "--check"}, l.ConfigPath, l.ClusterName, e)
+	out, code, took := run(ctx, t, l, check)
+	for _, step := range []string{"base-infrastructure", "lab-master-0", "lab-worker-0"} {
+		if !strings.Contains(out, "infrastructure "+step+": InSync") {
+			t.Errorf("converge --check after the bootstrap does not report %s InSync", step)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("converge --check after the bootstrap: exit %d, want 0", code)
+	}
+	t.Logf("FIGURE vSphere converge --check in sync (3 engine plans): %v", took.Round(100*time.Millisecond))
+
+	memory := writeVariant(t, l, "memory.yml", "memory: 1024\n", "memory: 1536\n")
+	out, code, _ = run(ctx, t, l, dhctl(l, []string{"converge", "--check"}, memory, l.ClusterName, e))
+	if code != 4 || !strings.Contains(out, "infrastructure lab-worker-0: OutOfSync: update vsphere_virtual_machine.node") ||
+		!strings.Contains(out, "infrastructure lab-master-0: InSync") {
+		t.Fatalf("converge --check with the worker's memory changed: exit %d, want 4 with lab-worker-0 OutOfSync", code)
+	}
+	out, code, took = run(ctx, t, l, dhctl(l, []string{"converge"}, memory, l.ClusterName, e))
+	if code != 0 || !strings.Contains(out, "infrastructure lab-worker-0: changed in place") {
+		t.Fatalf("converge of the worker's memory: exit %d", code)
+	}
+	t.Logf("FIGURE vSphere converge changing a VM's memory in place: %v", took.Round(100*time.Millisecond))
+	if got := vmMemory(ctx, t, sim, "lab-worker-0"); got != 1536 {
+		t.Errorf("lab-worker-0 has %d MiB after the converge, want 1536", got)
+	}
+	inCluster, err := l.Kubectl(ctx, "-n", "d8-system", "get", "secret", "d8-node-terraform-state-lab-worker-0", "-o", "jsonpath={.data.node-tf-state\\.json}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state, _ := base64.StdEncoding.DecodeString(inCluster); string(state) != localState(t, l, "lab-worker-0") {
+		t.Error("after the converge the worker's state in the cluster is not the local one")
+	}
+	if out, code, _ := run(ctx, t, l, dhctl(l, []string{"converge", "--check"}, memory, l.ClusterName, e)); code != 0 || !strings.Contains(out, "infrastructure lab-worker-0: InSync") {
+		t.Errorf("converge --check after the memory change: exit %d, want 0", code)
+	}
+
+	template := writeVariant(t, l, "template.yml", "memory: 1024\n    template: "+vspheretest.Template, "memory: 1536\n    template: "+vspheretest.Template2)
+	out, code, _ = run(ctx, t, l, dhctl(l, []string{"converge"}, template, l.ClusterName, e))
+	if code != 3 || !strings.Contains(out, "infrastructure lab-worker-0: DestructiveOutOfSync") || !strings.Contains(out, "converge not confirmed") {
+		t.Errorf("converge of a new template, unconfirmed: exit %d, want 3 showing lab-worker-0 DestructiveOutOfSync", code)
+	}
+	out, code, _ = run(ctx, t, l, dhctl(l, []string{"converge", "--yes-i-am-sane-and-i-understand-what-i-am-doing"}, template, l.ClusterName, e))
+	if code != 2 || !strings.Contains(out, "replacing machine lab-worker-0") || !strings.Contains(out, "nothing was changed") {
+		t.Errorf("converge of a new template, confirmed: exit %d, want 2 saying this build does not replace machines", code)
+	}
+	if got := vmMemory(ctx, t, sim, "lab-worker-0"); got != 1536 {
+		t.Errorf("the refused converges changed lab-worker-0 (%d MiB)", got)
+	}
+	if out, code, _ := run(ctx, t, l, dhctl(l, []string{"converge"}, l.ConfigPath, l.ClusterName, e)); code != 0 || !strings.Contains(out, "infrastructure lab-worker-0: changed in place") {
+		t.Errorf("converge back to the bootstrap's memory: exit %d", code)
+	}
+	if got := vmMemory(ctx, t, sim, "lab-worker-0"); got != 1024 {
+		t.Errorf("lab-worker-0 has %d MiB after converging back, want 1024", got)
+	}
+}
+
+// vmMemory is a VM's memory in MiB.
+func vmMemory(ctx context.Context, t *testing.T, sim *vspheretest.Env, name string) int32 {
+	t.Helper()
+	obj, err := sim.Finder.VirtualMachine(ctx, "/"+vspheretest.Datacenter+"/vm/lab/"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m mo.VirtualMachine
+	if err := obj.Properties(ctx, obj.Reference(), []string{"config.hardware"}, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m.Config.Hardware.MemoryMB
 }
 
 // destroyArgs is the `dhctl destroy` command line for a cloud cluster of the lab, confirmed.

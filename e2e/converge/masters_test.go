@@ -132,7 +132,7 @@ func TestConvergeMasters(t *testing.T) {
 	}
 	t.Logf("FIGURE converge 1 + 1 -> 3 + 2 (two control-plane joins one at a time, one worker): %v", took.Round(100*time.Millisecond))
 	for _, line := range strings.Split(out, "\n") {
-		if strings.Contains(line, "joined and Ready in") || strings.HasPrefix(line, "etcd: ") || strings.Contains(line, ": node bundle ") {
+		if strings.Contains(line, "joined and Ready in") || strings.HasPrefix(line, "etcd: ") || strings.Contains(line, ": node bundle ") || strings.Contains(line, " prepared in ") {
 			t.Logf("FIGURE step: %s", strings.TrimSpace(line))
 		}
 	}

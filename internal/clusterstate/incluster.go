@@ -121,9 +121,7 @@ func Objects(c Contents) ([]*unstructured.Unstructured, error) {
 		out = append(out, secret(ConfigNamespace, StaticConfigurationSecret, heritage, map[string][]byte{StaticConfigurationKey: y}))
 	}
 	if len(c.Infra.Base) > 0 {
-		out = append(out, secret(StateNamespace, BaseInfraStateSecret,
-			map[string]string{LabelHeritage: "deckhouse", "name": BaseInfraStateSecret},
-			map[string][]byte{BaseInfraStateKey: c.Infra.Base}))
+		out = append(out, BaseStateObject(c.Infra.Base))
 	}
 	for _, n := range c.Infra.Nodes {
 		if n.Node == "" || len(n.State) == 0 {
@@ -132,6 +130,14 @@ func Objects(c Contents) ([]*unstructured.Unstructured, error) {
 		out = append(out, NodeStateObject(n))
 	}
 	return out, nil
+}
+
+// BaseStateObject is the Secret of the base infrastructure's state (converge writes it after
+// the base step changes).
+func BaseStateObject(state []byte) *unstructured.Unstructured {
+	return secret(StateNamespace, BaseInfraStateSecret,
+		map[string]string{LabelHeritage: "deckhouse", "name": BaseInfraStateSecret},
+		map[string][]byte{BaseInfraStateKey: state})
 }
 
 // NodeStateObject is the Secret of one node's infrastructure state (converge writes it after

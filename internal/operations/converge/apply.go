@@ -69,6 +69,9 @@ func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, desi
 		fmt.Fprintf(o.Out, "NodeGroup %s applied\n", want.GetName())
 	}
 
+	if err := applyCloud(ctx, o, k, safe, plan); err != nil {
+		return err
+	}
 	if err := createNodes(ctx, o, k, cp, safe, plan); err != nil {
 		return err
 	}

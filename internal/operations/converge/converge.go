@@ -49,6 +49,8 @@ type Options struct {
 	// (StaticUnavailable says why, and a plan that needs it fails before any change).
 	Static            *StaticOptions
 	StaticUnavailable string
+	// Cloud is what a cloud cluster's infrastructure needs; nil for a static cluster.
+	Cloud *CloudOptions
 	// FirstMasterIP is the first master's address (the state dir's join data): never removed.
 	FirstMasterIP string
 	// Destructive changes (removing a node) need AllowDestructive or a nil error from Confirm,
@@ -67,6 +69,8 @@ type Plan struct {
 	Cluster    string        `json:"cluster"`
 	NodeGroups []GroupAction `json:"nodeGroups"`
 	Nodes      []NodeAction  `json:"nodes"`
+	// Infrastructure is a cloud cluster's steps (the base infrastructure, each machine).
+	Infrastructure []InfraAction `json:"infrastructure,omitempty"`
 	// Warnings are things the plan cannot act on (a node of no group, a group with no NodeGroup).
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -115,6 +119,20 @@ func (p Plan) Destructive() []string {
 		}
 		out = append(out, fmt.Sprintf("node %s (%s, StaticInstance %s): %s", n.Node, n.Address, n.Instance, what))
 	}
+	for _, a := range p.Infrastructure {
+		switch a.Status {
+		case InfraDestructive:
+			var lost []string
+			for _, c := range a.Changes {
+				if c.Destructive {
+					lost = append(lost, fmt.Sprintf("%s %s", c.Action, c.Address))
+				}
+			}
+			out = append(out, fmt.Sprintf("infrastructure %s: %s (what is on it is lost)", a.Step, strings.Join(lost, ", ")))
+		case InfraDelete:
+			out = append(out, fmt.Sprintf("infrastructure %s: the machine is destroyed", a.Step))
+		}
+	}
 	return out
 }
 
@@ -130,6 +148,11 @@ func (p Plan) InSync() bool {
 			return false
 		}
 	}
+	for _, a := range p.Infrastructure {
+		if a.Status != InfraInSync {
+			return false
+		}
+	}
 	return true
 }
 
@@ -142,8 +165,17 @@ func (p Plan) counts() string {
 	for _, n := range p.Nodes {
 		nodes[n.Action]++
 	}
-	return fmt.Sprintf("node groups: %d to create, %d to update, %d in sync; nodes: %d to create, %d to update, %d to delete, %d in sync",
+	s := fmt.Sprintf("node groups: %d to create, %d to update, %d in sync; nodes: %d to create, %d to update, %d to delete, %d in sync",
 		groups[ActionCreate], groups[ActionUpdate], groups[ActionNone], nodes[ActionCreate], nodes[ActionUpdate], nodes[ActionDelete], nodes[ActionNone])
+	if len(p.Infrastructure) > 0 {
+		steps := map[string]int{}
+		for _, a := range p.Infrastructure {
+			steps[a.Status]++
+		}
+		s += fmt.Sprintf("; infrastructure: %d InSync, %d OutOfSync, %d DestructiveOutOfSync, %d to create, %d to delete",
+			steps[InfraInSync], steps[InfraOutOfSync], steps[InfraDestructive], steps[InfraCreate], steps[InfraDelete])
+	}
+	return s
 }
 
 // WriteText prints the plan for people.
@@ -173,6 +205,7 @@ func (p Plan) WriteText(w io.Writer) {
 		}
 		fmt.Fprintln(w, line)
 	}
+	writeInfra(p, w)
 	for _, warn := range p.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}
@@ -259,6 +292,9 @@ func Run(ctx context.Context, o Options) (Plan, error) {
 			return plan, err
 		}
 	}
+	if what := cloudUnsupported(plan); what != "" {
+		return plan, exitcode.Usage(fmt.Errorf("the plan needs %s, which this build of converge cannot do yet (it changes cloud machines in place only): nothing was changed", what))
+	}
 	return plan, apply(ctx, o, k, lock, desired, plan)
 }
 
@@ -328,6 +364,11 @@ func makePlan(ctx context.Context, o Options, k *kube.Client) (map[string]config
 	}
 	if err := planStatic(o, desired, nodes, &plan); err != nil {
 		return nil, plan, err
+	}
+	if o.Cloud != nil {
+		if err := planCloud(ctx, o.Cloud, &plan); err != nil {
+			return nil, plan, err
+		}
 	}
 	for _, g := range sortedKeys(missing) {
 		plan.Warnings = append(plan.Warnings, fmt.Sprintf("node group %s (nodes %s) has no NodeGroup: nothing is applied to its nodes (add a NodeGroup %s document to --config)",

@@ -2,10 +2,13 @@ package converge
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -97,27 +100,55 @@ func needsStatic(p Plan) bool {
 	return slices.ContainsFunc(p.Nodes, func(n NodeAction) bool { return n.Action == ActionCreate || n.Action == ActionDelete })
 }
 
-// createNodes joins the plan's new static machines, masters first, one at a time (etcd admits
-// one new member at a time), then workers, each waited for until Ready. A join is idempotent:
-// after an interruption a re-run plans the machine again (it has no node yet) and the bundle's
-// finished steps are skipped.
+// createNodes joins the plan's new static machines. Every one is first prepared at once
+// (packages, containerd, kubelet: nothing that needs the cluster), then the masters join one at
+// a time (etcd admits one new member at a time), each only while the control plane is healthy,
+// then the workers all at once; each is waited for until Ready. A join is idempotent: after an
+// interruption a re-run plans the machine again (it has no node yet) and the bundle's finished
+// steps are skipped.
 func createNodes(ctx context.Context, o Options, k *kube.Client, cp *controlPlane, safe *safePoints, plan Plan) error {
 	creates := byRole(plan, ActionCreate, true)
 	if len(creates) == 0 {
 		return nil
 	}
 	st := o.Static
+	join, err := st.State.Join()
+	if err != nil {
+		return err
+	}
 	if _, err := st.Nodes.EnsureJoinToken(ctx, k.Typed()); err != nil {
 		return err
 	}
-	for _, n := range creates {
-		if err := safe.check(); err != nil {
-			return err
+	out := &lockedWriter{w: o.Out}
+	clients := make([]*ssh.Client, len(creates))
+	defer func() {
+		for _, c := range clients {
+			if c != nil {
+				c.Close()
+			}
 		}
-		role := inventory.Worker
+	}()
+	err = each(len(creates), func(i int) error {
+		n := creates[i]
+		c, err := st.Connect(ctx, n.instance, o.Credentials[n.instance.Credentials])
+		if err != nil {
+			return fmt.Errorf("StaticInstance %s (%s): %w", n.Instance, n.Address, err)
+		}
+		clients[i] = c
+		rep, err := st.Nodes.Prepare(ctx, c, hostOf(n), join.MasterIP)
+		if err != nil {
+			return fmt.Errorf("preparing StaticInstance %s: %w", n.Instance, err)
+		}
+		fmt.Fprintf(out, "StaticInstance %s prepared in %s on the machine (%s)\n", n.Instance, rep.Duration.Round(100*time.Millisecond), stepTimes(rep))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	joinOne := func(i int) error {
+		n := creates[i]
 		var before []etcd.Member
 		if n.Group == config.MasterNodeGroup {
-			role = inventory.Master
 			var err error
 			if before, err = cp.healthy(ctx, 0, etcdSettleBefore); err != nil {
 				return fmt.Errorf("not adding master %s (%s): the control plane is not healthy (%w); fix it first", n.Instance, n.Address, err)
@@ -126,32 +157,80 @@ func createNodes(ctx context.Context, o Options, k *kube.Client, cp *controlPlan
 				return err
 			}
 		}
-		c, err := st.Connect(ctx, n.instance, o.Credentials[n.instance.Credentials])
-		if err != nil {
-			return fmt.Errorf("StaticInstance %s (%s): %w", n.Instance, n.Address, err)
-		}
-		fmt.Fprintf(o.Out, "joining StaticInstance %s (%s) to node group %s\n", n.Instance, n.Address, n.Group)
+		fmt.Fprintf(out, "joining StaticInstance %s (%s) to node group %s\n", n.Instance, n.Address, n.Group)
 		start := time.Now()
-		rep, err := st.Nodes.Join(ctx, c, inventory.Host{SSH: n.Address, IP: n.Address, Role: role, NodeGroup: n.Group})
-		c.Close()
+		rep, err := st.Nodes.Join(ctx, clients[i], hostOf(n))
 		if err != nil {
 			return fmt.Errorf("StaticInstance %s: %w", n.Instance, err)
 		}
-		fmt.Fprintf(o.Out, "StaticInstance %s: node bundle %s on the machine (%s)\n", n.Instance, rep.Duration.Round(100*time.Millisecond), stepTimes(rep))
+		fmt.Fprintf(out, "StaticInstance %s: node bundle %s on the machine (%s)\n", n.Instance, rep.Duration.Round(100*time.Millisecond), stepTimes(rep))
 		name, err := waitReady(ctx, k, n.Address, st.ReadyTimeout)
 		if err != nil {
 			return fmt.Errorf("StaticInstance %s joined, but %w", n.Instance, err)
 		}
-		if role == inventory.Master {
+		if n.Group == config.MasterNodeGroup {
 			members, err := cp.healthy(ctx, len(before)+1, etcdSettleAfter)
 			if err != nil {
 				return fmt.Errorf("master %s joined, but the control plane is not healthy after it: %w", name, err)
 			}
-			fmt.Fprintf(o.Out, "etcd: %d members, all healthy\n", len(members))
+			fmt.Fprintf(out, "etcd: %d members, all healthy\n", len(members))
 		}
-		fmt.Fprintf(o.Out, "node %s (StaticInstance %s) joined and Ready in %s\n", name, n.Instance, time.Since(start).Round(time.Second))
+		fmt.Fprintf(out, "node %s (StaticInstance %s) joined and Ready in %s\n", name, n.Instance, time.Since(start).Round(time.Second))
+		return nil
 	}
-	return nil
+	var workers []int
+	for i, n := range creates {
+		if n.Group != config.MasterNodeGroup {
+			workers = append(workers, i)
+			continue
+		}
+		if err := safe.check(); err != nil {
+			return err
+		}
+		if err := joinOne(i); err != nil {
+			return err
+		}
+	}
+	if err := safe.check(); err != nil {
+		return err
+	}
+	return each(len(workers), func(i int) error { return joinOne(workers[i]) })
+}
+
+// hostOf is the machine a node to create is, for the node bundle.
+func hostOf(n NodeAction) inventory.Host {
+	role := inventory.Worker
+	if n.Group == config.MasterNodeGroup {
+		role = inventory.Master
+	}
+	return inventory.Host{SSH: n.Address, IP: n.Address, Role: role, NodeGroup: n.Group}
+}
+
+// each runs fn(0..n-1) at once and joins their errors.
+func each(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(i)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// lockedWriter serialises the lines of work done at once.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // stepTimes lists the bundle steps that ran and how long each took on the machine.
