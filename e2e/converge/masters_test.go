@@ -169,6 +169,10 @@ func TestConvergeMasters(t *testing.T) {
 		t.Fatalf("the refused converge removed a node: %s", got)
 	}
 	rigtest.MustRun(ctx, t, third, "mv /root/etcd.yaml /etc/kubernetes/manifests/etcd.yaml && echo back", "back")
+	rigtest.WaitFor(ctx, t, 2*time.Minute, "etcd running again on "+third.Address.String(), func() (bool, string) {
+		out, _ := third.Run(ctx, "crictl ps --name etcd --state running -q | wc -l", nil)
+		return strings.TrimSpace(out) == "1", "running etcd containers: " + out
+	})
 
 	out, code, took = run(ctx, t, l, converge("--config", shrink, sane, "--node-ready-timeout", "3m")...)
 	if code != 0 {

@@ -17,7 +17,7 @@ import (
 // How long etcd may take to be healthy: before a change (it should be already), and after one
 // (a joined member is a learner until kubeadm promotes it; the others see a removal at once).
 const (
-	etcdSettleBefore = 30 * time.Second
+	etcdSettleBefore = time.Minute
 	etcdSettleAfter  = 3 * time.Minute
 )
 
