@@ -137,7 +137,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if !bytes.Equal(s.Data[key], original) {
 		keep = true
-		return fmt.Errorf("Secret %s/%s changed while it was being edited: nothing was saved (your edit is kept in %s); run the command again", clusterstate.ConfigNamespace, name, path)
+		return fmt.Errorf("the Secret %s/%s changed while it was being edited: nothing was saved (your edit is kept in %s); run the command again", clusterstate.ConfigNamespace, name, path)
 	}
 	s.Data[key] = edited
 	if _, err := secrets.Update(sctx, s, metav1.UpdateOptions{FieldManager: kube.FieldManager}); err != nil {
