@@ -1,16 +1,20 @@
 // Package converge_test is `dhctl converge` of a static cluster on the rig, the real binary in
-// the rig's network namespace, as an operator runs it:
+// the rig's network namespace, as an operator runs it, in one lab of five machines:
 //
 //   - right after a bootstrap of 1 master + 1 worker, --check finds the cluster in sync (the
 //     bootstrap gave every node its group's whole template);
-//   - the worker group's template changes (a label changed, one added, a taint dropped) and it
-//     takes StaticInstances: --check exits 4 with the plan; converge, after the join token is gone
-//     (as 24 h after a bootstrap), joins the third machine with a new token, Ready, with the
-//     template; the worker gets the changes, and a label an operator set stays;
-//   - the count goes down: without confirmation converge refuses and changes nothing; a
-//     converge blocked in the drain by a PodDisruptionBudget holds the locks (the state dir's
-//     and the cluster's Lease), so a second one refuses naming the holder; the first is SIGKILLed, the budget removed, and a re-run takes the dead
-//     run's lock over at once, drains, cleans the machine and deletes its node.
+//   - the worker group's template changes (a label changed, one added, a taint dropped), and both
+//     groups take StaticInstances (3 masters, 2 workers): --check exits 4 with the plan; converge,
+//     after the join token and kubeadm's uploaded certificates are gone (as a day after the
+//     bootstrap), joins two masters one at a time and a worker, Ready, with the template; the
+//     first worker gets the changes, and a label an operator set stays; the API server and a
+//     Service are probed all along and the failed requests reported;
+//   - an etcd member down: removing masters is refused, nothing changed;
+//   - back to 1 + 1: without confirmation converge refuses; a converge blocked in the worker's
+//     drain by a PodDisruptionBudget holds the locks (the state dir's and the cluster's Lease),
+//     so a second one refuses naming the holder; the first is SIGKILLed, the budget removed, and
+//     a re-run takes the dead run's lock over at once, removes the worker, then the masters, each
+//     leaving etcd first; the machines are clean.
 package converge_test
 
 import (
@@ -28,63 +32,25 @@ import (
 	"github.com/dhctl-dev/dhctl/e2e/internal/lab"
 	"github.com/dhctl-dev/dhctl/e2e/internal/rigtest"
 	"github.com/dhctl-dev/dhctl/e2e/internal/testctx"
+	"github.com/dhctl-dev/dhctl/e2e/rig"
 )
 
 const sane = "--yes-i-am-sane-and-i-understand-what-i-am-doing"
 
-// grownConfig is the lab's cluster with a changed worker group that takes count of the two
-// StaticInstances (the worker the bootstrap joined, and the third machine).
-func grownConfig(count int, key string) string {
-	return lab.StaticCluster + fmt.Sprintf(`---
-apiVersion: deckhouse.io/v1
-kind: NodeGroup
-metadata:
-  name: worker
-spec:
-  nodeType: Static
-  staticInstances:
-    count: %d
-    labelSelector:
-      matchLabels: {role: worker}
-  nodeTemplate:
-    labels:
+// changedTemplate is the worker group's template converge applies (the bootstrap's,
+// lab.Platform's, is tier edge with a taint).
+const changedTemplate = `    labels:
       dhctl.test/tier: core
       dhctl.test/zone: a
----
-apiVersion: deckhouse.io/v1alpha1
-kind: SSHCredentials
-metadata:
-  name: rig-root
-spec:
-  user: root
-  privateSSHKey: %s
----
-apiVersion: deckhouse.io/v1alpha1
-kind: StaticInstance
-metadata:
-  name: si-a
-  labels: {role: worker}
-spec:
-  address: "{{index .Addresses 1}}"
-  credentialsRef: {kind: SSHCredentials, name: rig-root}
----
-apiVersion: deckhouse.io/v1alpha1
-kind: StaticInstance
-metadata:
-  name: si-b
-  labels: {role: worker}
-spec:
-  address: "{{index .Addresses 2}}"
-  credentialsRef: {kind: SSHCredentials, name: rig-root}
-`, count, key) + lab.CNI + lab.DeckhouseModuleConfig + lab.KubeProxy
-}
+`
 
 func TestConverge(t *testing.T) {
-	ctx, cancel := testctx.New(t, 25*time.Minute)
+	ctx, cancel := testctx.New(t, 30*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l := rigtest.StartLab(ctx, t, lab.Options{Masters: 1, Workers: 1, Machines: 1})
-	worker, extra := l.Workers[0], l.Machines[2]
+	l := rigtest.StartLab(ctx, t, lab.Options{Masters: 1, Workers: 1, Machines: 3})
+	m := l.Machines
+	worker, extra := m[1], m[4]
 	base := append([]string{"converge", "--cluster-name", l.ClusterName, "--version-map-override", l.OverridePath}, l.CommonArgs()...)
 	converge := func(args ...string) []string { return append(slices.Clone(base), args...) }
 
@@ -104,27 +70,31 @@ func TestConverge(t *testing.T) {
 	}
 
 	workerNode := nodeAt(ctx, t, l, worker.Address.String())
-	if out, err := l.Kubectl(ctx, "label", "node", workerNode, "ops.example.com/owner=alice"); err != nil {
-		t.Fatalf("an operator's label: %v\n%s", err, out)
-	}
-	if out, err := l.Kubectl(ctx, "-n", "kube-system", "delete", "secret", "--field-selector", "type=bootstrap.kubernetes.io/token"); err != nil || !strings.Contains(out, "deleted") {
-		t.Fatalf("deleting the join token: %v\n%s", err, out)
-	}
+	kubectl(ctx, t, l, "label", "node", workerNode, "ops.example.com/owner=alice")
 	keyPEM, err := os.ReadFile(l.Rig.SSHKeyFile())
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := base64.StdEncoding.EncodeToString(keyPEM)
-	grow, err := l.WriteConfigFrom("grow.yml", grownConfig(2, key))
+	grow, err := l.WriteConfigFrom("grow.yml", staticConfig(3, 2, key, changedTemplate))
 	if err != nil {
 		t.Fatal(err)
 	}
+	shrink, err := l.WriteConfigFrom("shrink.yml", staticConfig(1, 1, key, changedTemplate))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	kubectl(ctx, t, l, "-n", "kube-system", "expose", "deployment", "coredns", "--name", "dns-probe", "--type", "NodePort",
+		"--port", "53", "--protocol", "UDP", "--overrides", `{"spec":{"ports":[{"port":53,"protocol":"UDP","nodePort":30053}]}}`)
+	p := startProbe(ctx, t, l, worker.Address.String()+":30053")
 
 	// --check: the plan and exit 4; nothing changes.
 	out, code, _ = run(ctx, t, l, converge("--check", "--config", grow)...)
 	for _, want := range []string{
 		"NodeGroup worker: update (spec.nodeTemplate, spec.staticInstances)",
-		fmt.Sprintf("node on StaticInstance si-b (%s, group worker): create (join)", extra.Address),
+		fmt.Sprintf("node on StaticInstance si-w2 (%s, group worker): create (join)", extra.Address),
+		fmt.Sprintf("node on StaticInstance si-m2 (%s, group master): create (join)", m[2].Address),
 		fmt.Sprintf("node %s (worker): update: ~label dhctl.test/tier=core (was edge), +label dhctl.test/zone=a, -taint dhctl.test/edge:PreferNoSchedule", workerNode),
 		"the cluster differs from its configuration",
 	} {
@@ -136,14 +106,26 @@ func TestConverge(t *testing.T) {
 		t.Fatalf("converge --check with drift: exit %d, want 4", code)
 	}
 
-	_, code, took = run(ctx, t, l, converge("--config", grow)...)
+	// As a day after the bootstrap: no join token, no uploaded certificates.
+	kubectl(ctx, t, l, "-n", "kube-system", "delete", "secret", "--field-selector", "type=bootstrap.kubernetes.io/token")
+	kubectl(ctx, t, l, "-n", "kube-system", "delete", "secret", "kubeadm-certs", "--ignore-not-found")
+	out, code, took = run(ctx, t, l, converge("--config", grow)...)
 	if code != 0 {
-		t.Fatalf("converge adding si-b: exit %d", code)
+		t.Fatalf("converge to 3 masters + 2 workers: exit %d", code)
 	}
-	t.Logf("FIGURE converge joining one static node (and updating one): %v", took.Round(100*time.Millisecond))
+	t.Logf("FIGURE converge 1 + 1 -> 3 + 2 (machines prepared at once, two control-plane joins one at a time, one worker): %v", took.Round(100*time.Millisecond))
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "joined and Ready in") || strings.HasPrefix(line, "etcd: ") || strings.Contains(line, ": node bundle ") || strings.Contains(line, " prepared in ") {
+			t.Logf("FIGURE step: %s", strings.TrimSpace(line))
+		}
+	}
+	if !strings.Contains(out, "etcd: 3 members, all healthy") {
+		t.Error("the converge did not report 3 healthy etcd members")
+	}
 	if !rigtest.DebugLogHas(l, "converge", "the join token had expired or was deleted: made a new one") {
-		t.Error("the static node joined without a new token being made")
+		t.Error("the nodes joined without a new token being made")
 	}
+	checkNodes(ctx, t, l, 5, 3)
 	extraNode := nodeAt(ctx, t, l, extra.Address.String())
 	for node, want := range map[string][]string{
 		extraNode:  {"node.deckhouse.io/group=worker", "dhctl.test/tier=core", "dhctl.test/zone=a"},
@@ -159,14 +141,41 @@ func TestConverge(t *testing.T) {
 			t.Errorf("node %s keeps the taint the template dropped: %s", node, taints)
 		}
 	}
-	if ready := kubectl(ctx, t, l, "get", "node", extraNode, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`); ready != "True" {
-		t.Errorf("the joined node is not Ready: %q", ready)
-	}
-	if out, code, _ := run(ctx, t, l, converge("--check", "--config", grow)...); code != 0 || !strings.Contains(out, "nodes: 0 to create, 0 to update, 0 to delete, 3 in sync") {
-		t.Errorf("converge --check after the converge: exit %d, want 0 and 3 nodes in sync", code)
-	}
 
-	// A pod only the third node may run, its budget allowing no disruption: the drain waits.
+	for range 3 {
+		out, code, took = run(ctx, t, l, converge("--check", "--config", grow)...)
+		if code != 0 || !strings.Contains(out, "5 in sync") {
+			t.Fatalf("converge --check of 3 + 2: exit %d, want 0 and 5 nodes in sync", code)
+		}
+		t.Logf("FIGURE converge --check with no changes, 3 masters + 2 workers: %v", took.Round(10*time.Millisecond))
+	}
+	out, code, took = run(ctx, t, l, converge("--config", grow)...)
+	if code != 0 || !strings.Contains(out, "0 node(s) updated") {
+		t.Fatalf("converge with no changes: exit %d", code)
+	}
+	t.Logf("FIGURE converge with no changes (lock, plan, status), 3 masters + 2 workers: %v", took.Round(10*time.Millisecond))
+
+	// An etcd member down (its static pod's manifest moved away): removing masters is refused.
+	third := m[3]
+	rigtest.MustRun(ctx, t, third, "mv /etc/kubernetes/manifests/etcd.yaml /root/etcd.yaml && echo moved", "moved")
+	rigtest.WaitFor(ctx, t, 2*time.Minute, "etcd stopped on "+third.Address.String(), func() (bool, string) {
+		out, _ := third.Run(ctx, "crictl ps --name etcd -q | wc -l", nil)
+		return strings.TrimSpace(out) == "0", "etcd containers: " + out
+	})
+	out, code, _ = run(ctx, t, l, converge("--config", shrink, sane)...)
+	if code == 0 || !strings.Contains(out, "the control plane is not healthy") || !strings.Contains(out, "could lose its quorum; nothing was changed") {
+		t.Fatalf("removing a master while another etcd member is down: exit %d, want a refusal naming etcd's health", code)
+	}
+	if got := kubectl(ctx, t, l, "get", "nodes", "-o", "name"); strings.Count(got, "node/") != 5 {
+		t.Fatalf("the refused converge removed a node: %s", got)
+	}
+	rigtest.MustRun(ctx, t, third, "mv /root/etcd.yaml /etc/kubernetes/manifests/etcd.yaml && echo back", "back")
+	rigtest.WaitFor(ctx, t, 2*time.Minute, "etcd running again on "+third.Address.String(), func() (bool, string) {
+		out, _ := third.Run(ctx, "crictl ps --name etcd --state running -q | wc -l", nil)
+		return strings.TrimSpace(out) == "1", "running etcd containers: " + out
+	})
+
+	// A pod only the second worker may run, its budget allowing no disruption: the drain waits.
 	pinned := fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata: {name: pinned, namespace: default}
@@ -193,27 +202,23 @@ spec:
 	kubectl(ctx, t, l, "apply", "-f", path)
 	kubectl(ctx, t, l, "-n", "default", "rollout", "status", "deployment/pinned", "--timeout=3m")
 
-	shrink, err := l.WriteConfigFrom("shrink.yml", grownConfig(1, key))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Without confirmation (no terminal: stdin is empty) nothing changes.
 	out, code, _ = run(ctx, t, l, converge("--config", shrink)...)
-	if code != 3 || !strings.Contains(out, "DESTRUCTIVE") || !strings.Contains(out, "StaticInstance si-b") || !strings.Contains(out, "converge not confirmed") {
-		t.Fatalf("unconfirmed removal: exit %d, want 3 showing the destructive change", code)
+	if code != 3 || !strings.Contains(out, "DESTRUCTIVE") || !strings.Contains(out, "StaticInstance si-w2") || !strings.Contains(out, "converge not confirmed") {
+		t.Fatalf("unconfirmed removal: exit %d, want 3 showing the destructive changes", code)
 	}
 	if u := kubectl(ctx, t, l, "get", "node", extraNode, "-o", "jsonpath={.spec.unschedulable}"); u == "true" {
 		t.Fatal("the unconfirmed converge cordoned the node")
 	}
 
-	// Confirmed, it holds the lock while the budget blocks its drain: a second converge refuses.
+	// Confirmed, it holds the locks while the budget blocks its drain: a second converge refuses.
 	var firstOut bytes.Buffer
 	first := l.Command(ctx, converge("--config", shrink, sane, "--drain-timeout", "5m")...)
 	first.Stdout, first.Stderr = &firstOut, &firstOut
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
-	rigtest.WaitFor(ctx, t, 2*time.Minute, "the node being removed cordoned", func() (bool, string) {
+	rigtest.WaitFor(ctx, t, 2*time.Minute, "the worker being removed cordoned", func() (bool, string) {
 		u, _ := l.Kubectl(ctx, "get", "node", extraNode, "-o", "jsonpath={.spec.unschedulable}")
 		return u == "true", "unschedulable=" + u
 	})
@@ -236,18 +241,26 @@ spec:
 	kubectl(ctx, t, l, "-n", "default", "delete", "pdb", "pinned")
 	out, code, took = run(ctx, t, l, converge("--config", shrink, sane)...)
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("node %s removed; machine %s cleaned", extraNode, extra.Address)) {
-		t.Fatalf("converge after the kill: exit %d, want 0 removing %s", code, extraNode)
+		t.Fatalf("converge 3 + 2 -> 1 + 1 after the kill: exit %d, want 0 removing %s first", code, extraNode)
 	}
-	t.Logf("FIGURE converge removing one static node (after a kill): %v", took.Round(100*time.Millisecond))
-	if nodes := kubectl(ctx, t, l, "get", "nodes", "-o", "name"); strings.Count(nodes, "node/") != 2 || strings.Contains(nodes, extraNode) {
-		t.Errorf("nodes after the removal: %s", nodes)
+	t.Logf("FIGURE converge 3 + 2 -> 1 + 1 after a kill (the worker, then two masters leaving etcd one at a time): %v", took.Round(100*time.Millisecond))
+	if strings.Count(out, "members, all healthy)") != 2 || !strings.Contains(out, "etcd: 1 members, all healthy") {
+		t.Error("the masters did not leave etcd one at a time down to 1 member")
 	}
-	rigtest.CheckClean(ctx, t, extra, "converge removing its node")
+	checkNodes(ctx, t, l, 2, 1)
+	for _, gone := range []*rig.Machine{m[2], m[3], m[4]} {
+		rigtest.CheckClean(ctx, t, gone, "converge removing its node")
+	}
 	if labels := kubectl(ctx, t, l, "get", "node", workerNode, "-o", "jsonpath={.metadata.labels}"); !strings.Contains(labels, "alice") {
 		t.Errorf("the operator's label is gone from %s: %s", workerNode, labels)
 	}
 	if out, code, _ := run(ctx, t, l, converge("--check", "--config", shrink)...); code != 0 {
-		t.Errorf("converge --check after the removal: exit %d, want 0\n%s", code, out)
+		t.Errorf("converge --check of 1 + 1: exit %d\n%s", code, out)
+	}
+	total, failed, longest := p.stop()
+	t.Logf("FIGURE availability during the scaling: %d requests (API server and a Service), %d failed, longest outage %v", total, failed, longest.Round(100*time.Millisecond))
+	if total == 0 || longest > 30*time.Second {
+		t.Errorf("the API server or the Service stopped answering for %v (%d of %d requests failed)", longest, failed, total)
 	}
 	t.Logf("FIGURE whole converge test: %v", time.Since(start).Round(time.Second))
 }
