@@ -58,9 +58,13 @@ type NodeSpec struct {
 	Index     int
 	Role      inventory.Role
 	Step      string // MasterNode or StaticNode
-	// Settings are the node group's settings the node is made from (JSON), kept with its state
-	// so converge can tell when they changed.
+	// Settings are the node group's settings the node is made from (JSON, as the document has
+	// them), kept with its state and record: a machine whose group later shrinks or goes away
+	// is destroyed with them.
 	Settings json.RawMessage
+	// Leftover: a machine made that the configuration no longer asks for; its step is
+	// Steps.Leftover.
+	Leftover bool
 }
 
 // Import is one object to adopt into a step's state.

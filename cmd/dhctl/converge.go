@@ -26,7 +26,7 @@ func newConvergeCommand(opts *globalOptions) *cobra.Command {
 	var node nodeFlags
 	var engine engineFlags
 	o := converge.Options{}
-	static := converge.StaticOptions{}
+	static := converge.MachineOptions{}
 	cmd := &cobra.Command{
 		Use:   "converge",
 		Short: "Bring the cluster's node groups to the configured state",
@@ -63,9 +63,13 @@ data) and the cluster's --config (the registry of its InitConfiguration).
 Cloud clusters (their --config, the engine as for bootstrap): every infrastructure step is
 planned, and each is reported as Deckhouse's terraform check does: InSync, OutOfSync (changes in
 place, e.g. an instanceClass's memory) or DestructiveOutOfSync (a machine replaced, e.g. a new
-template). Changes in place are applied and the new state kept in the cluster; destructive ones
-follow the rule above. This build does not yet make, replace or remove cloud machines
-(replicas): such a plan is shown and refused with nothing changed.`,
+template). Changes in place are applied and the new state kept in the cluster. A node group's
+new replicas are made through the engine node by node, then joined as static machines are
+(masters one at a time); a machine to replace (DestructiveOutOfSync) is removed as a node is
+(a master leaves etcd first; cordon, drain, clean), made again and joined again, one at a time;
+a replica no longer wanted is removed, then its machine destroyed with the settings its group
+had when it was made. Replacing and removing follow the rule above; the first master is never
+replaced or removed. A machine made by a run interrupted before its join is joined by the next.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			format, err := logging.ParseFormat(opts.LogFormat)
@@ -86,7 +90,7 @@ follow the rule above. This build does not yet make, replace or remove cloud mac
 						return err
 					}
 				}
-				run.StaticUnavailable = "with --kubeconfig there is no state dir and no SSH: run converge with the bootstrap's --state-dir and --cluster-name to add or remove static nodes"
+				run.MachinesUnavailable = "with --kubeconfig there is no state dir and no SSH: run converge with the bootstrap's --state-dir and --cluster-name to add, replace or remove nodes"
 				run.AllowDestructive = opts.Sane
 				run.Confirm = func(what []string) error { return confirmConverge(cmd.InOrStdin(), cmd.ErrOrStderr(), run.Name, what) }
 				run.Kube = func(ctx context.Context) (*kube.Client, error) {
@@ -117,7 +121,7 @@ follow the rule above. This build does not yet make, replace or remove cloud mac
 			run.Confirm = func(what []string) error { return confirmConverge(cmd.InOrStdin(), cmd.ErrOrStderr(), s.Name(), what) }
 			c := s.Config()
 			if c == nil {
-				run.StaticUnavailable = "give the cluster's --config (with its InitConfiguration) to add or remove static nodes"
+				run.MachinesUnavailable = "give the cluster's --config (with its InitConfiguration) to add, replace or remove nodes"
 				_, err = converge.Run(cmd.Context(), run)
 				return err
 			}
@@ -129,7 +133,7 @@ follow the rule above. This build does not yet make, replace or remove cloud mac
 			} else if prov != nil {
 				run.Cloud = &converge.CloudOptions{Provider: prov, Infra: runner, Cluster: c, State: s.ClusterState()}
 			}
-			if run.Static, run.StaticUnavailable, err = staticOptions(cmd, s, &node, static); err != nil {
+			if run.Machines, run.MachinesUnavailable, err = machineOptions(cmd, s, &node, static); err != nil {
 				return err
 			}
 			_, err = converge.Run(cmd.Context(), run)
@@ -163,8 +167,8 @@ func desiredFrom(c *config.Cluster, o *converge.Options) error {
 	return nil
 }
 
-// staticOptions is what joining and removing static machines needs, or why this run cannot.
-func staticOptions(cmd *cobra.Command, s *session.Session, node *nodeFlags, o converge.StaticOptions) (*converge.StaticOptions, string, error) {
+// machineOptions is what joining and removing static machines needs, or why this run cannot.
+func machineOptions(cmd *cobra.Command, s *session.Session, node *nodeFlags, o converge.MachineOptions) (*converge.MachineOptions, string, error) {
 	c := s.Config()
 	if c.InitConfiguration == nil {
 		return nil, "the --config given has no InitConfiguration: a joining node needs its registry", nil
@@ -193,6 +197,7 @@ func staticOptions(cmd *cobra.Command, s *session.Session, node *nodeFlags, o co
 		c, err := s.Connect(ctx, cmp.Or(j.MasterHost, j.MasterIP))
 		return c, j.MasterIP, err
 	}
+	o.ConnectMachine = s.Connect
 	o.Connect = func(ctx context.Context, in nodegroup.StaticInstance, creds nodegroup.SSHCredentials) (*ssh.Client, error) {
 		cfg, err := s.SSHConfig(in.Address)
 		if err != nil {

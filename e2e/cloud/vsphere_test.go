@@ -133,10 +133,11 @@ func run(ctx context.Context, t *testing.T, l *lab.Lab, args []string) (string, 
 	return out, code, took
 }
 
-// start brings up the lab with two plain machines, the engines and the simulator (with delays).
-func start(ctx context.Context, t *testing.T, delays map[string]time.Duration) (l *lab.Lab, sim *vspheretest.Env, tofu, terraform engine) {
+// start brings up the lab with plain machines (the first two the configuration's VMs, the
+// others spares for the replicas converge adds), the engines and the simulator (with delays).
+func start(ctx context.Context, t *testing.T, machines int, delays map[string]time.Duration) (l *lab.Lab, sim *vspheretest.Env, tofu, terraform engine) {
 	t.Helper()
-	l = rigtest.StartLab(ctx, t, lab.Options{Machines: 2, Config: vsphereCluster})
+	l = rigtest.StartLab(ctx, t, lab.Options{Machines: machines, Config: vsphereCluster})
 	opts := artifacts.Options{Logf: t.Logf}
 	bins, err := artifacts.Build(ctx, opts, artifacts.OpenTofu, artifacts.Terraform)
 	if err != nil {
@@ -161,9 +162,9 @@ func start(ctx context.Context, t *testing.T, delays map[string]time.Duration) (
 }
 
 func TestVsphereBootstrap(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	l, sim, tofu, terraform := start(ctx, t, nil)
+	l, sim, tofu, terraform := start(ctx, t, 4, nil)
 	before := sim.VMNames(t, ctx)
 	inventory := sim.Inventory(t, ctx)
 	master, worker := l.Machines[0], l.Machines[1]
@@ -289,9 +290,13 @@ func TestVsphereBootstrap(t *testing.T) {
 
 // convergeCloud: converge --check finds every step InSync; the worker's memory changed is
 // OutOfSync (exit 4), applied in place (the VM has the new memory, the state in the cluster is
-// the new one), then InSync; a new template for the worker is DestructiveOutOfSync: refused
-// unconfirmed, refused with the flag (this build does not replace machines), nothing changed;
-// the memory converged back.
+// the new one), then InSync. A new template for the worker is DestructiveOutOfSync: refused
+// unconfirmed, nothing changed; confirmed, the worker is drained, removed, its VM made again
+// (a new VM) and the node joined again, Ready with its template's label. Then masters 1 → 2 and
+// workers 1 → 2 in one converge: the VMs made through the engine, the master joined (etcd: 2
+// members), then the worker; then back to 1 + 1: the new master leaves etcd, both nodes are
+// removed and their VMs destroyed with the settings they were made from (the configuration no
+// longer has their addresses), their machines clean.
 func convergeCloud(ctx context.Context, t *testing.T, l *lab.Lab, sim *vspheretest.Env, e engine) {
 	t.Helper()
 	check := dhctl(l, []string{"converge", "--check"}, l.ConfigPath, l.ClusterName, e)
@@ -320,35 +325,143 @@ func convergeCloud(ctx context.Context, t *testing.T, l *lab.Lab, sim *vspherete
 	if got := vmMemory(ctx, t, sim, "lab-worker-0"); got != 1536 {
 		t.Errorf("lab-worker-0 has %d MiB after the converge, want 1536", got)
 	}
-	inCluster, err := l.Kubectl(ctx, "-n", "d8-system", "get", "secret", "d8-node-terraform-state-lab-worker-0", "-o", "jsonpath={.data.node-tf-state\\.json}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if state, _ := base64.StdEncoding.DecodeString(inCluster); string(state) != localState(t, l, "lab-worker-0") {
+	if inCluster := nodeStateInCluster(ctx, t, l, "lab-worker-0"); inCluster != localState(t, l, "lab-worker-0") {
 		t.Error("after the converge the worker's state in the cluster is not the local one")
 	}
 	if out, code, _ := run(ctx, t, l, dhctl(l, []string{"converge", "--check"}, memory, l.ClusterName, e)); code != 0 || !strings.Contains(out, "infrastructure lab-worker-0: InSync") {
 		t.Errorf("converge --check after the memory change: exit %d, want 0", code)
 	}
 
+	// A new template: the worker's VM is made again.
 	template := writeVariant(t, l, "template.yml", "memory: 1024\n    template: "+vspheretest.Template, "memory: 1536\n    template: "+vspheretest.Template2)
+	vmBefore := vmID(ctx, t, sim, "lab-worker-0")
 	out, code, _ = run(ctx, t, l, dhctl(l, []string{"converge"}, template, l.ClusterName, e))
-	if code != 3 || !strings.Contains(out, "infrastructure lab-worker-0: DestructiveOutOfSync") || !strings.Contains(out, "converge not confirmed") {
-		t.Errorf("converge of a new template, unconfirmed: exit %d, want 3 showing lab-worker-0 DestructiveOutOfSync", code)
+	if code != 3 || !strings.Contains(out, "infrastructure lab-worker-0: DestructiveOutOfSync") || !strings.Contains(out, "converge not confirmed") ||
+		!strings.Contains(out, "node lab-worker-0 (worker): replace (DESTRUCTIVE") {
+		t.Errorf("converge of a new template, unconfirmed: exit %d, want 3 showing lab-worker-0 DestructiveOutOfSync and its node replaced", code)
 	}
-	out, code, _ = run(ctx, t, l, dhctl(l, []string{"converge", "--yes-i-am-sane-and-i-understand-what-i-am-doing"}, template, l.ClusterName, e))
-	if code != 2 || !strings.Contains(out, "replacing machine lab-worker-0") || !strings.Contains(out, "nothing was changed") {
-		t.Errorf("converge of a new template, confirmed: exit %d, want 2 saying this build does not replace machines", code)
+	if vmID(ctx, t, sim, "lab-worker-0") != vmBefore {
+		t.Errorf("the unconfirmed converge replaced lab-worker-0")
 	}
-	if got := vmMemory(ctx, t, sim, "lab-worker-0"); got != 1536 {
-		t.Errorf("the refused converges changed lab-worker-0 (%d MiB)", got)
+	sane := "--yes-i-am-sane-and-i-understand-what-i-am-doing"
+	out, code, took = run(ctx, t, l, dhctl(l, []string{"converge", sane}, template, l.ClusterName, e))
+	if code != 0 || !strings.Contains(out, "removing node lab-worker-0") || !strings.Contains(out, "machine lab-worker-0 made") ||
+		!strings.Contains(out, "node lab-worker-0 (machine lab-worker-0) joined and Ready") {
+		t.Fatalf("converge of a new template, confirmed: exit %d, want 0 with lab-worker-0 removed, made again and joined", code)
 	}
-	if out, code, _ := run(ctx, t, l, dhctl(l, []string{"converge"}, l.ConfigPath, l.ClusterName, e)); code != 0 || !strings.Contains(out, "infrastructure lab-worker-0: changed in place") {
-		t.Errorf("converge back to the bootstrap's memory: exit %d", code)
+	t.Logf("FIGURE vSphere converge replacing a worker's VM (drain, clean, VM made again, join): %v", took.Round(100*time.Millisecond))
+	if vmID(ctx, t, sim, "lab-worker-0") == vmBefore {
+		t.Errorf("lab-worker-0 is the same VM after its replacement")
 	}
-	if got := vmMemory(ctx, t, sim, "lab-worker-0"); got != 1024 {
-		t.Errorf("lab-worker-0 has %d MiB after converging back, want 1024", got)
+	if got, err := l.Kubectl(ctx, "get", "node", "lab-worker-0", "-o", `jsonpath={.metadata.labels.dhctl\.example\.com/pool}`); err != nil || got != "vsphere" {
+		t.Errorf("the replaced lab-worker-0 has pool label %q (%v), want its nodeTemplate's", got, err)
 	}
+	if out, code, _ := run(ctx, t, l, dhctl(l, []string{"converge", "--check"}, template, l.ClusterName, e)); code != 0 || !strings.Contains(out, "infrastructure lab-worker-0: InSync") {
+		t.Errorf("converge --check after the replacement: exit %d, want 0", code)
+	}
+
+	// Masters 1 → 2, workers 1 → 2: two VMs made, the master joined first.
+	spare := func(i int) string { return l.Machines[i].Address.String() }
+	grow := writeVariant(t, l, "grow.yml",
+		"memory: 1024\n    template: "+vspheretest.Template, "memory: 1536\n    template: "+vspheretest.Template2,
+		"replicas: 1\n  instanceClass:\n    numCPUs: 2", "replicas: 2\n  instanceClass:\n    numCPUs: 2",
+		"replicas: 1\n  zones:", "replicas: 2\n  zones:",
+		addressEntry(spare(0), l.Rig.BridgeAddress().String()), addressEntry(spare(0), l.Rig.BridgeAddress().String())+addressEntry(spare(3), l.Rig.BridgeAddress().String()),
+		addressEntry(spare(1), l.Rig.BridgeAddress().String()), addressEntry(spare(1), l.Rig.BridgeAddress().String())+addressEntry(spare(2), l.Rig.BridgeAddress().String()))
+	out, code, took = run(ctx, t, l, dhctl(l, []string{"converge"}, grow, l.ClusterName, e))
+	for _, want := range []string{"machine lab-master-1 made", "machine lab-worker-1 made", "etcd: 2 members, all healthy",
+		"node lab-master-1 (machine lab-master-1) joined and Ready", "node lab-worker-1 (machine lab-worker-1) joined and Ready"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("converge to 2 masters + 2 workers does not say %q", want)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("converge to 2 masters + 2 workers: exit %d", code)
+	}
+	t.Logf("FIGURE vSphere converge 1 + 1 → 2 + 2 (two VMs made, a master and a worker joined): %v", took.Round(100*time.Millisecond))
+	checkNodes(ctx, t, l, "lab-master-0", "lab-master-1", "lab-worker-0", "lab-worker-1")
+	if got, err := l.Kubectl(ctx, "get", "node", "lab-worker-1", "-o", `jsonpath={.metadata.labels.dhctl\.example\.com/pool}`); err != nil || got != "vsphere" {
+		t.Errorf("the new lab-worker-1 has pool label %q (%v), want its nodeTemplate's", got, err)
+	}
+	if inCluster := nodeStateInCluster(ctx, t, l, "lab-master-1"); inCluster == "" || inCluster != localState(t, l, "lab-master-1") {
+		t.Error("the new master's state is not in the cluster")
+	}
+	if out, code, _ := run(ctx, t, l, dhctl(l, []string{"converge", "--check"}, grow, l.ClusterName, e)); code != 0 || !strings.Contains(out, "infrastructure lab-master-1: InSync") {
+		t.Errorf("converge --check after growing: exit %d, want 0", code)
+	}
+
+	// Back to 1 + 1: the configuration no longer has the new machines' addresses.
+	out, code, took = run(ctx, t, l, dhctl(l, []string{"converge", sane}, template, l.ClusterName, e))
+	for _, want := range []string{"master lab-master-1 leaves etcd (2 members, all healthy)", "etcd: 1 members, all healthy",
+		"machine lab-master-1 destroyed", "machine lab-worker-1 destroyed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("converge back to 1 master + 1 worker does not say %q", want)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("converge back to 1 master + 1 worker: exit %d", code)
+	}
+	t.Logf("FIGURE vSphere converge 2 + 2 → 1 + 1 (a master leaves etcd, two nodes removed, two VMs destroyed): %v", took.Round(100*time.Millisecond))
+	checkNodes(ctx, t, l, "lab-master-0", "lab-worker-0")
+	for _, vm := range []string{"lab-master-1", "lab-worker-1"} {
+		if slices.Contains(sim.VMNames(t, ctx), vm) {
+			t.Errorf("VM %s is still there", vm)
+		}
+		if state := nodeStateInCluster(ctx, t, l, vm); state != "" {
+			t.Errorf("the destroyed %s's state is still in the cluster", vm)
+		}
+	}
+	rigtest.CheckClean(ctx, t, l.Machines[2], "converge removing lab-worker-1")
+	rigtest.CheckClean(ctx, t, l.Machines[3], "converge removing lab-master-1")
+	if out, code, _ := run(ctx, t, l, dhctl(l, []string{"converge", "--check"}, template, l.ClusterName, e)); code != 0 || !strings.Contains(out, "infrastructure lab-worker-0: InSync") {
+		t.Errorf("converge --check after shrinking: exit %d, want 0", code)
+	}
+}
+
+// addressEntry is one mainNetworkIPAddresses entry as vsphereCluster writes it.
+func addressEntry(address, gateway string) string {
+	return "    - address: " + address + "/24\n      gateway: " + gateway + "\n      nameservers: {}\n"
+}
+
+// checkNodes: the cluster's nodes are exactly names, all Ready.
+func checkNodes(ctx context.Context, t *testing.T, l *lab.Lab, names ...string) {
+	t.Helper()
+	out, err := l.Kubectl(ctx, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, n := range names {
+		want = append(want, n+"=True")
+	}
+	if got := strings.Fields(out); !slices.Equal(got, want) {
+		t.Errorf("nodes: %v, want %v", got, want)
+	}
+}
+
+// nodeStateInCluster is a machine's infrastructure state as the cluster keeps it ("" when it
+// keeps none).
+func nodeStateInCluster(ctx context.Context, t *testing.T, l *lab.Lab, name string) string {
+	t.Helper()
+	out, err := l.Kubectl(ctx, "-n", "d8-system", "get", "secret", "d8-node-terraform-state-"+name, "--ignore-not-found", "-o", "jsonpath={.data.node-tf-state\\.json}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := base64.StdEncoding.DecodeString(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(state)
+}
+
+// vmID is a VM's managed object id: a VM made again has a new one.
+func vmID(ctx context.Context, t *testing.T, sim *vspheretest.Env, name string) string {
+	t.Helper()
+	obj, err := sim.Finder.VirtualMachine(ctx, "/"+vspheretest.Datacenter+"/vm/lab/"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return obj.Reference().Value
 }
 
 // vmMemory is a VM's memory in MiB.
@@ -580,7 +693,7 @@ const (
 func TestVsphereBootstrapKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
 	defer cancel()
-	l, sim, tofu, _ := start(ctx, t, map[string]time.Duration{"CreateVirtualDisk_Task": diskDelay, "PowerOnVM_Task": powerOnDelay})
+	l, sim, tofu, _ := start(ctx, t, 2, map[string]time.Duration{"CreateVirtualDisk_Task": diskDelay, "PowerOnVM_Task": powerOnDelay})
 	before := sim.VMNames(t, ctx)
 	master, worker := l.Machines[0], l.Machines[1]
 	args := dhctl(l, []string{"bootstrap"}, l.ConfigPath, l.ClusterName, tofu)

@@ -63,7 +63,7 @@ func TestConverge(t *testing.T) {
 	// In sync right after the bootstrap, by the cluster's NodeGroups and by the configuration.
 	for _, args := range [][]string{converge("--check"), converge("--check", "--config", l.ConfigPath)} {
 		out, code, took := run(ctx, t, l, args...)
-		if code != 0 || !strings.Contains(out, "nodes: 0 to create, 0 to update, 0 to delete, 2 in sync") {
+		if code != 0 || !strings.Contains(out, "nodes: 0 to create, 0 to update, 0 to replace, 0 to delete, 2 in sync") {
 			t.Fatalf("converge %v right after the bootstrap: exit %d, want 0 and in sync", args[1:], code)
 		}
 		t.Logf("FIGURE converge --check of a cluster in sync (1 + 1): %v", took.Round(10*time.Millisecond))

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"github.com/dhctl-dev/dhctl/internal/kubeadm"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
 	"github.com/dhctl-dev/dhctl/internal/state"
@@ -81,6 +82,10 @@ func (l *Local) PackagesCacheDir() string { return filepath.Join(l.dir.Path(), p
 func (l *Local) PinnedHostKeysPath() string {
 	return filepath.Join(l.dir.Path(), ssh.PinnedHostsFileName)
 }
+
+// UnpinHost forgets the host keys pinned for host: its machine was destroyed, and the one made
+// in its place has keys of its own.
+func (l *Local) UnpinHost(host string) error { return ssh.Unpin(l.dir.Path(), host) }
 
 // readJSON decodes name into v; it reports false when the file does not exist.
 func (l *Local) readJSON(name string, v any, damaged string) (bool, error) {
@@ -395,6 +400,15 @@ type Machine struct {
 	Role      string `json:"role"`
 	SSH       string `json:"ssh"` // how dhctl reaches it
 	IP        string `json:"ip"`  // its node address
+	// Index and Settings are its replica's index and its group's settings when it was made: a
+	// machine the configuration no longer asks for is destroyed with them.
+	Index    int             `json:"index"`
+	Settings json.RawMessage `json:"settings,omitempty"`
+}
+
+// MachineOf is the record of machine h, replica index of a group with settings.
+func MachineOf(h inventory.Host, index int, settings json.RawMessage) Machine {
+	return Machine{Name: h.Name, NodeGroup: h.NodeGroup, Role: string(h.Role), SSH: h.SSH, IP: h.IP, Index: index, Settings: settings}
 }
 
 type machinesRecord struct {

@@ -300,6 +300,63 @@ func pinBatch(dir string, batch []*pinRequest) {
 	}
 }
 
+// Unpin removes the keys pinned in dir/known_hosts for host (any port): the machine at that
+// address was destroyed, and the one made in its place has keys of its own. Under the pins'
+// flock, in one atomic rewrite.
+func Unpin(dir, host string) error {
+	file := filepath.Join(dir, PinnedHostsFileName)
+	old, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(file+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", lock.Name(), err)
+	}
+	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN) //nolint:errcheck // closing releases it anyway
+	if old, err = os.ReadFile(file); err != nil {
+		return err
+	}
+	var kept []string
+	removed := false
+	for _, line := range strings.Split(strings.TrimRight(string(old), "\n"), "\n") {
+		if pinnedFor(line, host) {
+			removed = true
+			continue
+		}
+		kept = append(kept, line)
+	}
+	if !removed {
+		return nil
+	}
+	data := ""
+	if len(kept) > 0 {
+		data = strings.Join(kept, "\n") + "\n"
+	}
+	return atomicfile.Write(file, []byte(data), 0o600)
+}
+
+// pinnedFor reports whether a known_hosts line is for host, on any port.
+func pinnedFor(line, host string) bool {
+	fields := strings.Fields(line)
+	if len(fields) < 2 || strings.HasPrefix(fields[0], "#") {
+		return false
+	}
+	for _, h := range strings.Split(fields[0], ",") {
+		if h == host || (strings.HasPrefix(h, "["+host+"]:")) {
+			return true
+		}
+	}
+	return false
+}
+
 func keyEqual(a, b ssh.PublicKey) bool {
 	return string(a.Marshal()) == string(b.Marshal())
 }

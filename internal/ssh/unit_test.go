@@ -189,3 +189,35 @@ func TestDialTCPTriesEachResolvedAddress(t *testing.T) {
 		t.Fatalf("time given to each address: %+v; want about half of 10s for the first, the rest for the last", got)
 	}
 }
+
+// A destroyed machine's pins go (every port), and nobody else's: the machine made in its place
+// at the same address is pinned anew on first use instead of refused as a changed key.
+func TestUnpinForgetsOneHostOnly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	v := &hostKeyVerifier{policy: HostKeyPolicy{Mode: HostKeysTrustOnFirstUse, StateDir: dir}}
+	for _, addr := range []string{"10.0.0.1:22", "10.0.0.1:2222", "10.0.0.10:22", "10.0.0.2:22"} {
+		if _, err := v.verify(addr, &net.TCPAddr{}, newPub(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Unpin(dir, "10.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	replacement := newPub(t)
+	if st, err := v.verify("10.0.0.1:22", &net.TCPAddr{}, replacement); err != nil || st.Source == HostKeyPinned {
+		t.Fatalf("the replaced machine's new key after Unpin: %+v %v, want pinned anew", st, err)
+	}
+	for _, addr := range []string{"10.0.0.10:22", "10.0.0.2:22"} {
+		var changed *HostKeyChangedError
+		if _, err := v.verify(addr, &net.TCPAddr{}, newPub(t)); !errors.As(err, &changed) {
+			t.Errorf("%s with another key after unpinning 10.0.0.1: %v, want its pin kept (a changed key)", addr, err)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(dir, PinnedHostsFileName))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("pinned file after Unpin: %v %v", fi, err)
+	}
+	if err := Unpin(filepath.Join(t.TempDir(), "none"), "10.0.0.1"); err != nil {
+		t.Errorf("Unpin with no pinned file: %v", err)
+	}
+}

@@ -127,27 +127,27 @@ func (p *Provider) Module(layout, step string) (fs.FS, error) {
 	return fs.Sub(terraform.FS, dir)
 }
 
-// Nodes are the masters of masterNodeGroup, then every nodeGroups entry's replicas.
+// Nodes are the masters of masterNodeGroup, then every nodeGroups entry's replicas. Each keeps
+// its group's settings as the document has them (every field, not only those read here): a
+// machine whose group later shrinks or goes away is destroyed with them (providers.Steps.Leftover).
 func (p *Provider) Nodes(*config.Cluster) ([]providers.NodeSpec, error) {
+	var raw struct {
+		MasterNodeGroup json.RawMessage   `json:"masterNodeGroup"`
+		NodeGroups      []json.RawMessage `json:"nodeGroups"`
+	}
+	if err := json.Unmarshal(p.cfg.Raw, &raw); err != nil {
+		return nil, fmt.Errorf("VsphereClusterConfiguration: %w", err)
+	}
 	var out []providers.NodeSpec
-	add := func(g NodeGroup, group, step string, role inventory.Role) error {
-		settings, err := json.Marshal(g)
-		if err != nil {
-			return err
-		}
+	add := func(g NodeGroup, settings json.RawMessage, group, step string, role inventory.Role) {
 		for i := range g.Replicas {
 			out = append(out, providers.NodeSpec{Name: fmt.Sprintf("%s-%s-%d", p.prefix, group, i), NodeGroup: group,
 				Index: i, Role: role, Step: step, Settings: settings})
 		}
-		return nil
 	}
-	if err := add(p.cfg.MasterNodeGroup, "master", providers.MasterNode, inventory.Master); err != nil {
-		return nil, err
-	}
-	for _, g := range p.cfg.NodeGroups {
-		if err := add(g, g.Name, providers.StaticNode, inventory.Worker); err != nil {
-			return nil, err
-		}
+	add(p.cfg.MasterNodeGroup, raw.MasterNodeGroup, "master", providers.MasterNode, inventory.Master)
+	for i, g := range p.cfg.NodeGroups {
+		add(g, raw.NodeGroups[i], g.Name, providers.StaticNode, inventory.Worker)
 	}
 	return out, nil
 }

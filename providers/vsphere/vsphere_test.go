@@ -1,8 +1,10 @@
 package vsphere
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,8 +15,10 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/dhctl-dev/dhctl/internal/clusterstate"
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/inventory"
+	"github.com/dhctl-dev/dhctl/internal/state"
 	"github.com/dhctl-dev/dhctl/providers"
 	"github.com/dhctl-dev/dhctl/providers/vsphere/vspheretest"
 )
@@ -93,6 +97,99 @@ func TestNodesAndMachines(t *testing.T) {
 	if _, err := p.Module("", providers.MasterNode); err != nil {
 		t.Errorf("the Standard layout's master-node: %v", err)
 	}
+}
+
+// A machine keeps its group's settings as the document has them, and a machine its group no
+// longer holds (replicas 1 → 0, then the group gone) is evaluated with them: its step's
+// variables give the module the group it was made in.
+func TestLeftoverMachineKeepsItsGroup(t *testing.T) {
+	yaml := strings.Replace(testConfig("127.0.0.1:1", vspheretest.Datastore), "numCPUs: 1, memory: 1024,", "numCPUs: 1, memory: 1024, mainNetworkIPAddresses: [{address: 10.0.0.9/24, gateway: 10.0.0.1, nameservers: {}}],", 1)
+	p := provider(t, yaml)
+	specs, err := p.Nodes(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker := specs[2]
+	var kept map[string]any
+	if err := json.Unmarshal(worker.Settings, &kept); err != nil || kept["name"] != "worker" || addresses(kept) == nil {
+		t.Fatalf("the worker's kept settings %s (%v), want the whole nodeGroups entry", worker.Settings, err)
+	}
+	for name, doc := range map[string]string{
+		"replicas 0":    strings.Replace(strings.Replace(yaml, "  replicas: 1\n", "  replicas: 0\n", 1), " mainNetworkIPAddresses: [{address: 10.0.0.9/24, gateway: 10.0.0.1, nameservers: {}}],", "", 1),
+		"group removed": strings.Split(yaml, "nodeGroups:")[0],
+	} {
+		c := load(t, doc)
+		steps := providers.Steps{Provider: p, Cluster: c, UUID: testUUID}
+		s, err := steps.Leftover(worker)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		pcc := s.Vars["providerClusterConfiguration"].(map[string]any)
+		groups, _ := pcc["nodeGroups"].([]any)
+		if len(groups) != 1 || addresses(groups[0].(map[string]any)) == nil || s.Vars["nodeGroupName"] != "worker" || s.Vars["nodeIndex"] != 0 {
+			t.Errorf("%s: the leftover step's variables: nodeGroups %v, group %v, index %v", name, groups, s.Vars["nodeGroupName"], s.Vars["nodeIndex"])
+		}
+		if _, ok := c.ProviderClusterConfiguration.Object["nodeGroups"].([]any); ok && name == "group removed" {
+			t.Errorf("%s: Leftover changed the configuration it was given", name)
+		}
+	}
+	worker.Settings = nil
+	if _, err := (providers.Steps{Provider: p, Cluster: load(t, yaml), UUID: testUUID}).Leftover(worker); err == nil || !strings.Contains(err.Error(), "put the group back") {
+		t.Errorf("a leftover without kept settings: %v, want an error saying what to do", err)
+	}
+}
+
+// What destroy and abort destroy: the configuration's machines made, then those made that it no
+// longer asks for (replicas lowered without a converge), from their records, as leftovers.
+func TestMadeIncludesMachinesTheConfigurationDropped(t *testing.T) {
+	d, err := state.Open(context.Background(), t.TempDir(), "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	l := clusterstate.NewLocal(d)
+	p := provider(t, testConfig("127.0.0.1:1", vspheretest.Datastore))
+	specs, err := p.Nodes(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := providers.NodeSpec{Name: "lab-worker-1", NodeGroup: "worker", Index: 1, Role: inventory.Worker, Step: providers.StaticNode, Settings: specs[2].Settings}
+	for _, name := range []string{"lab-master-0", "lab-worker-0", "lab-worker-1", clusterstate.BaseInfrastructure} {
+		if err := l.SaveTerraformState(name, []byte(`{"version":4,"serial":1,"lineage":"x"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := inventory.Host{Name: dropped.Name, NodeGroup: "worker", Role: inventory.Worker, SSH: "10.0.0.9", IP: "10.0.0.9"}
+	if err := l.RecordMachine(clusterstate.MachineOf(h, dropped.Index, dropped.Settings)); err != nil {
+		t.Fatal(err)
+	}
+	nodes, base, err := providers.Steps{Provider: p, Cluster: load(t, testConfig("127.0.0.1:1", vspheretest.Datastore)), UUID: testUUID}.Made(l)
+	if err != nil || !base {
+		t.Fatalf("Made: base %v, %v", base, err)
+	}
+	var got []string
+	for _, n := range nodes {
+		got = append(got, fmt.Sprintf("%s leftover=%v index=%d", n.Name, n.Leftover, n.Index))
+	}
+	if want := []string{"lab-master-0 leftover=false index=0", "lab-worker-0 leftover=false index=0", "lab-worker-1 leftover=true index=1"}; !slices.Equal(got, want) {
+		t.Errorf("made: %v, want %v", got, want)
+	}
+	if last := nodes[len(nodes)-1]; compact(t, last.Settings) != compact(t, dropped.Settings) || last.Role != inventory.Worker || last.Step != providers.StaticNode {
+		t.Errorf("the dropped machine's spec: %+v", last)
+	}
+}
+
+func compact(t *testing.T, raw []byte) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func addresses(group map[string]any) any {
+	ic, _ := group["instanceClass"].(map[string]any)
+	return ic["mainNetworkIPAddresses"]
 }
 
 // Against the simulator: discovery by tags, a preflight that names what is missing, and what a

@@ -104,21 +104,8 @@ func (b *Bootstrap) nodeInfra(ctx context.Context) error {
 		if err != nil {
 			return exitcode.Usage(err)
 		}
-		// An apply killed before the engine saved its state leaves a machine outside it: adopt
-		// it rather than make a second one.
-		state, err := b.o.State.TerraformState(spec.Name)
-		if err != nil {
+		if err := steps.Adopt(ctx, b.o.Infra, b.o.State, spec, s, b.o.Log); err != nil {
 			return err
-		}
-		orphans, err := b.o.Provider.Orphans(ctx, b.o.Cluster, steps.UUID, spec, state)
-		if err != nil {
-			return err
-		}
-		for _, o := range orphans {
-			b.o.Log.Warn("adopting a machine an interrupted run made", "step", spec.Name, "resource", o.Address, "id", o.ID)
-			if err := b.o.Infra.Import(ctx, s, o.Address, o.ID); err != nil {
-				return err
-			}
 		}
 		out, err := b.converge(ctx, s)
 		if err != nil {
@@ -128,7 +115,7 @@ func (b *Bootstrap) nodeInfra(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := b.o.State.RecordMachine(clusterstate.Machine{Name: h.Name, NodeGroup: h.NodeGroup, Role: string(h.Role), SSH: h.SSH, IP: h.IP}); err != nil {
+		if err := b.o.State.RecordMachine(clusterstate.MachineOf(h, spec.Index, spec.Settings)); err != nil {
 			return err
 		}
 		if err := b.o.Inventory.Add(h); err != nil {

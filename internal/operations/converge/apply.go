@@ -30,8 +30,9 @@ func (s *safePoints) check() error {
 	return context.Cause(s.ctx)
 }
 
-// apply carries out plan: the NodeGroups of --config, the static machines to join, the nodes to
-// remove, then each node's template and the groups' status. Each step re-reads what it changes, so a re-run after an interruption does
+// apply carries out plan: the NodeGroups of --config, the infrastructure changed in place, the
+// machines to make and join, the nodes to replace, the nodes to remove, then each node's
+// template and the groups' status. Each step re-reads what it changes, so a re-run after an interruption does
 // only what is left.
 func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, desired map[string]config.NodeGroup, plan Plan) error {
 	start := time.Now()
@@ -75,6 +76,9 @@ func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, desi
 	if err := createNodes(ctx, o, k, cp, safe, plan); err != nil {
 		return err
 	}
+	if err := replaceNodes(ctx, o, k, cp, safe, plan); err != nil {
+		return err
+	}
 	if err := removeNodes(ctx, o, k, cp, safe, plan); err != nil {
 		return err
 	}
@@ -92,5 +96,51 @@ func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, desi
 		return err
 	}
 	fmt.Fprintf(o.Out, "cluster %s converged: %d node(s) updated in %s\n", o.Name, updated, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// createNodes makes the plan's new cloud machines, node by node, then joins every new machine
+// (joinNodes). A node that exists (its machine's state was lost) only has its machine made.
+func createNodes(ctx context.Context, o Options, k *kube.Client, cp *controlPlane, safe *safePoints, plan Plan) error {
+	var joins []NodeAction
+	for _, n := range byRole(plan, ActionCreate, true) {
+		if n.Machine != "" {
+			if err := safe.check(); err != nil {
+				return err
+			}
+			if err := makeMachine(ctx, o, k, &n); err != nil {
+				return err
+			}
+		}
+		if !n.Exists {
+			joins = append(joins, n)
+		}
+	}
+	return joinNodes(ctx, o, k, cp, safe, joins)
+}
+
+// replaceNodes replaces cloud nodes one at a time, workers first: each is removed as a deleted
+// node is (a master leaves etcd first), its machine made again, and the new one joined. The
+// node is deleted before its machine is replaced, so a re-run after an interruption finds a
+// machine without a node, and joins it.
+func replaceNodes(ctx context.Context, o Options, k *kube.Client, cp *controlPlane, safe *safePoints, plan Plan) error {
+	for _, n := range byRole(plan, ActionReplace, false) {
+		if err := safe.check(); err != nil {
+			return err
+		}
+		if err := removeNode(ctx, o, k, cp, n); err != nil {
+			return err
+		}
+		if err := safe.check(); err != nil {
+			return err
+		}
+		if err := makeMachine(ctx, o, k, &n); err != nil {
+			return err
+		}
+		n.Exists = false
+		if err := joinNodes(ctx, o, k, cp, safe, []NodeAction{n}); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -45,10 +45,11 @@ type Options struct {
 	// group gains or loses nodes) and the SSHCredentials they name.
 	Instances   []nodegroup.StaticInstance
 	Credentials map[string]nodegroup.SSHCredentials
-	// Static is what adding and removing static nodes needs; nil when this run cannot
-	// (StaticUnavailable says why, and a plan that needs it fails before any change).
-	Static            *StaticOptions
-	StaticUnavailable string
+	// Machines is what adding and removing nodes needs (static machines and cloud ones); nil
+	// when this run cannot (MachinesUnavailable says why, and a plan that needs it fails before
+	// any change).
+	Machines            *MachineOptions
+	MachinesUnavailable string
 	// Cloud is what a cloud cluster's infrastructure needs; nil for a static cluster.
 	Cloud *CloudOptions
 	// FirstMasterIP is the first master's address (the state dir's join data): never removed.
@@ -81,6 +82,9 @@ const (
 	ActionCreate = "create"
 	ActionUpdate = "update"
 	ActionDelete = "delete"
+	// ActionReplace is a cloud node whose machine is made again (a destructive infrastructure
+	// change): removed as a deleted node is, then joined as a new one.
+	ActionReplace = "replace"
 )
 
 // GroupAction is what happens to a NodeGroup object.
@@ -98,42 +102,82 @@ type NodeAction struct {
 	Action  string             `json:"action"`
 	Ready   bool               `json:"ready"`
 	Changes []nodegroup.Change `json:"changes,omitempty"`
-	// Address and Instance: a static node created or deleted, the machine it is on.
+	// Address and Instance or Machine: a node created, replaced or deleted, the machine it is on
+	// (a StaticInstance, or a cloud machine: its infrastructure step).
 	Address     string `json:"address,omitempty"`
 	Instance    string `json:"staticInstance,omitempty"`
+	Machine     string `json:"machine,omitempty"`
 	Destructive bool   `json:"destructive,omitempty"`
+	// Exists says whether the node is in the cluster (a cloud machine made by a run that was
+	// interrupted before its join has none).
+	Exists bool `json:"exists"`
 
 	instance nodegroup.StaticInstance
+	ssh      string       // how a cloud machine is reached (its address when empty)
+	infra    *InfraAction // a cloud machine's step
+}
+
+// on names the machine a node is on, for people.
+func (n NodeAction) on() string {
+	if n.Machine != "" {
+		return "machine " + n.Machine
+	}
+	return "StaticInstance " + n.Instance
 }
 
 // Destructive lists the plan's destructive changes, for people.
 func (p Plan) Destructive() []string {
 	var out []string
+	described := map[string]bool{}
 	for _, n := range p.Nodes {
 		if !n.Destructive {
 			continue
 		}
 		what := "drained, removed from the cluster, and the machine cleaned (kubeadm reset, kubelet, containerd, CNI, /etc/kubernetes)"
+		switch {
+		case n.Machine != "" && n.Action == ActionReplace:
+			what = "drained, removed from the cluster, its machine cleaned, then made again from the new settings (what is on it is lost: " + destructiveChanges(n.infra) + ") and joined again"
+		case n.Machine != "":
+			what += ", then the machine destroyed"
+		}
+		if !n.Exists {
+			what = "no node (an interrupted run removed it or never joined it): " + what
+		}
 		if n.Group == config.MasterNodeGroup {
 			what = "control-plane node: leaves etcd (only while every member is healthy), then " + what
 		}
-		out = append(out, fmt.Sprintf("node %s (%s, StaticInstance %s): %s", n.Node, n.Address, n.Instance, what))
+		where := n.Address
+		if n.Machine == "" {
+			where += ", " + n.on()
+		}
+		out = append(out, fmt.Sprintf("node %s (%s): %s", n.Node, where, what))
+		described[n.Machine] = n.Machine != ""
 	}
 	for _, a := range p.Infrastructure {
+		if described[a.Step] {
+			continue
+		}
 		switch a.Status {
 		case InfraDestructive:
-			var lost []string
-			for _, c := range a.Changes {
-				if c.Destructive {
-					lost = append(lost, fmt.Sprintf("%s %s", c.Action, c.Address))
-				}
-			}
-			out = append(out, fmt.Sprintf("infrastructure %s: %s (what is on it is lost)", a.Step, strings.Join(lost, ", ")))
+			out = append(out, fmt.Sprintf("infrastructure %s: %s (what is on it is lost)", a.Step, destructiveChanges(&a)))
 		case InfraDelete:
 			out = append(out, fmt.Sprintf("infrastructure %s: the machine is destroyed", a.Step))
 		}
 	}
 	return out
+}
+
+// destructiveChanges lists a step's changes that lose data.
+func destructiveChanges(a *InfraAction) string {
+	var lost []string
+	if a != nil {
+		for _, c := range a.Changes {
+			if c.Destructive {
+				lost = append(lost, fmt.Sprintf("%s %s", c.Action, c.Address))
+			}
+		}
+	}
+	return strings.Join(lost, ", ")
 }
 
 // InSync reports whether the plan changes nothing.
@@ -165,8 +209,8 @@ func (p Plan) counts() string {
 	for _, n := range p.Nodes {
 		nodes[n.Action]++
 	}
-	s := fmt.Sprintf("node groups: %d to create, %d to update, %d in sync; nodes: %d to create, %d to update, %d to delete, %d in sync",
-		groups[ActionCreate], groups[ActionUpdate], groups[ActionNone], nodes[ActionCreate], nodes[ActionUpdate], nodes[ActionDelete], nodes[ActionNone])
+	s := fmt.Sprintf("node groups: %d to create, %d to update, %d in sync; nodes: %d to create, %d to update, %d to replace, %d to delete, %d in sync",
+		groups[ActionCreate], groups[ActionUpdate], groups[ActionNone], nodes[ActionCreate], nodes[ActionUpdate], nodes[ActionReplace], nodes[ActionDelete], nodes[ActionNone])
 	if len(p.Infrastructure) > 0 {
 		steps := map[string]int{}
 		for _, a := range p.Infrastructure {
@@ -194,10 +238,18 @@ func (p Plan) WriteText(w io.Writer) {
 			group = "no group"
 		}
 		line := fmt.Sprintf("  node %s (%s): %s", n.Node, group, actionWord(n.Action))
-		switch n.Action {
-		case ActionCreate:
+		switch {
+		case n.Action == ActionCreate && n.Machine != "" && n.Exists:
+			line = fmt.Sprintf("  node %s (group %s): create (the machine is made; the node exists)", n.Node, n.Group)
+		case n.Action == ActionCreate && n.Machine != "":
+			line = fmt.Sprintf("  node %s (group %s): create (its machine made if it is not, then joined)", n.Node, n.Group)
+		case n.Action == ActionCreate:
 			line = fmt.Sprintf("  node on StaticInstance %s (%s, group %s): create (join)", n.Instance, n.Address, n.Group)
-		case ActionDelete:
+		case n.Action == ActionReplace:
+			line += fmt.Sprintf(" (DESTRUCTIVE: machine %s, %s, is made again from its group's new settings)", n.Machine, n.Address)
+		case n.Action == ActionDelete && n.Machine != "":
+			line += fmt.Sprintf(" (DESTRUCTIVE: machine %s, %s, is no longer in its group's replicas)", n.Machine, n.Address)
+		case n.Action == ActionDelete:
 			line += fmt.Sprintf(" (DESTRUCTIVE: StaticInstance %s, %s, is no longer selected by its group)", n.Instance, n.Address)
 		}
 		if len(n.Changes) > 0 {
@@ -281,8 +333,8 @@ func Run(ctx context.Context, o Options) (Plan, error) {
 		}
 		return plan, exitcode.Drifted(&DriftError{Summary: plan.counts()})
 	}
-	if needsStatic(plan) && o.Static == nil {
-		return plan, exitcode.Usage(fmt.Errorf("the plan adds or removes static nodes, which this run cannot do: %s", o.StaticUnavailable))
+	if needsMachines(plan) && o.Machines == nil {
+		return plan, exitcode.Usage(fmt.Errorf("the plan adds, replaces or removes nodes, which this run cannot do: %s", o.MachinesUnavailable))
 	}
 	if d := plan.Destructive(); len(d) > 0 && !o.AllowDestructive {
 		if o.Confirm == nil {
@@ -291,9 +343,6 @@ func Run(ctx context.Context, o Options) (Plan, error) {
 		if err := o.Confirm(d); err != nil {
 			return plan, err
 		}
-	}
-	if what := cloudUnsupported(plan); what != "" {
-		return plan, exitcode.Usage(fmt.Errorf("the plan needs %s, which this build of converge cannot do yet (it changes cloud machines in place only): nothing was changed", what))
 	}
 	return plan, apply(ctx, o, k, lock, desired, plan)
 }
@@ -354,7 +403,7 @@ func makePlan(ctx context.Context, o Options, k *kube.Client) (map[string]config
 		if !np.InSync() {
 			action = ActionUpdate
 		}
-		plan.Nodes = append(plan.Nodes, NodeAction{Node: np.Node, Group: np.Group, Action: action, Ready: np.Ready, Changes: np.Changes})
+		plan.Nodes = append(plan.Nodes, NodeAction{Node: np.Node, Group: np.Group, Action: action, Ready: np.Ready, Changes: np.Changes, Exists: true})
 		switch _, known := desired[np.Group]; {
 		case np.Group == "":
 			plan.Warnings = append(plan.Warnings, fmt.Sprintf("node %s has no %s label: it belongs to no node group, and nothing is applied to it", np.Node, config.NodeGroupLabel))
@@ -366,7 +415,7 @@ func makePlan(ctx context.Context, o Options, k *kube.Client) (map[string]config
 		return nil, plan, err
 	}
 	if o.Cloud != nil {
-		if err := planCloud(ctx, o.Cloud, &plan); err != nil {
+		if err := planCloud(ctx, o, &plan); err != nil {
 			return nil, plan, err
 		}
 	}

@@ -167,7 +167,7 @@ func TestConvergeAppliesNodeTemplatesAndLeavesOthersAlone(t *testing.T) {
 		"node m1 (master): update: +label node-role.kubernetes.io/master=",
 		"node x1 (no group): in sync",
 		"warning: node x1 has no node.deckhouse.io/group label",
-		"node groups: 2 to create, 0 to update, 0 in sync; nodes: 0 to create, 3 to update, 0 to delete, 1 in sync",
+		"node groups: 2 to create, 0 to update, 0 in sync; nodes: 0 to create, 3 to update, 0 to replace, 0 to delete, 1 in sync",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())

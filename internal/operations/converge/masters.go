@@ -32,7 +32,7 @@ type controlPlane struct {
 
 // openControlPlane connects to the first master and its etcd.
 func openControlPlane(ctx context.Context, o Options, k *kube.Client) (*controlPlane, error) {
-	c, ip, err := o.Static.FirstMaster(ctx)
+	c, ip, err := o.Machines.FirstMaster(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reaching the first master, through which etcd is checked: %w", err)
 	}
