@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -178,12 +179,21 @@ func (e *UnhealthyError) Error() string {
 // CheckHealthy lists the members and checks each: every member started, none a learner, all
 // healthy. The members are returned either way.
 func (c *Client) CheckHealthy(ctx context.Context) ([]Member, error) {
+	return c.CheckHealthyExcept(ctx)
+}
+
+// CheckHealthyExcept is CheckHealthy for every member but those at hosts (members about to be
+// removed: a lost machine's member is unhealthy, and its health is not what removing it risks).
+func (c *Client) CheckHealthyExcept(ctx context.Context, hosts ...string) ([]Member, error) {
 	members, err := c.Members(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var bad []string
 	for _, m := range members {
+		if slices.Contains(hosts, m.Host()) {
+			continue
+		}
 		if m.IsLearner {
 			bad = append(bad, m.String()+": still a learner (not yet promoted to a voting member)")
 			continue

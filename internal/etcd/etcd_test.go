@@ -15,7 +15,7 @@ import (
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
 )
 
-// member is a real etcd process of a test cluster on 127.0.0.1.
+// member is a real etcd process of a test cluster on a loopback address of its own.
 type member struct {
 	name               string
 	clientURL, peerURL string
@@ -55,7 +55,9 @@ func startCluster(t *testing.T) []*member {
 	var ms []*member
 	var initial []string
 	for i := range 3 {
-		m := &member{name: fmt.Sprintf("m%d", i), clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]), peerURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])}
+		// A loopback address of its own, as each master has its own address.
+		ip := fmt.Sprintf("127.0.0.%d", i+1)
+		m := &member{name: fmt.Sprintf("m%d", i), clientURL: fmt.Sprintf("http://%s:%d", ip, ports[2*i]), peerURL: fmt.Sprintf("http://%s:%d", ip, ports[2*i+1])}
 		ms = append(ms, m)
 		initial = append(initial, m.name+"="+m.peerURL)
 	}
@@ -101,16 +103,32 @@ func TestMembersHealthAndRemoval(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a new cluster is not healthy: %v", err)
 	}
-	if len(members) != 3 || members[2].Name != "m2" || members[2].Host() != "127.0.0.1" || members[2].ID == 0 {
+	if len(members) != 3 || members[2].Name != "m2" || members[2].Host() != "127.0.0.3" || members[2].ID == 0 {
 		t.Fatalf("members %+v", members)
 	}
 
 	// A member down: named, with why.
 	ms[2].stop()
-	_, err = c.CheckHealthy(ctx)
 	var unhealthy *UnhealthyError
-	if !errors.As(err, &unhealthy) || len(unhealthy.Members) != 1 || !strings.HasPrefix(unhealthy.Members[0], "m2 at 127.0.0.1: ") {
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		// Until a leader is elected again (m2 may have led), the others answer 503 too.
+		_, err = c.CheckHealthy(ctx)
+		if !errors.As(err, &unhealthy) || len(unhealthy.Members) == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !errors.As(err, &unhealthy) || len(unhealthy.Members) != 1 || !strings.HasPrefix(unhealthy.Members[0], "m2 at 127.0.0.3: ") {
 		t.Fatalf("with m2 down: %v", err)
+	}
+	// The others checked, the down member left out (it is the one to remove): healthy; another
+	// left out instead: still not.
+	if _, err := c.CheckHealthyExcept(ctx, "127.0.0.3"); err != nil {
+		t.Errorf("with m2 down and left out: %v", err)
+	}
+	if _, err := c.CheckHealthyExcept(ctx, "127.0.0.2"); !errors.As(err, &unhealthy) || !strings.HasPrefix(unhealthy.Members[0], "m2 at 127.0.0.3: ") {
+		t.Errorf("with m2 down and m1 left out: %v", err)
 	}
 
 	// Removed, the cluster of two is healthy again; removing it twice is no error.

@@ -35,7 +35,10 @@ func Cordon(ctx context.Context, k kubernetes.Interface, node string) error {
 
 // Drain evicts every pod of node that a drain moves (not DaemonSets' pods, which stay with
 // their node, nor static pods), honouring PodDisruptionBudgets, and waits for them to be gone.
-// It is bounded by timeout; a pod that cannot be evicted in time is named with the reason.
+// It is bounded by timeout; a pod that cannot be evicted in time is named with the reason. On a
+// lost node (Lost: its kubelet no longer reports) an evicted pod cannot finish terminating until
+// the Node is deleted, so it is not waited for: it is gone from the node's point of view, and
+// its controller has made a replacement elsewhere.
 func Drain(ctx context.Context, k kubernetes.Interface, node string, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = DefaultDrainTimeout
@@ -44,6 +47,10 @@ func Drain(ctx context.Context, k kubernetes.Interface, node string, timeout tim
 	defer cancel()
 	blocked := map[string]string{} // pod -> why its last eviction failed
 	for {
+		lost, err := nodeLost(ctx, k, node)
+		if err != nil {
+			return drainError(ctx, node, timeout, err, blocked)
+		}
 		pods, err := k.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node).String()})
 		if err != nil {
 			return drainError(ctx, node, timeout, fmt.Errorf("listing its pods: %w", err), blocked)
@@ -59,6 +66,10 @@ func Drain(ctx context.Context, k kubernetes.Interface, node string, timeout tim
 			left++
 			name := p.Namespace + "/" + p.Name
 			if p.DeletionTimestamp != nil {
+				if lost {
+					left--
+					continue
+				}
 				blocked[name] = "terminating"
 				continue
 			}
@@ -94,6 +105,30 @@ func evict(ctx context.Context, k kubernetes.Interface, p *corev1.Pod) error {
 	e := &policyv1.Eviction{TypeMeta: metav1.TypeMeta{APIVersion: "policy/v1", Kind: "Eviction"}, ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
 	return k.CoreV1().RESTClient().Post().Namespace(p.Namespace).Resource("pods").Name(p.Name).SubResource("eviction").
 		MaxRetries(0).Body(e).Do(ctx).Error()
+}
+
+// Lost reports whether a node's kubelet no longer reports: the node controller set its Ready
+// condition to Unknown (a machine powered off, gone, or cut off).
+func Lost(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionUnknown
+		}
+	}
+	return false
+}
+
+func nodeLost(ctx context.Context, k kubernetes.Interface, node string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	n, err := k.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading the node: %w", err)
+	}
+	return Lost(n), nil
 }
 
 // drained reports whether a drain moves p: not a static (mirror) pod, not a DaemonSet's, not

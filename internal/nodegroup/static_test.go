@@ -156,6 +156,7 @@ func TestDrainNamesWhatBlocksIt(t *testing.T) {
 	pod("ds", nil, nil, []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "ds", UID: "u1"}})
 	pod("static", nil, map[string]string{corev1.MirrorPodAnnotationKey: "x"}, nil)
 	pod("db", map[string]string{"app": "db"}, nil, nil)
+	pod("web", nil, nil, nil) // evicted, then terminating for want of a kubelet
 	one := intstr.FromInt32(1)
 	pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "default"},
 		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}}
@@ -170,7 +171,28 @@ func TestDrainNamesWhatBlocksIt(t *testing.T) {
 	}
 	err = Drain(ctx, k, "n1", 5*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "default/db (its PodDisruptionBudget allows no disruption now)") ||
-		strings.Contains(err.Error(), "default/ds") || strings.Contains(err.Error(), "default/static") {
+		!strings.Contains(err.Error(), "default/web (") || strings.Contains(err.Error(), "default/ds") || strings.Contains(err.Error(), "default/static") {
 		t.Fatalf("drain: %v", err)
+	}
+	// The same pod evicted on a node whose kubelet no longer reports: it cannot finish
+	// terminating until the Node is deleted, so it does not hold the drain.
+	if err := k.PolicyV1().PodDisruptionBudgets("default").Delete(ctx, "db", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n1, err := k.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: "NodeStatusUnknown"}}
+	if _, err := k.CoreV1().Nodes().UpdateStatus(ctx, n1, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Drain(ctx, k, "n1", 20*time.Second); err != nil {
+		t.Fatalf("drain of the lost node: %v", err)
+	}
+	for _, name := range []string{"db", "web"} {
+		if p, err := k.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{}); err != nil || p.DeletionTimestamp == nil {
+			t.Errorf("pod %s after the lost node's drain: %v, want it evicted (terminating)", name, err)
+		}
 	}
 }

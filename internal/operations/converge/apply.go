@@ -46,7 +46,7 @@ func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, desi
 			return err
 		}
 		defer cp.close()
-		if _, err := cp.healthy(ctx, 0, etcdSettleBefore); err != nil {
+		if _, err := cp.healthyExcept(ctx, lostLeaving(plan), 0, etcdSettleBefore); err != nil {
 			return fmt.Errorf("the plan adds or removes masters, but the control plane is not healthy (%w): changing etcd's membership now could lose its quorum; nothing was changed: fix it first", err)
 		}
 	}
@@ -119,10 +119,11 @@ func createNodes(ctx context.Context, o Options, k *kube.Client, cp *controlPlan
 	return joinNodes(ctx, o, k, cp, safe, joins)
 }
 
-// replaceNodes replaces cloud nodes one at a time, workers first: each is removed as a deleted
-// node is (a master leaves etcd first), its machine made again, and the new one joined. The
-// node is deleted before its machine is replaced, so a re-run after an interruption finds a
-// machine without a node, and joins it.
+// replaceNodes replaces nodes one at a time, workers first: each is removed as a deleted node
+// is (a master leaves etcd first), a cloud node's machine made again, and the machine joined
+// again (a master whose join was interrupted is replaced on its own machine). The node is
+// deleted before its machine is replaced, so a re-run after an interruption finds a machine
+// without a node, and joins it.
 func replaceNodes(ctx context.Context, o Options, k *kube.Client, cp *controlPlane, safe *safePoints, plan Plan) error {
 	for _, n := range byRole(plan, ActionReplace, false) {
 		if err := safe.check(); err != nil {
@@ -134,8 +135,10 @@ func replaceNodes(ctx context.Context, o Options, k *kube.Client, cp *controlPla
 		if err := safe.check(); err != nil {
 			return err
 		}
-		if err := makeMachine(ctx, o, k, &n); err != nil {
-			return err
+		if n.Machine != "" {
+			if err := makeMachine(ctx, o, k, &n); err != nil {
+				return err
+			}
 		}
 		n.Exists = false
 		if err := joinNodes(ctx, o, k, cp, safe, []NodeAction{n}); err != nil {
@@ -143,4 +146,17 @@ func replaceNodes(ctx context.Context, o Options, k *kube.Client, cp *controlPla
 		}
 	}
 	return nil
+}
+
+// lostLeaving lists the addresses of the masters the plan removes or replaces whose machines
+// are lost: their etcd members are down for that reason, and removing them (first) is what
+// makes etcd healthy again. Any other unhealthy member refuses the plan.
+func lostLeaving(p Plan) []string {
+	var out []string
+	for _, n := range p.Nodes {
+		if n.Group == config.MasterNodeGroup && n.Lost && (n.Action == ActionDelete || n.Action == ActionReplace) && n.Address != "" {
+			out = append(out, n.Address)
+		}
+	}
+	return out
 }

@@ -111,6 +111,11 @@ type NodeAction struct {
 	// Exists says whether the node is in the cluster (a cloud machine made by a run that was
 	// interrupted before its join has none).
 	Exists bool `json:"exists"`
+	// Rejoin: a master whose join was interrupted before etcd (no member): replaced by being
+	// cleaned and joined again on the same machine.
+	Rejoin bool `json:"rejoin,omitempty"`
+	// Lost: the node's kubelet no longer reports (its machine is off, gone or cut off).
+	Lost bool `json:"lost,omitempty"`
 
 	instance nodegroup.StaticInstance
 	ssh      string       // how a cloud machine is reached (its address when empty)
@@ -135,6 +140,8 @@ func (p Plan) Destructive() []string {
 		}
 		what := "drained, removed from the cluster, and the machine cleaned (kubeadm reset, kubelet, containerd, CNI, /etc/kubernetes)"
 		switch {
+		case n.Rejoin:
+			what = "has no etcd member (its join was interrupted): cleaned, removed from the cluster and joined again on the same machine"
 		case n.Machine != "" && n.Action == ActionReplace:
 			what = "drained, removed from the cluster, its machine cleaned, then made again from the new settings (what is on it is lost: " + destructiveChanges(n.infra) + ") and joined again"
 		case n.Machine != "":
@@ -143,7 +150,7 @@ func (p Plan) Destructive() []string {
 		if !n.Exists {
 			what = "no node (an interrupted run removed it or never joined it): " + what
 		}
-		if n.Group == config.MasterNodeGroup {
+		if n.Group == config.MasterNodeGroup && !n.Rejoin {
 			what = "control-plane node: leaves etcd (only while every member is healthy), then " + what
 		}
 		where := n.Address
@@ -245,6 +252,8 @@ func (p Plan) WriteText(w io.Writer) {
 			line = fmt.Sprintf("  node %s (group %s): create (its machine made if it is not, then joined)", n.Node, n.Group)
 		case n.Action == ActionCreate:
 			line = fmt.Sprintf("  node on StaticInstance %s (%s, group %s): create (join)", n.Instance, n.Address, n.Group)
+		case n.Rejoin:
+			line += fmt.Sprintf(" (DESTRUCTIVE: master without an etcd member, its join interrupted: %s, %s, is cleaned and joined again)", n.on(), n.Address)
 		case n.Action == ActionReplace:
 			line += fmt.Sprintf(" (DESTRUCTIVE: machine %s, %s, is made again from its group's new settings)", n.Machine, n.Address)
 		case n.Action == ActionDelete && n.Machine != "":
@@ -395,6 +404,10 @@ func makePlan(ctx context.Context, o Options, k *kube.Client) (map[string]config
 	if err != nil {
 		return nil, plan, err
 	}
+	lost := map[string]bool{}
+	for i := range nodes {
+		lost[nodes[i].Name] = nodegroup.Lost(&nodes[i])
+	}
 	nodePlans := nodegroup.PlanNodes(desired, nodes)
 	status := nodegroup.StatusOf(nodegroup.PlanNodes(live, nodes))
 	missing := map[string][]string{}
@@ -403,7 +416,7 @@ func makePlan(ctx context.Context, o Options, k *kube.Client) (map[string]config
 		if !np.InSync() {
 			action = ActionUpdate
 		}
-		plan.Nodes = append(plan.Nodes, NodeAction{Node: np.Node, Group: np.Group, Action: action, Ready: np.Ready, Changes: np.Changes, Exists: true})
+		plan.Nodes = append(plan.Nodes, NodeAction{Node: np.Node, Group: np.Group, Action: action, Ready: np.Ready, Changes: np.Changes, Exists: true, Lost: lost[np.Node]})
 		switch _, known := desired[np.Group]; {
 		case np.Group == "":
 			plan.Warnings = append(plan.Warnings, fmt.Sprintf("node %s has no %s label: it belongs to no node group, and nothing is applied to it", np.Node, config.NodeGroupLabel))
@@ -418,6 +431,9 @@ func makePlan(ctx context.Context, o Options, k *kube.Client) (map[string]config
 		if err := planCloud(ctx, o, &plan); err != nil {
 			return nil, plan, err
 		}
+	}
+	if err := planInterruptedJoins(ctx, o, k, nodes, &plan); err != nil {
+		return nil, plan, err
 	}
 	for _, g := range sortedKeys(missing) {
 		plan.Warnings = append(plan.Warnings, fmt.Sprintf("node group %s (nodes %s) has no NodeGroup: nothing is applied to its nodes (add a NodeGroup %s document to --config)",

@@ -17,12 +17,16 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/dhctl-dev/dhctl/candi"
+	"github.com/dhctl-dev/dhctl/internal/clusterstate"
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/exitcode"
 	"github.com/dhctl-dev/dhctl/internal/install"
 	"github.com/dhctl-dev/dhctl/internal/kube"
 	"github.com/dhctl-dev/dhctl/internal/kubetest"
 	"github.com/dhctl-dev/dhctl/internal/nodegroup"
+	"github.com/dhctl-dev/dhctl/internal/ssh"
+	"github.com/dhctl-dev/dhctl/internal/state"
 	"github.com/dhctl-dev/dhctl/templates"
 )
 
@@ -292,5 +296,83 @@ func TestConvergeLock(t *testing.T) {
 	}
 	if nodeNamed(t, k, "w1").Labels["tier"] != "core" {
 		t.Error("converge after the release did not apply the template")
+	}
+}
+
+// A static worker whose machine is gone for good (unreachable, its kubelet no longer reports:
+// Ready Unknown) is removed all the same once its StaticInstance is no longer selected: drained
+// (its evicted pod cannot finish terminating without a kubelet, and does not hold the drain), its
+// Node deleted, the machine reported NOT cleaned. The same with the node still reporting Ready
+// is refused: the machine must be cleaned first, and the node stays cordoned.
+func TestConvergeRemovesALostStaticNode(t *testing.T) {
+	k := testCluster(t)
+	ctx := context.Background()
+	for name, address := range map[string]string{"w1": "192.168.199.11", "w2": "192.168.199.12"} {
+		n := nodeNamed(t, k, name)
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: address}}
+		if _, err := k.Typed().CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := k.Typed().CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	groups := groupsOf(t, clusterConfiguration+workerGroup("    labels: {tier: edge}\n")+"  staticInstances: {count: 1}\n")
+	d, err := state.Open(ctx, t.TempDir(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	converge := func() (string, error) {
+		var out bytes.Buffer
+		o := options(k, groups, &out)
+		o.Instances = []nodegroup.StaticInstance{{Name: "si-a", Address: "192.168.199.11", Credentials: "c"}, {Name: "si-b", Address: "192.168.199.12", Credentials: "c"}}
+		o.Credentials = map[string]nodegroup.SSHCredentials{"c": {Name: "c", User: "root"}}
+		o.AllowDestructive = true
+		o.Machines = &MachineOptions{State: clusterstate.NewLocal(d), Candi: candi.FS, DrainTimeout: 20 * time.Second,
+			Connect: func(_ context.Context, in nodegroup.StaticInstance, _ nodegroup.SSHCredentials) (*ssh.Client, error) {
+				return nil, errors.New("dial tcp " + in.Address + ":22: connect: no route to host")
+			}}
+		_, err := Run(ctx, o)
+		return out.String(), err
+	}
+
+	// Still reporting: refused, cordoned, kept.
+	out, err := converge()
+	if err == nil || !strings.Contains(err.Error(), "cannot be reached to clean it") {
+		t.Fatalf("removing a reachable-by-kubelet node whose machine cannot be reached: %v\n%s", err, out)
+	}
+	if n := nodeNamed(t, k, "w2"); !n.Spec.Unschedulable {
+		t.Error("the node whose removal failed is not cordoned")
+	}
+
+	// Lost, with a pod that cannot finish terminating without a kubelet: removed, its machine
+	// reported not cleaned.
+	pod, err := k.Typed().CoreV1().Pods("default").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: corev1.PodSpec{NodeName: "w2", Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.Phase = corev1.PodRunning
+	if _, err := k.Typed().CoreV1().Pods("default").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w2 := nodeNamed(t, k, "w2")
+	w2.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: "NodeStatusUnknown"}}
+	if _, err := k.Typed().CoreV1().Nodes().UpdateStatus(ctx, w2, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = converge()
+	if err != nil {
+		t.Fatalf("removing a lost node: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "its node is lost") || !strings.Contains(out, "node w2 removed; machine 192.168.199.12 NOT cleaned") {
+		t.Errorf("the removal of the lost node does not say the machine was not cleaned:\n%s", out)
+	}
+	if _, err := k.Typed().CoreV1().Nodes().Get(ctx, "w2", metav1.GetOptions{}); err == nil {
+		t.Error("the lost node is still there")
+	}
+	if n := nodeNamed(t, k, "w1"); n.Spec.Unschedulable {
+		t.Error("the selected worker was cordoned")
 	}
 }

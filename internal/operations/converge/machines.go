@@ -222,7 +222,8 @@ func stepTimes(rep node.Report) string {
 	return strings.Join(parts, ", ")
 }
 
-// byRole is the plan's nodes with action, masters first or last.
+// byRole is the plan's nodes with action, masters first or last; lost masters before the
+// others (their etcd members are down: they leave first).
 func byRole(p Plan, action string, mastersFirst bool) []NodeAction {
 	var masters, workers []NodeAction
 	for _, n := range p.Nodes {
@@ -234,6 +235,15 @@ func byRole(p Plan, action string, mastersFirst bool) []NodeAction {
 			workers = append(workers, n)
 		}
 	}
+	slices.SortStableFunc(masters, func(a, b NodeAction) int {
+		switch {
+		case a.Lost == b.Lost:
+			return 0
+		case a.Lost:
+			return -1
+		}
+		return 1
+	})
 	if mastersFirst {
 		return append(masters, workers...)
 	}
@@ -325,15 +335,31 @@ func removeNode(ctx context.Context, o Options, k *kube.Client, cp *controlPlane
 			return err
 		}
 	}
+	cleaned := true
 	if err := cleanMachine(ctx, o, n); err != nil {
-		if n.Machine == "" {
+		lost, lerr := nodeIsLost(ctx, k, n.Node)
+		switch {
+		case lerr != nil:
+			return errors.Join(err, lerr)
+		case n.Machine != "":
+			fmt.Fprintf(o.Out, "warning: %v; its machine is destroyed next all the same\n", err)
+		case lost:
+			// A machine gone for good must not keep its Node forever: its kubelet no longer
+			// reports, so deleting the Node is safe; should the machine come back, its kubelet
+			// registers it again and the next converge removes it again, cleaning it then.
+			fmt.Fprintf(o.Out, "warning: %v; its node is lost (its kubelet no longer reports): the Node is deleted, the machine NOT cleaned (if it comes back, run converge again to clean it)\n", err)
+			cleaned = false
+		default:
 			return err
 		}
-		fmt.Fprintf(o.Out, "warning: %v; its machine is destroyed next all the same\n", err)
-		o.Log.Warn("cleaning a cloud machine before destroying it", "node", n.Node, "error", err)
+		o.Log.Warn("removing a node whose machine was not cleaned", "node", n.Node, "error", err)
 	}
 	if err := deleteNode(ctx, k, n.Node); err != nil {
 		return err
+	}
+	if !cleaned {
+		fmt.Fprintf(o.Out, "node %s removed; machine %s NOT cleaned\n", n.Node, n.Address)
+		return nil
 	}
 	if n.Machine == "" {
 		now := time.Now
@@ -373,6 +399,20 @@ func cleanMachine(ctx context.Context, o Options, n NodeAction) error {
 	return nil
 }
 
+// nodeIsLost reports whether a node's kubelet no longer reports (a node already gone is not).
+func nodeIsLost(ctx context.Context, k *kube.Client, name string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	n, err := k.Typed().CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading node %s: %w", name, err)
+	}
+	return nodegroup.Lost(n), nil
+}
+
 // deleteNode deletes a Node object; one already gone is no error.
 func deleteNode(ctx context.Context, k *kube.Client, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -384,10 +424,16 @@ func deleteNode(ctx context.Context, k *kube.Client, name string) error {
 	return nil
 }
 
-// leaveEtcd removes a master's etcd member, refusing while any member is unhealthy; a member
+// leaveEtcd removes a master's etcd member, refusing while any member is unhealthy (removing
+// one from a cluster whose other member is broken loses quorum), except its own when its machine
+// is lost: that member is down for that reason, and removing it is what heals etcd. A member
 // already gone (a re-run) is no error.
 func leaveEtcd(ctx context.Context, o Options, cp *controlPlane, n NodeAction) error {
-	members, err := cp.healthy(ctx, 0, etcdSettleBefore)
+	var except []string
+	if n.Lost {
+		except = []string{n.Address}
+	}
+	members, err := cp.healthyExcept(ctx, except, 0, etcdSettleBefore)
 	if err != nil {
 		return fmt.Errorf("not removing master %s: the control plane is not healthy (%w); removing a member now could lose etcd's quorum: fix it first", n.Node, err)
 	}

@@ -6,12 +6,17 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/dhctl-dev/dhctl/internal/clusterstate"
+	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/etcd"
 	"github.com/dhctl-dev/dhctl/internal/kube"
+	"github.com/dhctl-dev/dhctl/internal/nodegroup"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
+	"github.com/dhctl-dev/dhctl/providers"
 )
 
 // How long etcd may take to be healthy: before a change (it should be already), and after one
@@ -53,10 +58,16 @@ func (cp *controlPlane) close() {
 // not 0, for there to be want of them; then for the API server's /readyz. It returns the
 // members.
 func (cp *controlPlane) healthy(ctx context.Context, want int, bound time.Duration) ([]etcd.Member, error) {
+	return cp.healthyExcept(ctx, nil, want, bound)
+}
+
+// healthyExcept is healthy with the members at addresses (masters about to leave) left out of
+// the health check (they still count in want).
+func (cp *controlPlane) healthyExcept(ctx context.Context, addresses []string, want int, bound time.Duration) ([]etcd.Member, error) {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	for {
-		members, err := cp.etcd.CheckHealthy(ctx)
+		members, err := cp.etcd.CheckHealthyExcept(ctx, addresses...)
 		if err == nil && want != 0 && len(members) != want {
 			err = fmt.Errorf("etcd has %d members, want %d", len(members), want)
 		}
@@ -111,4 +122,76 @@ func memberAt(members []etcd.Member, address string) (etcd.Member, bool) {
 		}
 	}
 	return etcd.Member{}, false
+}
+
+// planInterruptedJoins finds masters whose join was interrupted after their kubelet registered
+// the Node but before their etcd member was added (kubeadm join's control-plane-join phase): a
+// Node of the master group with no member at its address. Such a master serves nothing (its
+// API server has no etcd of its own), and its machine would be taken for joined ("joined
+// before"), so it is planned as a replacement: cleaned, its Node deleted, joined again. Only a
+// master on a machine converge can reach (a StaticInstance, or a cloud machine) is planned;
+// another is a warning.
+func planInterruptedJoins(ctx context.Context, o Options, k *kube.Client, nodes []corev1.Node, plan *Plan) error {
+	if o.Machines == nil || o.Machines.FirstMaster == nil {
+		return nil
+	}
+	var suspects []int
+	for i, n := range plan.Nodes {
+		if n.Group == config.MasterNodeGroup && n.Exists && (n.Action == ActionNone || n.Action == ActionUpdate) {
+			suspects = append(suspects, i)
+		}
+	}
+	if len(suspects) < 2 { // the first master alone: it made etcd
+		return nil
+	}
+	cp, err := openControlPlane(ctx, o, k)
+	if err != nil {
+		return err
+	}
+	defer cp.close()
+	mctx, cancel := context.WithTimeout(ctx, time.Minute)
+	members, err := cp.etcd.Members(mctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("finding masters whose join was interrupted: %w", err)
+	}
+	addresses := map[string]string{}
+	for i := range nodes {
+		addresses[nodes[i].Name] = nodegroup.InternalIP(&nodes[i])
+	}
+	var recorded []clusterstate.Machine
+	if o.Cloud != nil {
+		if recorded, err = o.Cloud.State.Machines(); err != nil {
+			return err
+		}
+	}
+	for _, i := range suspects {
+		n := &plan.Nodes[i]
+		address := addresses[n.Node]
+		if address == "" || address == o.FirstMasterIP {
+			continue
+		}
+		if _, ok := memberAt(members, address); ok {
+			continue
+		}
+		found := false
+		for _, in := range o.Instances {
+			if in.Address == address {
+				n.Instance, n.instance, found = in.Name, in, true
+			}
+		}
+		for _, m := range recorded {
+			if m.Name == n.Node {
+				n.Machine, n.ssh, found = m.Name, m.SSH, true
+				n.infra = &InfraAction{Step: m.Name, Group: m.NodeGroup, Status: InfraInSync, spec: providers.MachineSpec(m)}
+				n.infra.spec.Leftover = false
+			}
+		}
+		if !found {
+			plan.Warnings = append(plan.Warnings, fmt.Sprintf("master %s (%s) has no etcd member (its join was interrupted), and converge knows no machine of it to join again: run kubeadm reset -f on it, delete its Node, then converge", n.Node, address))
+			continue
+		}
+		n.Action, n.Destructive, n.Address, n.Rejoin = ActionReplace, true, address, true
+	}
+	return nil
 }

@@ -96,3 +96,24 @@ func TestCloudPlan(t *testing.T) {
 		t.Errorf("replacing the first master: %v, want a usage error naming it", err)
 	}
 }
+
+// Masters whose machines are lost leave first, and only their members are left out of etcd's
+// health check: another member down still refuses the plan.
+func TestLostMastersLeaveFirst(t *testing.T) {
+	p := Plan{Nodes: []NodeAction{
+		{Node: "m2", Group: "master", Action: ActionDelete, Address: "10.0.0.2"},
+		{Node: "w1", Group: "worker", Action: ActionDelete, Address: "10.0.0.9", Lost: true},
+		{Node: "m3", Group: "master", Action: ActionDelete, Address: "10.0.0.3", Lost: true},
+		{Node: "m4", Group: "master", Action: ActionNone, Address: "10.0.0.4", Lost: true},
+	}}
+	var order []string
+	for _, n := range byRole(p, ActionDelete, false) {
+		order = append(order, n.Node)
+	}
+	if got := strings.Join(order, " "); got != "w1 m3 m2" {
+		t.Errorf("removal order %q, want workers, then the lost master, then the other", got)
+	}
+	if got := lostLeaving(p); len(got) != 1 || got[0] != "10.0.0.3" {
+		t.Errorf("left out of the health check: %v, want the lost master leaving only", got)
+	}
+}
