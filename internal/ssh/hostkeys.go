@@ -305,12 +305,8 @@ func pinBatch(dir string, batch []*pinRequest) {
 // flock, in one atomic rewrite.
 func Unpin(dir, host string) error {
 	file := filepath.Join(dir, PinnedHostsFileName)
-	old, err := os.ReadFile(file)
-	if errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
 		return nil
-	}
-	if err != nil {
-		return err
 	}
 	lock, err := os.OpenFile(file+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -321,7 +317,8 @@ func Unpin(dir, host string) error {
 		return fmt.Errorf("lock %s: %w", lock.Name(), err)
 	}
 	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN) //nolint:errcheck // closing releases it anyway
-	if old, err = os.ReadFile(file); err != nil {
+	old, err := os.ReadFile(file)
+	if err != nil {
 		return err
 	}
 	var kept []string
