@@ -161,6 +161,9 @@ func desiredFrom(c *config.Cluster, o *converge.Options) error {
 	if o.Instances, o.Credentials, err = nodegroup.StaticMachines(c.Resources); err != nil {
 		return usageError(err)
 	}
+	if o.StaticObjects, err = install.StaticMachineObjects(c); err != nil {
+		return err
+	}
 	if len(o.Instances) == 0 {
 		o.Instances = nil
 	}

@@ -8,7 +8,8 @@
 //     after the join token and kubeadm's uploaded certificates are gone (as a day after the
 //     bootstrap), joins two masters one at a time and a worker, Ready, with the template; the
 //     first worker gets the changes, and a label an operator set stays; the API server and a
-//     Service are probed all along and the failed requests reported;
+//     Service are probed all along and the failed requests reported; converge kept --config's
+//     StaticInstances in the cluster, so --check without --config finds it in sync too;
 //   - an etcd member down: removing masters is refused, nothing changed;
 //   - back to 1 + 1: without confirmation converge refuses; a converge blocked in the worker's
 //     drain by a PodDisruptionBudget holds the locks (the state dir's and the cluster's Lease),
@@ -154,6 +155,11 @@ func TestConverge(t *testing.T) {
 		t.Fatalf("converge with no changes: exit %d", code)
 	}
 	t.Logf("FIGURE converge with no changes (lock, plan, status), 3 masters + 2 workers: %v", took.Round(10*time.Millisecond))
+	// Without --config: the NodeGroups and the StaticInstances the cluster keeps (the converges
+	// above put --config's there), all in sync.
+	if out, code, _ := run(ctx, t, l, converge("--check")...); code != 0 || !strings.Contains(out, "5 in sync") || strings.Contains(out, "neither --config nor the cluster") {
+		t.Errorf("converge --check without --config of 3 + 2: exit %d, want 0 with the cluster's StaticInstances known", code)
+	}
 
 	// An etcd member down (its static pod's manifest moved away): removing masters is refused.
 	third := m[3]

@@ -198,11 +198,17 @@ func (in *Installer) DNSObjects() ([]*unstructured.Unstructured, error) {
 	return Render(in.opts.Templates, "dns", in.values)
 }
 
-// NodeGroupObjects are the NodeGroup CRD, the master NodeGroup and the configured NodeGroups.
+// NodeGroupObjects are the NodeGroup CRD, the StaticInstance and SSHCredentials CRDs (their
+// objects are --resources, created later, and what converge reads when no --config gives
+// them), the master NodeGroup and the configured NodeGroups.
 func (in *Installer) NodeGroupObjects() ([]*unstructured.Unstructured, error) {
-	crd, err := renderFile(in.opts.Templates, "crds/nodegroup.yaml", in.values)
-	if err != nil {
-		return nil, err
+	var crd []*unstructured.Unstructured
+	for _, file := range []string{"crds/nodegroup.yaml", "crds/staticinstance.yaml"} {
+		objs, err := renderFile(in.opts.Templates, file, in.values)
+		if err != nil {
+			return nil, err
+		}
+		crd = append(crd, objs...)
 	}
 	groups, err := NodeGroups(in.opts.Cluster)
 	if err != nil {

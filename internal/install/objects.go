@@ -69,6 +69,23 @@ func documentObject(d config.Document) (*unstructured.Unstructured, error) {
 	return obj, nil
 }
 
+// StaticMachineObjects are configuration c's StaticInstance and SSHCredentials objects (among
+// its resources).
+func StaticMachineObjects(c *config.Cluster) ([]*unstructured.Unstructured, error) {
+	var out []*unstructured.Unstructured
+	for _, d := range c.Resources {
+		if d.Kind != "SSHCredentials" && d.Kind != "StaticInstance" {
+			continue
+		}
+		obj, err := documentObject(d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, obj)
+	}
+	return out, nil
+}
+
 // NodeGroups are the NodeGroup objects configuration c makes: its NodeGroup documents, a cloud
 // provider's nodeGroups entries, and the master group unless c has its own.
 func NodeGroups(c *config.Cluster) ([]*unstructured.Unstructured, error) {

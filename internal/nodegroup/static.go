@@ -1,6 +1,7 @@
 package nodegroup
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,10 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/dhctl-dev/dhctl/internal/config"
 )
@@ -220,4 +225,39 @@ func InternalIP(n *corev1.Node) string {
 		}
 	}
 	return ""
+}
+
+// StaticInstanceResource and SSHCredentialsResource are the kinds' resources (Deckhouse's
+// node-manager's, served by the CRDs install creates).
+func StaticInstanceResource() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: "deckhouse.io", Version: "v1alpha1", Resource: "staticinstances"}
+}
+
+func SSHCredentialsResource() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: "deckhouse.io", Version: "v1alpha1", Resource: "sshcredentials"}
+}
+
+// ReadStaticMachines reads the cluster's StaticInstances and SSHCredentials, checked as the
+// configuration's documents are (an error names the object, the field and the fix). A cluster
+// without the kinds has none.
+func ReadStaticMachines(ctx context.Context, dyn dynamic.Interface) ([]StaticInstance, map[string]SSHCredentials, error) {
+	var docs []config.Document
+	for _, r := range []struct {
+		res  schema.GroupVersionResource
+		kind string
+	}{{StaticInstanceResource(), KindStaticInstance}, {SSHCredentialsResource(), KindSSHCredentials}} {
+		lctx, cancel := context.WithTimeout(ctx, callTimeout)
+		list, err := dyn.Resource(r.res).List(lctx, metav1.ListOptions{})
+		cancel()
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("listing the cluster's %s objects: %w", r.kind, err)
+		}
+		for i, item := range list.Items {
+			docs = append(docs, config.Document{File: "the cluster", Index: i + 1, APIVersion: item.GetAPIVersion(), Kind: r.kind, Name: item.GetName(), Object: item.Object})
+		}
+	}
+	return StaticMachines(docs)
 }

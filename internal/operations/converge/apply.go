@@ -2,6 +2,7 @@ package converge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -70,6 +71,9 @@ func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, desi
 		fmt.Fprintf(o.Out, "NodeGroup %s applied\n", want.GetName())
 	}
 
+	if err := applyStaticObjects(ctx, o, k, safe); err != nil {
+		return err
+	}
 	if err := applyCloud(ctx, o, k, safe, plan); err != nil {
 		return err
 	}
@@ -159,4 +163,35 @@ func lostLeaving(p Plan) []string {
 		}
 	}
 	return out
+}
+
+// applyStaticObjects keeps --config's StaticInstances and SSHCredentials in the cluster, so that
+// a later converge without --config (a drift alarm, another operator) plans from them. Only
+// those that differ are written.
+func applyStaticObjects(ctx context.Context, o Options, k *kube.Client, safe *safePoints) error {
+	live, err := liveObjects(ctx, k, o.StaticObjects)
+	if err != nil {
+		return err
+	}
+	for _, want := range o.StaticObjects {
+		if cur, ok := live[objectKey(want)]; ok && len(specDiff(cur, want)) == 0 {
+			continue
+		}
+		if err := safe.check(); err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		_, err := k.Apply(cctx, want)
+		cancel()
+		var notServed *kube.KindNotServedError
+		if errors.As(err, &notServed) {
+			fmt.Fprintf(o.Out, "warning: the cluster does not serve %s (its CRD, which bootstrap creates, is missing): --config's StaticInstances and SSHCredentials are not kept in it\n", want.GetKind())
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("keeping %s %s in the cluster: %w", want.GetKind(), want.GetName(), err)
+		}
+		fmt.Fprintf(o.Out, "%s %s applied\n", want.GetKind(), want.GetName())
+	}
+	return nil
 }

@@ -41,10 +41,12 @@ type Options struct {
 	Check bool
 	// JSON prints the plan as one JSON document instead of lines for people.
 	JSON bool
-	// Static machines, from the configuration: StaticInstances (nil: none known, and no Static
-	// group gains or loses nodes) and the SSHCredentials they name.
-	Instances   []nodegroup.StaticInstance
-	Credentials map[string]nodegroup.SSHCredentials
+	// Static machines, from the configuration: StaticInstances (nil: those the cluster holds;
+	// none there either, and no Static group gains or loses nodes) and the SSHCredentials they
+	// name; StaticObjects are the same as objects, kept in the cluster by the converge.
+	Instances     []nodegroup.StaticInstance
+	Credentials   map[string]nodegroup.SSHCredentials
+	StaticObjects []*unstructured.Unstructured
 	// Machines is what adding and removing nodes needs (static machines and cloud ones); nil
 	// when this run cannot (MachinesUnavailable says why, and a plan that needs it fails before
 	// any change).
@@ -323,6 +325,14 @@ func Run(ctx context.Context, o Options) (Plan, error) {
 		}()
 	}
 
+	if o.Instances == nil {
+		if o.Instances, o.Credentials, err = nodegroup.ReadStaticMachines(ctx, k.Dynamic()); err != nil {
+			return Plan{}, err
+		}
+		if len(o.Instances) == 0 {
+			o.Instances = nil
+		}
+	}
 	desired, plan, err := makePlan(ctx, o, k)
 	if err != nil {
 		return Plan{}, err
@@ -372,7 +382,7 @@ func makePlan(ctx context.Context, o Options, k *kube.Client) (map[string]config
 		actions[name] = GroupAction{Name: name, Action: ActionNone}
 	}
 	if o.Groups != nil {
-		liveObjs, err := liveGroupObjects(ctx, k, o.Groups)
+		liveObjs, err := liveObjects(ctx, k, o.Groups)
 		if err != nil {
 			return nil, plan, err
 		}
@@ -383,7 +393,7 @@ func makePlan(ctx context.Context, o Options, k *kube.Client) (map[string]config
 			}
 			name := want.GetName()
 			desired[name] = g
-			cur, ok := liveObjs[name]
+			cur, ok := liveObjs[objectKey(want)]
 			switch {
 			case !ok:
 				actions[name] = GroupAction{Name: name, Action: ActionCreate}
@@ -457,8 +467,8 @@ func desiredByName(objs []*unstructured.Unstructured, name string) (*unstructure
 	return nil, false
 }
 
-// liveGroupObjects reads the live objects of the wanted NodeGroups that exist.
-func liveGroupObjects(ctx context.Context, k *kube.Client, want []*unstructured.Unstructured) (map[string]*unstructured.Unstructured, error) {
+// liveObjects reads the live objects of the wanted ones that exist, by objectKey.
+func liveObjects(ctx context.Context, k *kube.Client, want []*unstructured.Unstructured) (map[string]*unstructured.Unstructured, error) {
 	out := map[string]*unstructured.Unstructured{}
 	for _, w := range want {
 		cctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -467,14 +477,17 @@ func liveGroupObjects(ctx context.Context, k *kube.Client, want []*unstructured.
 		var notServed *kube.KindNotServedError
 		switch {
 		case err == nil:
-			out[w.GetName()] = live
+			out[objectKey(w)] = live
 		case apierrors.IsNotFound(err), errors.As(err, &notServed):
 		default:
-			return nil, fmt.Errorf("reading NodeGroup %s: %w", w.GetName(), err)
+			return nil, fmt.Errorf("reading %s %s: %w", w.GetKind(), w.GetName(), err)
 		}
 	}
 	return out, nil
 }
+
+// objectKey names an object among others of several kinds.
+func objectKey(o *unstructured.Unstructured) string { return o.GetKind() + "/" + o.GetName() }
 
 // specDiff names the top-level spec fields of want that live does not have as wanted (fields
 // only live has are someone else's, e.g. a platform's defaults, and are no difference).

@@ -3,6 +3,7 @@ package converge
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"os"
@@ -15,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/dhctl-dev/dhctl/candi"
@@ -374,5 +376,98 @@ func TestConvergeRemovesALostStaticNode(t *testing.T) {
 	}
 	if n := nodeNamed(t, k, "w1"); n.Spec.Unschedulable {
 		t.Error("the selected worker was cordoned")
+	}
+}
+
+// --config's StaticInstances and SSHCredentials are kept in the cluster by a converge; a later
+// converge without --config plans from them: in sync, then (the NodeGroup's count lowered with
+// kubectl) drifted, the node on the StaticInstance no longer selected to be removed.
+func TestConvergeTakesStaticInstancesFromTheCluster(t *testing.T) {
+	k := testCluster(t)
+	ctx := context.Background()
+	data, err := templates.FS.ReadFile("crds/staticinstance.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crds []*unstructured.Unstructured
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		obj := &unstructured.Unstructured{}
+		if err := sigsyaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
+			t.Fatal(err)
+		}
+		crds = append(crds, obj)
+	}
+	if _, err := k.ApplyAll(ctx, crds, kube.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.WaitReady(ctx, crds, kube.WaitOptions{Timeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	for name, address := range map[string]string{"w1": "192.168.199.11", "w2": "192.168.199.12"} {
+		n := nodeNamed(t, k, name)
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: address}}
+		if _, err := k.Typed().CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	docs := clusterConfiguration + workerGroup("    labels: {tier: edge}\n") + "  staticInstances: {count: 2}\n" + `---
+apiVersion: deckhouse.io/v1alpha1
+kind: SSHCredentials
+metadata: {name: c}
+spec: {user: root, privateSSHKey: ` + base64.StdEncoding.EncodeToString([]byte("not a real key")) + `}
+---
+apiVersion: deckhouse.io/v1alpha1
+kind: StaticInstance
+metadata: {name: si-a}
+spec: {address: 192.168.199.11, credentialsRef: {kind: SSHCredentials, name: c}}
+---
+apiVersion: deckhouse.io/v1alpha1
+kind: StaticInstance
+metadata: {name: si-b}
+spec: {address: 192.168.199.12, credentialsRef: {kind: SSHCredentials, name: c}}
+`
+	path := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(path, []byte(docs), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(ctx, config.LoadOptions{ConfigPaths: []string{path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	o := options(k, groupsOf(t, docs), &out)
+	if o.Instances, o.Credentials, err = nodegroup.StaticMachines(c.Resources); err != nil {
+		t.Fatal(err)
+	}
+	if o.StaticObjects, err = install.StaticMachineObjects(c); err != nil || len(o.StaticObjects) != 3 {
+		t.Fatalf("static objects of the configuration: %v, %v", o.StaticObjects, err)
+	}
+	if _, err := Run(ctx, o); err != nil {
+		t.Fatalf("converge with --config: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"SSHCredentials c applied", "StaticInstance si-a applied", "StaticInstance si-b applied"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the converge does not say %q:\n%s", want, out.String())
+		}
+	}
+
+	// Without --config: the cluster's NodeGroups and StaticInstances.
+	check := func() (string, error) {
+		var out bytes.Buffer
+		o := options(k, nil, &out)
+		o.Check = true
+		_, err := Run(ctx, o)
+		return out.String(), err
+	}
+	if out, err := check(); err != nil || strings.Contains(out, "warning: NodeGroup worker has staticInstances") {
+		t.Fatalf("converge --check without --config after the converge: %v\n%s", err, out)
+	}
+	patch := []byte(`{"spec":{"staticInstances":{"count":1}}}`)
+	if _, err := k.Dynamic().Resource(nodegroup.Resource()).Patch(ctx, "worker", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out2, err := check()
+	if !exitcode.IsDrift(err) || !strings.Contains(out2, "node w2 (worker): delete (DESTRUCTIVE: StaticInstance si-b, 192.168.199.12, is no longer selected by its group)") {
+		t.Fatalf("converge --check without --config, the count lowered: %v, want drift removing w2\n%s", err, out2)
 	}
 }

@@ -20,7 +20,7 @@ func planStatic(o Options, desired map[string]config.NodeGroup, nodes []corev1.N
 			continue
 		}
 		if o.Instances == nil {
-			plan.Warnings = append(plan.Warnings, fmt.Sprintf("NodeGroup %s has staticInstances but no StaticInstance is known (give the StaticInstance and SSHCredentials documents with --config): its nodes are neither added nor removed", name))
+			plan.Warnings = append(plan.Warnings, fmt.Sprintf("NodeGroup %s has staticInstances but neither --config nor the cluster has a StaticInstance (give the StaticInstance and SSHCredentials documents with --config): its nodes are neither added nor removed", name))
 			continue
 		}
 		sp, _ := nodegroup.PlanStatic(g, o.Instances, nodes)
