@@ -184,7 +184,7 @@ func runBootstrap(cmd *cobra.Command, opts *globalOptions, f *bootstrapFlags, su
 	if err != nil {
 		return err
 	}
-	prov, runner, err := f.Engine.cloud(cmd.Context(), s)
+	prov, runner, err := f.Engine.cloud(cmd.Context(), s, s.Config())
 	if err != nil {
 		return err
 	}

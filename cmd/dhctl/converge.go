@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dhctl-dev/dhctl/candi"
+	"github.com/dhctl-dev/dhctl/internal/clusterstate"
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/install"
 	"github.com/dhctl-dev/dhctl/internal/kube"
@@ -58,7 +61,13 @@ etcd before it is drained and cleaned, refused while any etcd member is unhealth
 master (every node's control-plane endpoint) is never removed. Removing a node is
 destructive: it is shown and needs "yes" typed, or --yes-i-am-sane-and-i-understand-what-i-am-doing;
 otherwise converge changes nothing. Adding nodes needs the state dir of the bootstrap (its join
-data) and the cluster's --config (the registry of its InitConfiguration).
+data).
+
+Without --config, the configuration is the one the cluster keeps (its ClusterConfiguration,
+provider or static configuration and InitConfiguration, as the bootstrap or the last converge
+with --config stored them; edit them with dhctl config edit), the NodeGroups and the
+StaticInstances the cluster has. A converge with --config keeps it in the cluster; one that
+changes what the cluster was made with (clusterType, subnets, domain, version) is refused.
 
 Cloud clusters (their --config, the engine as for bootstrap): every infrastructure step is
 planned, and each is reported as Deckhouse's terraform check does: InSync, OutOfSync (changes in
@@ -120,20 +129,19 @@ replaced or removed. A machine made by a run interrupted before its join is join
 			run.AllowDestructive = opts.Sane
 			run.Confirm = func(what []string) error { return confirmConverge(cmd.InOrStdin(), cmd.ErrOrStderr(), s.Name(), what) }
 			c := s.Config()
-			if c == nil {
-				run.MachinesUnavailable = "give the cluster's --config (with its InitConfiguration) to add, replace or remove nodes"
-				_, err = converge.Run(cmd.Context(), run)
+			if c != nil {
+				if err := desiredFrom(c, &run); err != nil {
+					return err
+				}
+			} else if c, err = storedConfig(cmd.Context(), s, run.Kube); err != nil {
 				return err
 			}
-			if err := desiredFrom(c, &run); err != nil {
-				return err
-			}
-			if prov, runner, err := engine.cloud(cmd.Context(), s); err != nil {
+			if prov, runner, err := engine.cloud(cmd.Context(), s, c); err != nil {
 				return err
 			} else if prov != nil {
 				run.Cloud = &converge.CloudOptions{Provider: prov, Infra: runner, Cluster: c, State: s.ClusterState()}
 			}
-			if run.Machines, run.MachinesUnavailable, err = machineOptions(cmd, s, &node, static); err != nil {
+			if run.Machines, run.MachinesUnavailable, err = machineOptions(cmd, s, c, &node, static); err != nil {
 				return err
 			}
 			_, err = converge.Run(cmd.Context(), run)
@@ -154,6 +162,7 @@ replaced or removed. A machine made by a run interrupted before its join is join
 // its StaticInstances with their SSHCredentials (none given: nil, and Static groups' nodes are
 // left as they are).
 func desiredFrom(c *config.Cluster, o *converge.Options) error {
+	o.Config = c
 	var err error
 	if o.Groups, err = install.NodeGroups(c); err != nil {
 		return err
@@ -170,11 +179,11 @@ func desiredFrom(c *config.Cluster, o *converge.Options) error {
 	return nil
 }
 
-// machineOptions is what joining and removing static machines needs, or why this run cannot.
-func machineOptions(cmd *cobra.Command, s *session.Session, node *nodeFlags, o converge.MachineOptions) (*converge.MachineOptions, string, error) {
-	c := s.Config()
+// machineOptions is what joining and removing machines of the cluster configured by c needs,
+// or why this run cannot.
+func machineOptions(cmd *cobra.Command, s *session.Session, c *config.Cluster, node *nodeFlags, o converge.MachineOptions) (*converge.MachineOptions, string, error) {
 	if c.InitConfiguration == nil {
-		return nil, "the --config given has no InitConfiguration: a joining node needs its registry", nil
+		return nil, "neither --config nor the cluster has an InitConfiguration (a cluster bootstrapped by an older dhctl keeps none): give the cluster's --config; a joining node needs its registry", nil
 	}
 	if node.PackagesSource != "registry" && node.PackagesSource != "upstream" {
 		return nil, "", usageError(fmt.Errorf("--packages-source %q: want registry or upstream", node.PackagesSource))
@@ -223,4 +232,35 @@ func confirmConverge(in io.Reader, out io.Writer, cluster string, what []string)
 		fmt.Fprintf(out, "  - %s\n", w)
 	}
 	return confirm(in, out, "", "converge", "nothing was changed")
+}
+
+// storedConfig is the configuration the cluster keeps (its cluster, provider, static and init
+// configuration documents), loaded with --config's schemas and rules: converge's configuration
+// when no --config is given, as Deckhouse's converge reads it from the cluster. The documents
+// hold secrets (the registry's and the cloud's credentials): they pass through a 0600 file in
+// the state dir, removed at once.
+func storedConfig(ctx context.Context, s *session.Session, open func(context.Context) (*kube.Client, error)) (*config.Cluster, error) {
+	k, err := open(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reaching the API server: %w", err)
+	}
+	defer k.Close()
+	snap, err := clusterstate.Read(ctx, k.Typed(), k.Host())
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(s.ClusterState().Path(), "stored-config-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(path, snap.ConfigDocuments(), 0o600); err != nil {
+		return nil, err
+	}
+	c, err := config.Load(ctx, config.LoadOptions{ConfigPaths: []string{path}})
+	if err != nil {
+		return nil, fmt.Errorf("the configuration the cluster keeps does not load (fix it with dhctl config edit, or give --config): %w", err)
+	}
+	return c, nil
 }

@@ -47,7 +47,7 @@ destroyed cluster is reported as such (exit 0).`,
 			o.Name, o.State, o.Candi, o.Hosts, o.Clients = s.Name(), s.ClusterState(), candi.FS, s.Hosts(), s.Clients
 			o.Concurrency, o.Out, o.Log = concurrency, cmd.OutOrStdout(), s.Log()
 			if s.Config() != nil {
-				if o.Provider, o.Infra, err = engine.cloud(cmd.Context(), s); err != nil {
+				if o.Provider, o.Infra, err = engine.cloud(cmd.Context(), s, s.Config()); err != nil {
 					return err
 				}
 				o.Cluster = s.Config()

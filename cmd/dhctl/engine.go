@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/infra"
 	"github.com/dhctl-dev/dhctl/internal/session"
 	"github.com/dhctl-dev/dhctl/providers"
@@ -42,9 +43,10 @@ func exeDir() string {
 	return filepath.Dir(exe)
 }
 
-// cloud is the provider and the engine's runner of a Cloud cluster; nil, nil for a static one.
-func (f *engineFlags) cloud(ctx context.Context, s *session.Session) (providers.Provider, *infra.Runner, error) {
-	prov, err := providerRegistry().For(s.Config())
+// cloud is the provider and the engine's runner of a Cloud cluster configured by c; nil, nil
+// for a static one.
+func (f *engineFlags) cloud(ctx context.Context, s *session.Session, c *config.Cluster) (providers.Provider, *infra.Runner, error) {
+	prov, err := providerRegistry().For(c)
 	if err != nil || prov == nil {
 		if err != nil {
 			return nil, nil, usageError(err)

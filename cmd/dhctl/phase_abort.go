@@ -48,7 +48,7 @@ refuses a cluster whose bootstrap finished unless --` + forceFinishedFlag + ` is
 			}
 			if s.Config() != nil {
 				// A cloud cluster's machines go with its infrastructure.
-				if o.Provider, o.Infra, err = engine.cloud(cmd.Context(), s); err != nil {
+				if o.Provider, o.Infra, err = engine.cloud(cmd.Context(), s, s.Config()); err != nil {
 					return err
 				}
 				o.Cluster = s.Config()

@@ -35,6 +35,12 @@ const (
 	StaticConfigurationSecret = "d8-static-cluster-configuration"
 	StaticConfigurationKey    = "static-cluster-configuration.yaml"
 
+	// InitConfigurationSecret is dhctl's own (Deckhouse joins nodes from inside the cluster and
+	// keeps no InitConfiguration): the registry a node joined later pulls from, for a converge
+	// run without the bootstrap's --config. It holds the registry's credentials.
+	InitConfigurationSecret = "d8-dhctl-init-configuration"
+	InitConfigurationKey    = "init-configuration.yaml"
+
 	UUIDConfigMap = "d8-cluster-uuid"
 	UUIDKey       = "cluster-uuid"
 
@@ -83,8 +89,36 @@ func Objects(c Contents) ([]*unstructured.Unstructured, error) {
 	if c.Cluster == nil {
 		return nil, fmt.Errorf("no configuration to store in %s/%s", ConfigNamespace, ClusterConfigurationSecret)
 	}
+	out, err := ConfigObjects(c.Cluster, c.Infra.DiscoveryData)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": UUIDConfigMap, "namespace": ConfigNamespace, "labels": map[string]any{LabelHeritage: "deckhouse"}},
+		"data":     map[string]any{UUIDKey: c.UUID},
+	}})
+	if len(c.Infra.Base) > 0 {
+		out = append(out, BaseStateObject(c.Infra.Base))
+	}
+	for _, n := range c.Infra.Nodes {
+		if n.Node == "" || len(n.State) == 0 {
+			return nil, fmt.Errorf("node terraform state: want a node name and a state (got node %q, %d bytes)", n.Node, len(n.State))
+		}
+		out = append(out, NodeStateObject(n))
+	}
+	return out, nil
+}
+
+// ConfigObjects are the Secrets holding configuration c's documents (cluster, provider with the
+// provider's discovery data, static, init): what the bootstrap stores, and what a converge with
+// --config stores again, so that a converge without it plans from the same configuration.
+func ConfigObjects(c *config.Cluster, discovery []byte) ([]*unstructured.Unstructured, error) {
+	if c == nil {
+		return nil, fmt.Errorf("no configuration to store in %s/%s", ConfigNamespace, ClusterConfigurationSecret)
+	}
 	heritage := map[string]string{LabelHeritage: "deckhouse"}
-	clusterCfg, err := documentYAML(c.Cluster, config.KindClusterConfiguration)
+	clusterCfg, err := documentYAML(c, config.KindClusterConfiguration)
 	if err != nil {
 		return nil, err
 	}
@@ -94,40 +128,33 @@ func Objects(c Contents) ([]*unstructured.Unstructured, error) {
 	out := []*unstructured.Unstructured{
 		secret(ConfigNamespace, ClusterConfigurationSecret, heritage, map[string][]byte{
 			ClusterConfigurationKey:       clusterCfg,
-			MaxUsedControlPlaneVersionKey: []byte(c.Cluster.KubernetesVersion),
+			MaxUsedControlPlaneVersionKey: []byte(c.KubernetesVersion),
 		}),
-		{Object: map[string]any{
-			"apiVersion": "v1", "kind": "ConfigMap",
-			"metadata": map[string]any{"name": UUIDConfigMap, "namespace": ConfigNamespace, "labels": map[string]any{LabelHeritage: "deckhouse"}},
-			"data":     map[string]any{UUIDKey: c.UUID},
-		}},
 	}
-	if p := c.Cluster.ProviderClusterConfiguration; p != nil {
+	if p := c.ProviderClusterConfiguration; p != nil {
 		y, err := sigsyaml.Marshal(p.Object)
 		if err != nil {
 			return nil, err
 		}
 		data := map[string][]byte{ProviderConfigurationKey: y}
-		if len(c.Infra.DiscoveryData) > 0 {
-			data[ProviderDiscoveryDataKey] = c.Infra.DiscoveryData
+		if len(discovery) > 0 {
+			data[ProviderDiscoveryDataKey] = discovery
 		}
 		out = append(out, secret(ConfigNamespace, ProviderConfigurationSecret, heritage, data))
 	}
-	if c.Cluster.StaticClusterConfiguration != nil {
-		y, err := documentYAML(c.Cluster, config.KindStaticClusterConfiguration)
+	if c.StaticClusterConfiguration != nil {
+		y, err := documentYAML(c, config.KindStaticClusterConfiguration)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, secret(ConfigNamespace, StaticConfigurationSecret, heritage, map[string][]byte{StaticConfigurationKey: y}))
 	}
-	if len(c.Infra.Base) > 0 {
-		out = append(out, BaseStateObject(c.Infra.Base))
-	}
-	for _, n := range c.Infra.Nodes {
-		if n.Node == "" || len(n.State) == 0 {
-			return nil, fmt.Errorf("node terraform state: want a node name and a state (got node %q, %d bytes)", n.Node, len(n.State))
+	if c.InitConfiguration != nil {
+		y, err := documentYAML(c, config.KindInitConfiguration)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, NodeStateObject(n))
+		out = append(out, secret(StateNamespace, InitConfigurationSecret, heritage, map[string][]byte{InitConfigurationKey: y}))
 	}
 	return out, nil
 }
@@ -193,15 +220,16 @@ type Snapshot struct {
 	ProviderClusterConfiguration         []byte // YAML document
 	ProviderDiscoveryData                []byte // JSON
 	StaticClusterConfiguration           []byte // YAML document
+	InitConfiguration                    []byte // YAML document (secret: registry credentials)
 	BaseInfraState                       []byte // Terraform state JSON
 	Nodes                                []NodeState
 }
 
 // ConfigDocuments are the stored configuration documents as one multi-document YAML stream, the
-// form config.Load reads (cluster, then provider, then static configuration).
+// form config.Load reads (cluster, then provider, then static, then init configuration).
 func (s *Snapshot) ConfigDocuments() []byte {
 	var b bytes.Buffer
-	for _, d := range [][]byte{s.ClusterConfiguration, s.ProviderClusterConfiguration, s.StaticClusterConfiguration} {
+	for _, d := range [][]byte{s.ClusterConfiguration, s.ProviderClusterConfiguration, s.StaticClusterConfiguration, s.InitConfiguration} {
 		if len(bytes.TrimSpace(d)) == 0 {
 			continue
 		}
@@ -272,6 +300,11 @@ func Read(ctx context.Context, k kubernetes.Interface, host string) (*Snapshot, 
 		return nil, err
 	} else if s != nil {
 		snap.StaticClusterConfiguration = s.Data[StaticConfigurationKey]
+	}
+	if i, err := get(StateNamespace, InitConfigurationSecret); err != nil {
+		return nil, err
+	} else if i != nil {
+		snap.InitConfiguration = i.Data[InitConfigurationKey]
 	}
 	if t, err := get(StateNamespace, BaseInfraStateSecret); err != nil {
 		return nil, err

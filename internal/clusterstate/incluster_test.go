@@ -3,6 +3,8 @@ package clusterstate
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -38,7 +40,7 @@ func TestObjectsNamesAndChecks(t *testing.T) {
 	for _, o := range objs {
 		names = append(names, o.GetNamespace()+"/"+o.GetName())
 	}
-	want := "kube-system/d8-cluster-configuration kube-system/d8-cluster-uuid kube-system/d8-static-cluster-configuration d8-system/d8-cluster-terraform-state d8-system/d8-node-terraform-state-m-0"
+	want := "kube-system/d8-cluster-configuration kube-system/d8-static-cluster-configuration d8-system/d8-dhctl-init-configuration kube-system/d8-cluster-uuid d8-system/d8-cluster-terraform-state d8-system/d8-node-terraform-state-m-0"
 	if strings.Join(names, " ") != want {
 		t.Errorf("got %s\nwant %s", strings.Join(names, " "), want)
 	}
@@ -101,10 +103,22 @@ func TestReadReturnsWhatObjectsStored(t *testing.T) {
 	if n, ok := snap.Node("lab-worker-1"); !ok || string(n.State) != `{"serial":1}` {
 		t.Errorf("node lab-worker-1: %+v %v", n, ok)
 	}
-	// The stored documents load again with the same rules: converge's desired state.
+	// The stored documents load again with the same rules: converge's desired state, the
+	// registry included (a node joined later pulls from it).
 	docs := snap.ConfigDocuments()
-	if bytes.Count(docs, []byte("\n---\n")) != 1 {
+	if bytes.Count(docs, []byte("\n---\n")) != 2 {
 		t.Errorf("config documents:\n%s", docs)
+	}
+	path := filepath.Join(t.TempDir(), "stored.yml")
+	if err := os.WriteFile(path, docs, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	again, err := config.Load(ctx, config.LoadOptions{ConfigPaths: []string{path}})
+	if err != nil {
+		t.Fatalf("the stored documents do not load: %v", err)
+	}
+	if again.InitConfiguration == nil || again.InitConfiguration.Deckhouse != c.InitConfiguration.Deckhouse {
+		t.Errorf("stored InitConfiguration %+v, want %+v", again.InitConfiguration, c.InitConfiguration)
 	}
 }
 

@@ -156,6 +156,8 @@ func TestInstallCreatesEverythingIdempotently(t *testing.T) {
 		"DaemonSet kube-flannel/kube-flannel-ds", "ConfigMap kube-flannel/kube-flannel-cfg",
 		"Deployment kube-system/coredns", "Service kube-system/kube-dns", "ConfigMap kube-system/coredns",
 		"CustomResourceDefinition nodegroups.deckhouse.io", "NodeGroup master", "NodeGroup worker",
+		"CustomResourceDefinition staticinstances.deckhouse.io", "CustomResourceDefinition sshcredentials.deckhouse.io",
+		"Secret d8-system/d8-dhctl-init-configuration",
 		"Namespace d8-system", "ServiceAccount d8-system/deckhouse", "ClusterRoleBinding deckhouse",
 		"Secret d8-system/deckhouse-registry", "Deployment d8-system/deckhouse", "ModuleConfig global",
 		"ConfigMap d8-system/install-data", "ModuleConfig deckhouse",

@@ -31,11 +31,11 @@ func (s *safePoints) check() error {
 	return context.Cause(s.ctx)
 }
 
-// apply carries out plan: the NodeGroups of --config, the infrastructure changed in place, the
+// apply carries out plan: --config kept in the cluster, the NodeGroups of --config, the infrastructure changed in place, the
 // machines to make and join, the nodes to replace, the nodes to remove, then each node's
 // template and the groups' status. Each step re-reads what it changes, so a re-run after an interruption does
 // only what is left.
-func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, desired map[string]config.NodeGroup, plan Plan) error {
+func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, stored *storedConfig, desired map[string]config.NodeGroup, plan Plan) error {
 	start := time.Now()
 	safe := &safePoints{ctx: ctx, lock: lock}
 	// A plan that changes the control plane starts only from a healthy one: refused before
@@ -49,6 +49,15 @@ func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, desi
 		defer cp.close()
 		if _, err := cp.healthyExcept(ctx, lostLeaving(plan), 0, etcdSettleBefore); err != nil {
 			return fmt.Errorf("the plan adds or removes masters, but the control plane is not healthy (%w): changing etcd's membership now could lose its quorum; nothing was changed: fix it first", err)
+		}
+	}
+	// --config first: interrupted after this, a converge without --config goes on from it.
+	if stored != nil {
+		if err := safe.check(); err != nil {
+			return err
+		}
+		if err := stored.store(ctx, o, k); err != nil {
+			return err
 		}
 	}
 	changed := map[string]bool{}

@@ -52,6 +52,10 @@ type Options struct {
 	// any change).
 	Machines            *MachineOptions
 	MachinesUnavailable string
+	// Config is the configuration --config gives: kept in the cluster by the converge (refused
+	// when it changes what the cluster was made with), so that a converge without --config
+	// plans from it. nil: the cluster's own is the configuration.
+	Config *config.Cluster
 	// Cloud is what a cloud cluster's infrastructure needs; nil for a static cluster.
 	Cloud *CloudOptions
 	// FirstMasterIP is the first master's address (the state dir's join data): never removed.
@@ -355,6 +359,12 @@ func Run(ctx context.Context, o Options) (Plan, error) {
 	if needsMachines(plan) && o.Machines == nil {
 		return plan, exitcode.Usage(fmt.Errorf("the plan adds, replaces or removes nodes, which this run cannot do: %s", o.MachinesUnavailable))
 	}
+	var stored *storedConfig
+	if o.Config != nil {
+		if stored, err = checkStoredConfig(ctx, o, k); err != nil {
+			return plan, err
+		}
+	}
 	if d := plan.Destructive(); len(d) > 0 && !o.AllowDestructive {
 		if o.Confirm == nil {
 			return plan, exitcode.Usage(fmt.Errorf("the plan has %d destructive change(s) (above) and nothing changed: confirm them on a terminal, or pass --yes-i-am-sane-and-i-understand-what-i-am-doing", len(d)))
@@ -363,7 +373,7 @@ func Run(ctx context.Context, o Options) (Plan, error) {
 			return plan, err
 		}
 	}
-	return plan, apply(ctx, o, k, lock, desired, plan)
+	return plan, apply(ctx, o, k, lock, stored, desired, plan)
 }
 
 // makePlan reads the cluster and compares it with the desired NodeGroups.

@@ -471,3 +471,66 @@ spec: {address: 192.168.199.12, credentialsRef: {kind: SSHCredentials, name: c}}
 		t.Fatalf("converge --check without --config, the count lowered: %v, want drift removing w2\n%s", err, out2)
 	}
 }
+
+// --config is kept in the cluster by a converge (only the documents that changed), so that a
+// converge without it plans from the same configuration; a --config that changes what the
+// cluster was made with (a subnet) is refused before anything changes.
+func TestConvergeKeepsConfigInTheCluster(t *testing.T) {
+	k := testCluster(t)
+	ctx := context.Background()
+	load := func(docs string) *config.Cluster {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "config.yml")
+		if err := os.WriteFile(path, []byte(docs), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := config.Load(ctx, config.LoadOptions{ConfigPaths: []string{path}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	bootstrapped := load(clusterConfiguration)
+	objs, err := clusterstate.Objects(clusterstate.Contents{Cluster: bootstrapped, UUID: "0b7e7c3e-3d7a-4f0a-9d51-0c3a4f6f2d11"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.ApplyAll(ctx, objs, kube.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	converge := func(docs string) (string, error) {
+		var out bytes.Buffer
+		o := options(k, groupsOf(t, docs), &out)
+		o.Config = load(docs)
+		_, err := Run(ctx, o)
+		return out.String(), err
+	}
+	stored := func() string {
+		snap, err := clusterstate.Read(ctx, k.Typed(), k.Host())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(snap.ClusterConfiguration) + string(snap.StaticClusterConfiguration)
+	}
+	before := stored()
+
+	out, err := converge(strings.Replace(clusterConfiguration, "serviceSubnetCIDR: 10.222.0.0/16", "serviceSubnetCIDR: 10.223.0.0/16", 1))
+	if !exitcode.IsUsage(err) || !strings.Contains(err.Error(), `ClusterConfiguration.serviceSubnetCIDR: "10.222.0.0/16" in the cluster, --config has "10.223.0.0/16"`) {
+		t.Fatalf("a --config with another service subnet: %v, want a usage error naming it\n%s", err, out)
+	}
+	if stored() != before || strings.Contains(out, "NodeGroup master applied") {
+		t.Fatal("the refused converge changed the cluster")
+	}
+
+	out, err = converge(clusterConfiguration)
+	if err != nil || strings.Contains(out, "configuration kept in the cluster") {
+		t.Fatalf("a converge with the stored configuration: %v, want nothing stored again\n%s", err, out)
+	}
+	out, err = converge(strings.Replace(clusterConfiguration, "internalNetworkCIDRs: [192.168.199.0/24]", "internalNetworkCIDRs: [192.168.199.0/24, 192.168.200.0/24]", 1))
+	if err != nil || !strings.Contains(out, "configuration kept in the cluster (d8-static-cluster-configuration)") {
+		t.Fatalf("a converge with another internal network: %v, want the static configuration kept\n%s", err, out)
+	}
+	if !strings.Contains(stored(), "192.168.200.0/24") {
+		t.Errorf("the cluster keeps:\n%s", stored())
+	}
+}
