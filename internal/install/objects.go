@@ -3,6 +3,7 @@ package install
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -35,9 +36,14 @@ func masterNodeGroup(clusterType string) *unstructured.Unstructured {
 // documentsOfKind turns the configuration's documents of one kind into objects, with the
 // defaults the schemas applied.
 func documentsOfKind(c *config.Cluster, kind string) ([]*unstructured.Unstructured, error) {
+	return objectsOf(c.Documents, kind)
+}
+
+// objectsOf turns the documents of the given kinds into objects.
+func objectsOf(docs []config.Document, kinds ...string) ([]*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
-	for _, d := range c.Documents {
-		if d.Kind != kind {
+	for _, d := range docs {
+		if !slices.Contains(kinds, d.Kind) {
 			continue
 		}
 		obj, err := documentObject(d)
@@ -72,18 +78,7 @@ func documentObject(d config.Document) (*unstructured.Unstructured, error) {
 // StaticMachineObjects are configuration c's StaticInstance and SSHCredentials objects (among
 // its resources).
 func StaticMachineObjects(c *config.Cluster) ([]*unstructured.Unstructured, error) {
-	var out []*unstructured.Unstructured
-	for _, d := range c.Resources {
-		if d.Kind != "SSHCredentials" && d.Kind != "StaticInstance" {
-			continue
-		}
-		obj, err := documentObject(d)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, obj)
-	}
-	return out, nil
+	return objectsOf(c.Resources, "SSHCredentials", "StaticInstance")
 }
 
 // NodeGroups are the NodeGroup objects configuration c makes: its NodeGroup documents, a cloud

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/kube"
 	"github.com/dhctl-dev/dhctl/internal/nodegroup"
@@ -68,13 +70,7 @@ func apply(ctx context.Context, o Options, k *kube.Client, lock *kube.Lock, stor
 		if !changed[want.GetName()] {
 			continue
 		}
-		if err := safe.check(); err != nil {
-			return err
-		}
-		cctx, cancel := context.WithTimeout(ctx, time.Minute)
-		_, err := k.Apply(cctx, want)
-		cancel()
-		if err != nil {
+		if err := applyObject(ctx, k, safe, want); err != nil {
 			return err
 		}
 		fmt.Fprintf(o.Out, "NodeGroup %s applied\n", want.GetName())
@@ -186,12 +182,7 @@ func applyStaticObjects(ctx context.Context, o Options, k *kube.Client, safe *sa
 		if cur, ok := live[objectKey(want)]; ok && len(specDiff(cur, want)) == 0 {
 			continue
 		}
-		if err := safe.check(); err != nil {
-			return err
-		}
-		cctx, cancel := context.WithTimeout(ctx, time.Minute)
-		_, err := k.Apply(cctx, want)
-		cancel()
+		err := applyObject(ctx, k, safe, want)
 		var notServed *kube.KindNotServedError
 		if errors.As(err, &notServed) {
 			fmt.Fprintf(o.Out, "warning: the cluster does not serve %s (its CRD, which bootstrap creates, is missing): --config's StaticInstances and SSHCredentials are not kept in it\n", want.GetKind())
@@ -203,4 +194,15 @@ func applyStaticObjects(ctx context.Context, o Options, k *kube.Client, safe *sa
 		fmt.Fprintf(o.Out, "%s %s applied\n", want.GetKind(), want.GetName())
 	}
 	return nil
+}
+
+// applyObject applies one object at a safe point, bounded.
+func applyObject(ctx context.Context, k *kube.Client, safe *safePoints, obj *unstructured.Unstructured) error {
+	if err := safe.check(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, err := k.Apply(ctx, obj)
+	return err
 }

@@ -51,8 +51,8 @@ func workerGroup(template string) string {
 	return "---\napiVersion: deckhouse.io/v1\nkind: NodeGroup\nmetadata: {name: worker}\nspec:\n  nodeType: Static\n  nodeTemplate:\n" + template
 }
 
-// groupsOf loads a configuration and returns its NodeGroup objects, as the command does.
-func groupsOf(t *testing.T, docs string) []*unstructured.Unstructured {
+// loadConfig loads configuration documents as --config.
+func loadConfig(t *testing.T, docs string) *config.Cluster {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yml")
 	if err := os.WriteFile(path, []byte(docs), 0o600); err != nil {
@@ -62,7 +62,13 @@ func groupsOf(t *testing.T, docs string) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatal(err)
 	}
-	groups, err := install.NodeGroups(c)
+	return c
+}
+
+// groupsOf loads a configuration and returns its NodeGroup objects, as the command does.
+func groupsOf(t *testing.T, docs string) []*unstructured.Unstructured {
+	t.Helper()
+	groups, err := install.NodeGroups(loadConfig(t, docs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,14 +432,7 @@ kind: StaticInstance
 metadata: {name: si-b}
 spec: {address: 192.168.199.12, credentialsRef: {kind: SSHCredentials, name: c}}
 `
-	path := filepath.Join(t.TempDir(), "config.yml")
-	if err := os.WriteFile(path, []byte(docs), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err := config.Load(ctx, config.LoadOptions{ConfigPaths: []string{path}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := loadConfig(t, docs)
 	var out bytes.Buffer
 	o := options(k, groupsOf(t, docs), &out)
 	if o.Instances, o.Credentials, err = nodegroup.StaticMachines(c.Resources); err != nil {
@@ -478,19 +477,7 @@ spec: {address: 192.168.199.12, credentialsRef: {kind: SSHCredentials, name: c}}
 func TestConvergeKeepsConfigInTheCluster(t *testing.T) {
 	k := testCluster(t)
 	ctx := context.Background()
-	load := func(docs string) *config.Cluster {
-		t.Helper()
-		path := filepath.Join(t.TempDir(), "config.yml")
-		if err := os.WriteFile(path, []byte(docs), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c, err := config.Load(ctx, config.LoadOptions{ConfigPaths: []string{path}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	bootstrapped := load(clusterConfiguration)
+	bootstrapped := loadConfig(t, clusterConfiguration)
 	objs, err := clusterstate.Objects(clusterstate.Contents{Cluster: bootstrapped, UUID: "0b7e7c3e-3d7a-4f0a-9d51-0c3a4f6f2d11"})
 	if err != nil {
 		t.Fatal(err)
@@ -501,7 +488,7 @@ func TestConvergeKeepsConfigInTheCluster(t *testing.T) {
 	converge := func(docs string) (string, error) {
 		var out bytes.Buffer
 		o := options(k, groupsOf(t, docs), &out)
-		o.Config = load(docs)
+		o.Config = loadConfig(t, docs)
 		_, err := Run(ctx, o)
 		return out.String(), err
 	}
