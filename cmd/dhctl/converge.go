@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/dhctl-dev/dhctl/internal/operations/converge"
 	"github.com/dhctl-dev/dhctl/internal/session"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
+	"github.com/dhctl-dev/dhctl/providers"
 )
 
 func newConvergeCommand(opts *globalOptions) *cobra.Command {
@@ -60,8 +62,14 @@ API server are healthy (kubeadm's certificates uploaded again when they expired)
 etcd before it is drained and cleaned, refused while any etcd member is unhealthy; the first
 master (every node's control-plane endpoint) is never removed. Removing a node is
 destructive: it is shown and needs "yes" typed, or --yes-i-am-sane-and-i-understand-what-i-am-doing;
-otherwise converge changes nothing. Adding nodes needs the state dir of the bootstrap (its join
-data).
+otherwise converge changes nothing.
+
+Without the bootstrap's state dir (another machine, a lost laptop), give --ssh-host the first
+master: converge reads the join data from it (the control-plane endpoint, the certificate key
+kubeadm init ran with, the CA's hash; a join token is made at the first join), takes the
+cluster's UUID, and for a cloud cluster the infrastructure states the cluster keeps
+(d8-cluster-terraform-state, d8-node-terraform-state-*) with the machines they describe, into
+the state dir it starts. A state dir of another cluster is refused.
 
 Without --config, the configuration is the one the cluster keeps (its ClusterConfiguration,
 provider or static configuration and InitConfiguration, as the bootstrap or the last converge
@@ -123,23 +131,37 @@ replaced or removed. A machine made by a run interrupted before its join is join
 				return err
 			}
 			if join.MasterIP == "" {
-				return usageError(fmt.Errorf("the state dir %s records no bootstrapped cluster %q: give the --cluster-name and --state-dir the bootstrap used, or reach the cluster with --kubeconfig", s.ClusterState().Path(), s.Name()))
+				if join, err = restoreJoin(cmd.Context(), s, run.Out); err != nil {
+					return err
+				}
 			}
 			run.FirstMasterIP = join.MasterIP
 			run.AllowDestructive = opts.Sane
 			run.Confirm = func(what []string) error { return confirmConverge(cmd.InOrStdin(), cmd.ErrOrStderr(), s.Name(), what) }
+			snap, err := clusterSnapshot(cmd.Context(), run.Kube)
+			if err != nil {
+				return err
+			}
+			if snap.UUID != "" {
+				if err := s.ClusterState().AdoptClusterUUID(snap.UUID); err != nil {
+					return usageError(err)
+				}
+			}
 			c := s.Config()
 			if c != nil {
 				if err := desiredFrom(c, &run); err != nil {
 					return err
 				}
-			} else if c, err = storedConfig(cmd.Context(), s, run.Kube); err != nil {
+			} else if c, err = storedConfig(cmd.Context(), s, snap); err != nil {
 				return err
 			}
 			if prov, runner, err := engine.cloud(cmd.Context(), s, c); err != nil {
 				return err
 			} else if prov != nil {
 				run.Cloud = &converge.CloudOptions{Provider: prov, Infra: runner, Cluster: c, State: s.ClusterState()}
+				if err := restoreMachines(run.Cloud, snap, run.Out); err != nil {
+					return err
+				}
 			}
 			if run.Machines, run.MachinesUnavailable, err = machineOptions(cmd, s, c, &node, static); err != nil {
 				return err
@@ -234,21 +256,66 @@ func confirmConverge(in io.Reader, out io.Writer, cluster string, what []string)
 	return confirm(in, out, "", "converge", "nothing was changed")
 }
 
-// storedConfig is the configuration the cluster keeps (its cluster, provider, static and init
-// configuration documents), loaded with --config's schemas and rules: converge's configuration
-// when no --config is given, as Deckhouse's converge reads it from the cluster. The documents
-// hold secrets (the registry's and the cloud's credentials): they pass through a 0600 file in
-// the state dir, removed at once.
-func storedConfig(ctx context.Context, s *session.Session, open func(context.Context) (*kube.Client, error)) (*config.Cluster, error) {
+// clusterSnapshot reads the state the cluster keeps.
+func clusterSnapshot(ctx context.Context, open func(context.Context) (*kube.Client, error)) (*clusterstate.Snapshot, error) {
 	k, err := open(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reaching the API server: %w", err)
 	}
 	defer k.Close()
-	snap, err := clusterstate.Read(ctx, k.Typed(), k.Host())
-	if err != nil {
-		return nil, err
+	return clusterstate.Read(ctx, k.Typed(), k.Host())
+}
+
+// restoreJoin makes the join data of a state dir that has none (converge run on another machine
+// than the bootstrap's) from the first master, given with --ssh-host: the cluster's own truth.
+func restoreJoin(ctx context.Context, s *session.Session, out io.Writer) (clusterstate.Join, error) {
+	hosts := s.Hosts()
+	if len(hosts) == 0 {
+		return clusterstate.Join{}, usageError(fmt.Errorf("the state dir %s records no bootstrapped cluster %q: give --ssh-host the cluster's first master (converge then takes what it needs from the cluster), or the --cluster-name and --state-dir the bootstrap used, or reach the cluster with --kubeconfig", s.ClusterState().Path(), s.Name()))
 	}
+	c, err := s.Connect(ctx, hosts[0])
+	if err != nil {
+		return clusterstate.Join{}, err
+	}
+	defer c.Close()
+	join, err := nodebundle.RestoreJoin(ctx, c, hosts[0])
+	if err != nil {
+		return clusterstate.Join{}, err
+	}
+	if err := s.ClusterState().SaveJoin(join); err != nil {
+		return clusterstate.Join{}, err
+	}
+	via := ""
+	if hosts[0] != join.MasterIP {
+		via = " (" + hosts[0] + ")"
+	}
+	fmt.Fprintf(out, "the state dir had no join data: read from the first master %s%s into %s\n", join.MasterIP, via, s.ClusterState().Path())
+	return join, nil
+}
+
+// restoreMachines fills the state dir with the infrastructure states the cluster keeps that it
+// lacks, and the records of their machines.
+func restoreMachines(c *converge.CloudOptions, snap *clusterstate.Snapshot, out io.Writer) error {
+	uuid, err := c.State.ClusterUUID()
+	if err != nil {
+		return err
+	}
+	restored, err := providers.Steps{Provider: c.Provider, Cluster: c.Cluster, UUID: uuid}.Restore(c.State, snap)
+	if err != nil {
+		return err
+	}
+	if len(restored) > 0 {
+		fmt.Fprintf(out, "infrastructure states taken from the cluster: %s\n", strings.Join(restored, ", "))
+	}
+	return nil
+}
+
+// storedConfig is the configuration the cluster keeps (its cluster, provider, static and init
+// configuration documents), loaded with --config's schemas and rules: converge's configuration
+// when no --config is given, as Deckhouse's converge reads it from the cluster. The documents
+// hold secrets (the registry's and the cloud's credentials): they pass through a 0600 file in
+// the state dir, removed at once.
+func storedConfig(ctx context.Context, s *session.Session, snap *clusterstate.Snapshot) (*config.Cluster, error) {
 	dir, err := os.MkdirTemp(s.ClusterState().Path(), "stored-config-")
 	if err != nil {
 		return nil, err

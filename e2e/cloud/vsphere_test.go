@@ -300,8 +300,9 @@ func TestVsphereBootstrap(t *testing.T) {
 // the node joined again, Ready with its template's label. Then masters 1 → 2, SIGKILLed while
 // the VM is made: the run after joins the master (etcd: 2 members), one VM. The new master is
 // then left as a join interrupted before etcd leaves it (no member): converge --check finds it,
-// and converge without --config (the configuration the grow kept in the cluster) joins it
-// again. Then back to 1 + 1: the new master leaves etcd, is removed and its VM destroyed with
+// and converge without --config (the configuration the grow kept in the cluster) and without
+// the bootstrap's state dir (what it needs restored from the first master and the cluster)
+// joins it again. Then back to 1 + 1: the new master leaves etcd, is removed and its VM destroyed with
 // the settings it was made from (the configuration no longer has its address), its machine
 // clean.
 func convergeCloud(ctx context.Context, t *testing.T, l *lab.Lab, sim *vspheretest.Env, e engine, before []string) {
@@ -407,11 +408,22 @@ func convergeCloud(ctx context.Context, t *testing.T, l *lab.Lab, sim *vspherete
 		t.Errorf("converge --check with lab-master-1 half-joined: exit %d, want 4 planning it joined again", code)
 	}
 	// Without --config: the configuration the grow kept in the cluster (its registry included)
-	// is the one planned from and joined with.
+	// is the one planned from and joined with. Nor with the bootstrap's state dir (another
+	// operator's machine): --ssh-host the first master gives the join data (its certificate key
+	// encrypts the certificates the master downloads), the cluster the machines' states.
 	noConfig := slices.DeleteFunc(dhctl(l, []string{"converge", sane}, grow, l.ClusterName, e), func(a string) bool { return a == "--config" || a == grow })
-	out, code, took = run(ctx, t, l, noConfig)
-	if code != 0 || !strings.Contains(out, "node lab-master-1 (machine lab-master-1) joined and Ready") || !strings.Contains(out, "etcd: 2 members, all healthy") {
-		t.Fatalf("converge of the half-joined lab-master-1: exit %d, want 0 with it joined again and etcd at 2 members", code)
+	elsewhere := filepath.Join(l.Dir, "elsewhere")
+	noConfig[slices.Index(noConfig, l.StateDir)] = elsewhere
+	out, code, took = run(ctx, t, l, append(noConfig, "--ssh-host", spare(0)))
+	if code != 0 || !strings.Contains(out, "node lab-master-1 (machine lab-master-1) joined and Ready") || !strings.Contains(out, "etcd: 2 members, all healthy") ||
+		!strings.Contains(out, "infrastructure states taken from the cluster: lab-master-0, lab-master-1, lab-worker-0") ||
+		!strings.Contains(out, "the state dir had no join data: read from the first master "+spare(0)) {
+		t.Fatalf("converge of the half-joined lab-master-1 from another state dir: exit %d, want 0 with the states restored, it joined again and etcd at 2 members", code)
+	}
+	for _, step := range []string{"lab-master-0", "lab-master-1", "lab-worker-0", "base-infrastructure"} {
+		if data, err := os.ReadFile(filepath.Join(elsewhere, l.ClusterName, "terraform", step+".tfstate")); err != nil || string(data) != localState(t, l, step) {
+			t.Errorf("the other state dir's %s state is not the bootstrap's (%v)", step, err)
+		}
 	}
 	t.Logf("FIGURE vSphere converge joining again a master whose join was interrupted before etcd: %v", took.Round(100*time.Millisecond))
 

@@ -14,9 +14,10 @@
 //   - back to 1 + 1: without confirmation converge refuses; a converge blocked in the worker's
 //     drain by a PodDisruptionBudget holds the locks (the state dir's and the cluster's Lease),
 //     so a second one refuses naming the holder; the first is SIGKILLed, the budget removed, and
-//     a re-run without --config (the killed run kept it in the cluster) takes the dead run's lock
-//     over at once, removes the worker, then the masters, each leaving etcd first; the machines
-//     are clean.
+//     a re-run without --config (the killed run kept it in the cluster) and without the
+//     bootstrap's state dir (--ssh-host the first master: the join data and the UUID come from
+//     the cluster) takes the dead run's lock over at once, removes the worker, then the masters,
+//     each leaving etcd first; the machines are clean.
 package converge_test
 
 import (
@@ -247,10 +248,30 @@ spec:
 
 	kubectl(ctx, t, l, "-n", "default", "delete", "pdb", "pinned")
 	// The run after the kill is given no --config: the killed run kept shrink's configuration and
-	// NodeGroups in the cluster, and the StaticInstances are there since the grow.
-	out, code, took = run(ctx, t, l, converge(sane)...)
-	if code != 0 || !strings.Contains(out, fmt.Sprintf("node %s removed; machine %s cleaned", extraNode, extra.Address)) {
-		t.Fatalf("converge 3 + 2 -> 1 + 1 after the kill: exit %d, want 0 removing %s first", code, extraNode)
+	// NodeGroups in the cluster, and the StaticInstances are there since the grow. Nor is it
+	// given the bootstrap's state dir (another operator's machine): only --ssh-host, the first
+	// master, from which the join data come; the UUID is the cluster's.
+	elsewhere := filepath.Join(l.Dir, "elsewhere")
+	withoutState := slices.Clone(base)
+	withoutState[slices.Index(withoutState, l.StateDir)] = elsewhere
+	out, code, _ = run(ctx, t, l, append(slices.Clone(withoutState), sane)...)
+	if code != 2 || !strings.Contains(out, "give --ssh-host the cluster's first master") {
+		t.Errorf("converge from an empty state dir without --ssh-host: exit %d, want 2 saying what to give", code)
+	}
+	out, code, took = run(ctx, t, l, append(withoutState, sane, "--ssh-host", m[0].Address.String())...)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("node %s removed; machine %s cleaned", extraNode, extra.Address)) ||
+		!strings.Contains(out, "the state dir had no join data: read from the first master "+m[0].Address.String()) {
+		t.Fatalf("converge 3 + 2 -> 1 + 1 after the kill, from another state dir: exit %d, want 0 removing %s first", code, extraNode)
+	}
+	uuid := func(dir string) string {
+		data, err := os.ReadFile(filepath.Join(dir, l.ClusterName, "cluster-uuid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	if uuid(elsewhere) != uuid(l.StateDir) {
+		t.Errorf("the other state dir has cluster UUID %q, the bootstrap's %q", uuid(elsewhere), uuid(l.StateDir))
 	}
 	t.Logf("FIGURE converge 3 + 2 -> 1 + 1 after a kill (the worker, then two masters leaving etcd one at a time): %v", took.Round(100*time.Millisecond))
 	if strings.Count(out, "members, all healthy)") != 2 || !strings.Contains(out, "etcd: 1 members, all healthy") {

@@ -302,6 +302,27 @@ func (l *Local) ClusterUUID() (string, error) {
 	return id, nil
 }
 
+// AdoptClusterUUID records id, the UUID the cluster keeps (kube-system/d8-cluster-uuid), in a
+// state dir that has none: a state dir made on another machine than the bootstrap's. A state
+// dir with another UUID belongs to another cluster: an error, and nothing is changed.
+func (l *Local) AdoptClusterUUID(id string) error {
+	if !uuidPattern.MatchString(id) {
+		return fmt.Errorf("the cluster's %s/%s holds %q, not a lower-case UUID", ConfigNamespace, UUIDConfigMap, id)
+	}
+	data, err := l.dir.ReadFile(uuidFile)
+	switch {
+	case err == nil:
+		if have := strings.TrimSpace(string(data)); have != id {
+			return fmt.Errorf("the state dir %s belongs to cluster %s, but the cluster reached is %s: give the --state-dir and --cluster-name of this cluster (or a new --cluster-name)", l.dir.Path(), have, id)
+		}
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return l.dir.WriteFile(uuidFile, []byte(id+"\n"))
+	default:
+		return err
+	}
+}
+
 // NewUUID is a random (version 4) UUID.
 func NewUUID() (string, error) {
 	var b [16]byte

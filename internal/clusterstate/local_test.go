@@ -95,6 +95,33 @@ func TestClusterUUIDIsMadeOnceAndKept(t *testing.T) {
 	}
 }
 
+func TestAdoptClusterUUIDOnlyIntoAStateDirWithoutOne(t *testing.T) {
+	l := openLocal(t)
+	const id = "0b6b4f6c-2f1e-4c8e-9a39-7d3a1f2b5c6d"
+	for _, bad := range []string{"", "not-a-uuid", "0B6B4F6C-2F1E-4C8E-9A39-7D3A1F2B5C6D"} {
+		if err := l.AdoptClusterUUID(bad); err == nil {
+			t.Errorf("AdoptClusterUUID(%q) accepted it", bad)
+		}
+	}
+	if err := l.AdoptClusterUUID(id); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.ClusterUUID(); err != nil || got != id {
+		t.Fatalf("ClusterUUID after adopting: %q %v", got, err)
+	}
+	if err := l.AdoptClusterUUID(id); err != nil {
+		t.Errorf("adopting the same UUID again: %v", err)
+	}
+	other := "1b6b4f6c-2f1e-4c8e-9a39-7d3a1f2b5c6d"
+	err := l.AdoptClusterUUID(other)
+	if err == nil || !strings.Contains(err.Error(), "belongs to cluster "+id) {
+		t.Fatalf("adopting another cluster's UUID: %v", err)
+	}
+	if got, _ := l.ClusterUUID(); got != id {
+		t.Errorf("a refused adoption changed the UUID to %q", got)
+	}
+}
+
 // Workers join in parallel and each records its host before it is touched: no record may be lost.
 func TestRecordHostConcurrentlyThenForget(t *testing.T) {
 	l := openLocal(t)

@@ -389,6 +389,25 @@ func (o Outputs) String(name string) (string, error) {
 	return s, nil
 }
 
+// StateOutputs are the outputs a saved state holds (the engine's state format: each output's
+// value beside its type), as Output would report them after that state's apply: what a state
+// kept in the cluster says about its machine without running the engine.
+func StateOutputs(state []byte) (Outputs, error) {
+	var s struct {
+		Outputs map[string]struct {
+			Value json.RawMessage `json:"value"`
+		} `json:"outputs"`
+	}
+	if err := json.Unmarshal(state, &s); err != nil {
+		return nil, fmt.Errorf("not an engine state: %w", err)
+	}
+	out := Outputs{}
+	for name, o := range s.Outputs {
+		out[name] = o.Value
+	}
+	return out, nil
+}
+
 // quiet runs a command whose output is data, not progress: the plan JSON holds every variable
 // (the provider's password among them) and must not reach the log.
 func quiet[T any](w *workspace, fn func() (T, error)) (T, error) {

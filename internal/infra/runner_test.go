@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -236,6 +238,10 @@ func TestStepLifecycleWithBothEngines(t *testing.T) {
 			if len(store.states[name]) == 0 {
 				t.Fatal("no state saved in the store")
 			}
+			// The saved state alone says the same (a state dir restored from the cluster's copy).
+			if saved, err := StateOutputs(store.states[name]); err != nil || !reflect.DeepEqual(compactJSON(t, saved), compactJSON(t, out)) || len(out) == 0 {
+				t.Fatalf("outputs of the saved state: %v\n%s\nwant\n%s", err, compactJSON(t, saved), compactJSON(t, out))
+			}
 			// The working directory may be lost (another machine, a wiped cache): the stored state
 			// is what counts.
 			r = l.runner(t, engine, store, t.TempDir())
@@ -410,4 +416,19 @@ func TestFindOrder(t *testing.T) {
 	if _, err := Find(ctx, FindOptions{ExeDir: t.TempDir(), LookPath: none}); err == nil || !strings.Contains(err.Error(), "--terraform-binary") {
 		t.Errorf("no engine: %v", err)
 	}
+}
+
+// compactJSON is outputs with each value's insignificant spaces removed (the engine's output
+// command and its state file indent differently).
+func compactJSON(t *testing.T, o Outputs) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for k, v := range o {
+		var b bytes.Buffer
+		if err := json.Compact(&b, v); err != nil {
+			t.Fatalf("output %s: %v", k, err)
+		}
+		m[k] = b.String()
+	}
+	return m
 }

@@ -230,10 +230,11 @@ func (n *Nodes) Join(ctx context.Context, c *ssh.Client, h inventory.Host) (node
 
 // EnsureJoinToken replaces the join token of the local state when the cluster no longer has it
 // (kube.EnsureBootstrapToken): the first one lives 24 h, so a node added later would not join
-// with it. Without join data it does nothing (a join then says the cluster is not bootstrapped).
+// with it; join data restored from the cluster (RestoreJoin) get their first one here. Without
+// join data it does nothing (a join then says the cluster is not bootstrapped).
 func (n *Nodes) EnsureJoinToken(ctx context.Context, k kubernetes.Interface) (renewed bool, err error) {
 	st, err := n.o.State.Join()
-	if err != nil || !st.Ready() {
+	if err != nil || st.MasterIP == "" {
 		return false, err
 	}
 	fresh := func() (string, error) {
@@ -244,10 +245,14 @@ func (n *Nodes) EnsureJoinToken(ctx context.Context, k kubernetes.Interface) (re
 	if err != nil || !renewed {
 		return false, err
 	}
+	why := "the join token had expired or was deleted"
+	if st.Join.Token == "" {
+		why = "the join data were read from the cluster, without a token"
+	}
 	st.Join.Token, st.Secrets.Token = token, token
 	if err := n.o.State.SaveJoin(st); err != nil {
 		return false, err
 	}
-	n.o.Log.Info("the join token had expired or was deleted: made a new one, valid for "+kube.BootstrapTokenTTL.String(), "token_id", strings.SplitN(token, ".", 2)[0])
+	n.o.Log.Info(why+": made a new one, valid for "+kube.BootstrapTokenTTL.String(), "token_id", strings.SplitN(token, ".", 2)[0])
 	return true, nil
 }

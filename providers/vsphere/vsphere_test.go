@@ -295,3 +295,74 @@ func TestDiscoveryPreflightAndOrphansInSimulator(t *testing.T) {
 		t.Errorf("the state holds both: %+v %v", imports, err)
 	}
 }
+
+// A state dir made elsewhere than the bootstrap's has none of the machines: they come back from
+// the copies the cluster keeps, with their addresses (the states' outputs) and their groups'
+// settings, including a machine the configuration dropped; a local state is never replaced.
+func TestRestoreFromTheClusterCopies(t *testing.T) {
+	d, err := state.Open(context.Background(), t.TempDir(), "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	l := clusterstate.NewLocal(d)
+	cfg := testConfig("127.0.0.1:1", vspheretest.Datastore)
+	p := provider(t, cfg)
+	specs, err := p.Nodes(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeState := func(ip, sshIP string) []byte {
+		return []byte(fmt.Sprintf(`{"version":4,"serial":3,"lineage":"l-%s","outputs":{"node_internal_ip_address":{"value":%q,"type":"string"},"master_ip_address_for_ssh":{"value":%q,"type":"string"}},"resources":[]}`, ip, ip, sshIP))
+	}
+	kept := []byte(`{"version":4,"serial":9,"lineage":"local"}`)
+	if err := l.SaveTerraformState("lab-worker-0", kept); err != nil {
+		t.Fatal(err)
+	}
+	snap := &clusterstate.Snapshot{
+		BaseInfraState:        []byte(`{"version":4,"serial":1,"lineage":"base"}`),
+		ProviderDiscoveryData: []byte(`{"datacenter":"DC0"}`),
+		Nodes: []clusterstate.NodeState{
+			{Node: "lab-master-0", NodeGroup: "master", State: nodeState("10.0.0.10", "192.0.2.10"), Settings: []byte(`{"old":true,"replicas":1}`)},
+			{Node: "lab-worker-0", NodeGroup: "worker", State: nodeState("10.0.0.20", "10.0.0.20"), Settings: specs[1].Settings},
+			{Node: "lab-worker-7", NodeGroup: "worker", State: nodeState("10.0.0.27", "10.0.0.27"), Settings: specs[1].Settings},
+		},
+	}
+	steps := providers.Steps{Provider: p, Cluster: load(t, cfg), UUID: testUUID}
+	restored, err := steps.Restore(l, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"lab-master-0", "lab-worker-7"}; !slices.Equal(restored, want) {
+		t.Errorf("restored %v, want %v", restored, want)
+	}
+	if got, _ := l.TerraformState("lab-worker-0"); string(got) != string(kept) {
+		t.Errorf("the local state of lab-worker-0 was replaced: %s", got)
+	}
+	if got, _ := l.TerraformState(clusterstate.BaseInfrastructure); string(got) != string(snap.BaseInfraState) {
+		t.Errorf("base state: %s", got)
+	}
+	if got, _ := l.DiscoveryData(); string(got) != string(snap.ProviderDiscoveryData) {
+		t.Errorf("discovery data: %s", got)
+	}
+	machines, err := l.Machines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range machines {
+		got = append(got, fmt.Sprintf("%s %s %s ssh=%s ip=%s index=%d settings=%s", m.Name, m.NodeGroup, m.Role, m.SSH, m.IP, m.Index, compact(t, m.Settings)))
+	}
+	want := []string{
+		`lab-master-0 master master ssh=192.0.2.10 ip=10.0.0.10 index=0 settings={"old":true,"replicas":1}`,
+		"lab-worker-7 worker worker ssh=10.0.0.27 ip=10.0.0.27 index=7 settings=" + compact(t, specs[1].Settings),
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("machines:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// A state the configuration does not name and whose name says no index cannot be placed.
+	bad := &clusterstate.Snapshot{Nodes: []clusterstate.NodeState{{Node: "someone-else", NodeGroup: "worker", State: nodeState("10.0.0.30", "10.0.0.30")}}}
+	if _, err := steps.Restore(l, bad); err == nil || !strings.Contains(err.Error(), "someone-else") {
+		t.Errorf("a state with no index: %v", err)
+	}
+}
