@@ -142,12 +142,7 @@ func TestLeftoverMachineKeepsItsGroup(t *testing.T) {
 // What destroy and abort destroy: the configuration's machines made, then those made that it no
 // longer asks for (replicas lowered without a converge), from their records, as leftovers.
 func TestMadeIncludesMachinesTheConfigurationDropped(t *testing.T) {
-	d, err := state.Open(context.Background(), t.TempDir(), "lab")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	l := clusterstate.NewLocal(d)
+	l := openLocal(t)
 	p := provider(t, testConfig("127.0.0.1:1", vspheretest.Datastore))
 	specs, err := p.Nodes(nil)
 	if err != nil {
@@ -300,12 +295,7 @@ func TestDiscoveryPreflightAndOrphansInSimulator(t *testing.T) {
 // the copies the cluster keeps, with their addresses (the states' outputs) and their groups'
 // settings, including a machine the configuration dropped; a local state is never replaced.
 func TestRestoreFromTheClusterCopies(t *testing.T) {
-	d, err := state.Open(context.Background(), t.TempDir(), "lab")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	l := clusterstate.NewLocal(d)
+	l := openLocal(t)
 	cfg := testConfig("127.0.0.1:1", vspheretest.Datastore)
 	p := provider(t, cfg)
 	specs, err := p.Nodes(nil)
@@ -365,4 +355,15 @@ func TestRestoreFromTheClusterCopies(t *testing.T) {
 	if _, err := steps.Restore(l, bad); err == nil || !strings.Contains(err.Error(), "someone-else") {
 		t.Errorf("a state with no index: %v", err)
 	}
+}
+
+// openLocal is an empty state dir of cluster "lab".
+func openLocal(t *testing.T) *clusterstate.Local {
+	t.Helper()
+	d, err := state.Open(context.Background(), t.TempDir(), "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return clusterstate.NewLocal(d)
 }
