@@ -166,6 +166,10 @@ replaced or removed. A machine made by a run interrupted before its join is join
 			if run.Machines, run.MachinesUnavailable, err = machineOptions(cmd, s, c, &node, static); err != nil {
 				return err
 			}
+			if run.Machines != nil {
+				// Before the state dir is closed: the packages endpoint writes to its cache.
+				defer run.Machines.Nodes.Close()
+			}
 			_, err = converge.Run(cmd.Context(), run)
 			return err
 		},

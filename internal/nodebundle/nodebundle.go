@@ -164,7 +164,8 @@ type PackagesOptions struct {
 	Log       *slog.Logger
 }
 
-// StartPackages starts the packages endpoint for the plan's release on 127.0.0.1.
+// StartPackages starts the packages endpoint for the plan's release on 127.0.0.1, and its
+// prefetch of every file (the caller's Close stops both).
 func (p *Plan) StartPackages(o PackagesOptions) (*packages.Server, string, error) {
 	opts := packages.Options{Packages: p.Release.Packages, CacheDir: o.CacheDir, Log: o.Log}
 	if !o.Upstream {
@@ -187,6 +188,7 @@ func (p *Plan) StartPackages(o PackagesOptions) (*packages.Server, string, error
 	if err != nil {
 		return nil, "", err
 	}
+	s.Prefetch()
 	return s, addr, nil
 }
 

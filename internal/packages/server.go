@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -58,7 +59,15 @@ type Server struct {
 	locks map[string]*sync.Mutex // per sha256: one download per file
 	ln    net.Listener
 	srv   *http.Server
+
+	stopPrefetch context.CancelFunc // nil until Prefetch
+	prefetching  sync.WaitGroup
 }
+
+// prefetchWorkers is how many files Prefetch fetches at once: enough to overlap one file's
+// verification with another's transfer, few enough to leave the registry to the nodes' own
+// requests.
+const prefetchWorkers = 2
 
 // New checks the options and indexes the files it may serve.
 func New(opts Options) (*Server, error) {
@@ -95,8 +104,55 @@ func (s *Server) Start() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// Close stops the server.
+// Prefetch fetches every file into the cache in the background, so that a node's request finds
+// its file verified instead of waiting for the fetch: nodes ask for the Kubernetes packages only
+// once the runtime's are installed, and every node needs every file. A failed prefetch is only
+// logged: the node's request fetches the file again and reports the error. Close stops it.
+func (s *Server) Prefetch() {
+	if s.stopPrefetch != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopPrefetch = cancel
+	keys := make([]string, 0, len(s.files))
+	for k := range s.files {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	work := make(chan string)
+	s.prefetching.Add(1)
+	go func() {
+		defer s.prefetching.Done()
+		defer close(work)
+		for _, k := range keys {
+			select {
+			case work <- k:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for range prefetchWorkers {
+		s.prefetching.Add(1)
+		go func() {
+			defer s.prefetching.Done()
+			for key := range work {
+				pkg, file, _ := strings.Cut(key, "/")
+				if _, err := s.Fetch(ctx, pkg, s.files[key]); err != nil && ctx.Err() == nil {
+					s.opts.Log.Debug("packages endpoint: prefetch failed (a node asking for the file fetches it again)", "package", pkg, "file", file, "err", err)
+				}
+			}
+		}()
+	}
+}
+
+// Close stops the server and any prefetch, and waits for them: nothing is written to the cache
+// after it returns.
 func (s *Server) Close() error {
+	if s.stopPrefetch != nil {
+		s.stopPrefetch()
+	}
+	defer s.prefetching.Wait()
 	if s.srv == nil {
 		return nil
 	}
