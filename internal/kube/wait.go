@@ -219,13 +219,31 @@ func (c *Client) WaitReady(ctx context.Context, objs []*unstructured.Unstructure
 			if ctx.Err() != nil {
 				return fmt.Errorf("waiting for %s: %w", reasons[0].Object, ctx.Err())
 			}
-			// The wait's own context is spent; diagnose with a fresh, short one.
+			// The wait's own context is spent; judge once more and diagnose with a fresh,
+			// short one: a read cut off by the deadline says nothing about the object, and
+			// an object that became ready during the last poll is not a blocker.
 			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 			defer dcancel()
+			var blockers []NotReady
 			for i, obj := range waiting {
-				reasons[i].Detail = c.Explain(dctx, obj)
+				ready, why, err := c.readyNow(dctx, obj)
+				if ready {
+					continue
+				}
+				r := reasons[i]
+				switch {
+				case err != nil:
+					r.Reason = err.Error()
+				case why != "":
+					r.Reason = why
+				}
+				r.Detail = c.Explain(dctx, obj)
+				blockers = append(blockers, r)
 			}
-			return &NotReadyError{Waited: time.Since(start), Objects: reasons}
+			if len(blockers) == 0 {
+				return nil
+			}
+			return &NotReadyError{Waited: time.Since(start), Objects: blockers}
 		case <-time.After(interval):
 		}
 	}
