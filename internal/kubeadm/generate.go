@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 )
 
@@ -74,7 +76,17 @@ type JoinInfo struct {
 	Token             string // secret
 	CACertHash        string // "sha256:<hex>"
 	CertificateKey    string // secret; control-plane joins only
+	// CACert is the cluster CA (PEM), when known. With it, a node trusts the cluster from the
+	// CA itself (file discovery) instead of from the token's signature on the cluster-info
+	// ConfigMap: that signature is added by the controller manager's bootstrap signer, which
+	// on a fresh control plane or for a new token comes seconds late, and kubeadm join retries
+	// token discovery only every 5 s.
+	CACert string `json:",omitempty"`
 }
+
+// DiscoveryKubeconfigPath is where a joining node keeps the kubeconfig of its file discovery:
+// the API server's address and the cluster CA, no credentials.
+const DiscoveryKubeconfigPath = "/etc/kubernetes/dhctl/discovery.conf"
 
 // Init returns the documents of `kubeadm init` on the first control-plane node, in the order
 // kubeadm reads them: InitConfiguration, ClusterConfiguration, KubeletConfiguration,
@@ -139,6 +151,12 @@ func Join(c Cluster, n Node, j JoinInfo, controlPlane bool) ([]byte, error) {
 		Discovery: Discovery{BootstrapToken: &BootstrapTokenDiscovery{
 			Token: j.Token, APIServerEndpoint: j.APIServerEndpoint, CACertHashes: []string{j.CACertHash},
 		}},
+	}
+	if j.CACert != "" {
+		if err := j.checkCACert(); err != nil {
+			return nil, err
+		}
+		join.Discovery = Discovery{File: &FileDiscovery{KubeConfigPath: DiscoveryKubeconfigPath}, TLSBootstrapToken: j.Token}
 	}
 	if controlPlane {
 		if !isHex(j.CertificateKey, 64) {
@@ -398,6 +416,39 @@ func NewSecrets() (Secrets, error) {
 		return Secrets{}, err
 	}
 	return Secrets{Token: id + "." + secret, CertificateKey: hex.EncodeToString(key)}, nil
+}
+
+// DiscoveryKubeconfig is the kubeconfig a node's file discovery reads (at
+// DiscoveryKubeconfigPath): the cluster's endpoint and CA, no credentials (the kubelet's TLS
+// bootstrap uses the token of the JoinConfiguration). Nil when j has no CA certificate.
+func DiscoveryKubeconfig(j JoinInfo) ([]byte, error) {
+	if j.CACert == "" {
+		return nil, nil
+	}
+	if err := j.checkCACert(); err != nil {
+		return nil, err
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["kubernetes"] = &clientcmdapi.Cluster{Server: "https://" + j.APIServerEndpoint, CertificateAuthorityData: []byte(j.CACert)}
+	// A user without credentials: kubeadm refuses a context without one, and reads the public
+	// cluster-info as anonymous.
+	kc.AuthInfos["anonymous"] = &clientcmdapi.AuthInfo{}
+	kc.Contexts["discovery"] = &clientcmdapi.Context{Cluster: "kubernetes", AuthInfo: "anonymous"}
+	kc.CurrentContext = "discovery"
+	return clientcmd.Write(*kc)
+}
+
+// checkCACert makes sure the CA certificate is the one the hash names: both come from the
+// first control-plane node, and a mismatch means the join data mixes two clusters.
+func (j JoinInfo) checkCACert() error {
+	hash, err := CACertHash([]byte(j.CACert))
+	if err != nil {
+		return err
+	}
+	if hash != j.CACertHash {
+		return fmt.Errorf("kubeadm: the join data's CA certificate hashes to %s, not to its CA hash %s: they come from different clusters; read both again from the first control-plane node", hash, j.CACertHash)
+	}
+	return nil
 }
 
 // CACertHash is kubeadm's discovery hash of a CA certificate: sha256 of its public key info.

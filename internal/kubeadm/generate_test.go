@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
 )
 
@@ -103,6 +105,77 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// testCA is a new self-signed CA certificate (PEM).
+func testCA(t testing.TB) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// With the CA certificate in the join data, a node discovers the cluster from a kubeconfig
+// holding the endpoint and that CA, and its kubelet bootstraps with the token; a CA that is not
+// the one the hash names is refused.
+func TestJoinWithTheCADiscoversFromAFile(t *testing.T) {
+	ca := testCA(t)
+	hash, err := CACertHash(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := JoinInfo{APIServerEndpoint: "10.0.0.11:6443", Token: testToken, CACertHash: hash, CACert: string(ca)}
+	out, err := Join(testCluster(), Node{IP: "10.0.0.12"}, j, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	for _, want := range []string{"kubeConfigPath: " + DiscoveryKubeconfigPath, "tlsBootstrapToken: " + testToken} {
+		if !strings.Contains(s, want) {
+			t.Errorf("the JoinConfiguration lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "bootstrapToken:") {
+		t.Errorf("both discoveries given (kubeadm refuses that):\n%s", s)
+	}
+	kc, err := DiscoveryKubeconfig(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.Load(kc)
+	if err != nil {
+		t.Fatalf("the discovery kubeconfig does not load: %v\n%s", err, kc)
+	}
+	cluster := cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster]
+	if cluster == nil || cluster.Server != "https://10.0.0.11:6443" || string(cluster.CertificateAuthorityData) != string(ca) {
+		t.Errorf("discovery kubeconfig: %+v", cluster)
+	}
+	if err := clientcmd.ConfirmUsable(*cfg, ""); err != nil {
+		t.Errorf("kubeadm cannot use the discovery kubeconfig: %v\n%s", err, kc)
+	}
+	if u := cfg.AuthInfos[cfg.Contexts[cfg.CurrentContext].AuthInfo]; u == nil || u.Token != "" || u.ClientCertificateData != nil || strings.Contains(string(kc), testToken) {
+		t.Errorf("the discovery kubeconfig holds credentials:\n%s", kc)
+	}
+
+	other := j
+	other.CACert = string(testCA(t))
+	if _, err := Join(testCluster(), Node{IP: "10.0.0.12"}, other, false); err == nil || !strings.Contains(err.Error(), "different clusters") {
+		t.Errorf("a CA another than the hash names: %v", err)
+	}
+	if _, err := DiscoveryKubeconfig(other); err == nil {
+		t.Error("DiscoveryKubeconfig took a CA another than the hash names")
+	}
+	if kc, err := DiscoveryKubeconfig(JoinInfo{APIServerEndpoint: "10.0.0.11:6443", CACertHash: hash}); kc != nil || err != nil {
+		t.Errorf("without a CA: %q, %v; want nothing (token discovery)", kc, err)
+	}
+}
+
 func TestSecretsAndCAHash(t *testing.T) {
 	s, err := NewSecrets()
 	if err != nil {
@@ -137,6 +210,26 @@ func TestKubeadmValidates(t *testing.T) {
 			return Join(testCluster(), Node{IP: "10.0.0.12", Labels: map[string]string{"node.deckhouse.io/group": "worker", "tier": "edge"}, Taints: &taints}, j, false)
 		},
 		"join-control-plane": func() ([]byte, error) { return Join(testCluster(), Node{IP: "10.0.0.13"}, j, true) },
+		"join-file-discovery": func() ([]byte, error) {
+			jf := j
+			ca := testCA(t)
+			jf.CACert = string(ca)
+			jf.CACertHash, _ = CACertHash(ca)
+			out, err := Join(testCluster(), Node{IP: "10.0.0.13"}, jf, true)
+			if err != nil {
+				return nil, err
+			}
+			// kubeadm checks that the discovery file exists: the bundle writes it there.
+			kc, err := DiscoveryKubeconfig(jf)
+			if err != nil {
+				return nil, err
+			}
+			path := filepath.Join(t.TempDir(), "discovery.conf")
+			if err := os.WriteFile(path, kc, 0o600); err != nil {
+				return nil, err
+			}
+			return []byte(strings.ReplaceAll(string(out), DiscoveryKubeconfigPath, path)), nil
+		},
 	}
 	for name, gen := range docs {
 		out, err := gen()

@@ -134,6 +134,15 @@ type JoinConfiguration struct {
 // Discovery says how a joining node finds and trusts the cluster.
 type Discovery struct {
 	BootstrapToken *BootstrapTokenDiscovery `json:"bootstrapToken,omitempty"`
+	File           *FileDiscovery           `json:"file,omitempty"`
+	// TLSBootstrapToken is the token the kubelet's TLS bootstrap authenticates with when the
+	// discovery is a file without credentials.
+	TLSBootstrapToken string `json:"tlsBootstrapToken,omitempty"`
+}
+
+// FileDiscovery trusts the cluster CA given in a kubeconfig file on the node.
+type FileDiscovery struct {
+	KubeConfigPath string `json:"kubeConfigPath"`
 }
 
 // BootstrapTokenDiscovery trusts the cluster CA by its public key hash.

@@ -45,6 +45,9 @@ type Data struct {
 	PodSubnet         string
 	ServiceSubnet     string
 	KubeadmConfig     string // init or join documents (holds the bootstrap token)
+	// DiscoveryKubeconfig is what a joining node's file discovery reads (the API server and
+	// the cluster CA; see kubeadm.DiscoveryKubeconfig); empty for token discovery and init.
+	DiscoveryKubeconfig string
 	// PrePullImages are the images the node will run, pulled in the background while it is
 	// prepared (full references).
 	PrePullImages []string

@@ -13,6 +13,7 @@ import (
 	"text/template"
 
 	"github.com/dhctl-dev/dhctl/internal/inventory"
+	"github.com/dhctl-dev/dhctl/internal/kubeadm"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
 )
 
@@ -150,6 +151,8 @@ var funcs = template.FuncMap{
 	"quote": func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" },
 	// hostport joins an address and a port (brackets for IPv6).
 	"hostport": func(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) },
+	// discoveryKubeconfigPath is where kubeadm join's file discovery reads the cluster.
+	"discoveryKubeconfigPath": func() string { return kubeadm.DiscoveryKubeconfigPath },
 	// toml is a TOML basic string.
 	"toml": tomlString,
 	// systemd quotes a value for a unit file (and escapes its % specifiers).

@@ -131,12 +131,15 @@ func (p *Plan) Render(t Target, secrets kubeadm.Secrets, join kubeadm.JoinInfo) 
 	kc.CgroupDriver = t.Host.CgroupDriver
 	n := kubeadm.Node{Name: t.Host.Hostname, IP: t.IP}
 	n.Labels, n.Taints = p.registration(t)
-	var cfg []byte
+	var cfg, discovery []byte
 	var err error
 	if t.Init {
 		cfg, err = kubeadm.Init(kc, n, secrets)
 	} else {
 		cfg, err = kubeadm.Join(kc, n, join, t.Role == inventory.Master)
+		if err == nil {
+			discovery, err = kubeadm.DiscoveryKubeconfig(join)
+		}
 	}
 	if err != nil {
 		return nil, node.Data{}, fmt.Errorf("host %s: %w", t.IP, err)
@@ -146,7 +149,7 @@ func (p *Plan) Render(t Target, secrets kubeadm.Secrets, join kubeadm.JoinInfo) 
 		OSFamily: t.Host.Family, KubernetesVersion: p.Release.Patch, CgroupDriver: t.Host.CgroupDriver,
 		Packages: p.Packages, Registry: p.Registry, SandboxImage: p.Sandbox, Proxy: p.Proxy,
 		ClusterDomain: p.cluster.ClusterDomain, PodSubnet: p.cluster.PodSubnetCIDR, ServiceSubnet: p.cluster.ServiceSubnetCIDR,
-		KubeadmConfig: string(cfg), PrePullImages: p.imagesFor(t.Role), ControlPlaneEndpoint: kc.ControlPlaneEndpoint,
+		KubeadmConfig: string(cfg), DiscoveryKubeconfig: string(discovery), PrePullImages: p.imagesFor(t.Role), ControlPlaneEndpoint: kc.ControlPlaneEndpoint,
 	}
 	b, err := node.Render(p.Candi, d)
 	if err != nil {
@@ -245,7 +248,7 @@ func (p *Plan) BootstrapFirstMaster(ctx context.Context, c *ssh.Client, ip, name
 	}
 	return Result{
 		Report:     rep,
-		Join:       kubeadm.JoinInfo{APIServerEndpoint: p.Kubeadm.ControlPlaneEndpoint, Token: secrets.Token, CACertHash: hash, CertificateKey: secrets.CertificateKey},
+		Join:       kubeadm.JoinInfo{APIServerEndpoint: p.Kubeadm.ControlPlaneEndpoint, Token: secrets.Token, CACertHash: hash, CertificateKey: secrets.CertificateKey, CACert: string(ca)},
 		Kubeconfig: kubeconfig,
 	}, nil
 }

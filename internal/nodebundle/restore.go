@@ -43,7 +43,7 @@ func RestoreJoin(ctx context.Context, c *ssh.Client, sshHost string) (clustersta
 	return clusterstate.Join{
 		MasterHost: sshHost,
 		MasterIP:   ip,
-		Join:       kubeadm.JoinInfo{APIServerEndpoint: cluster.ControlPlaneEndpoint, CACertHash: hash, CertificateKey: init.CertificateKey},
+		Join:       kubeadm.JoinInfo{APIServerEndpoint: cluster.ControlPlaneEndpoint, CACertHash: hash, CertificateKey: init.CertificateKey, CACert: string(ca)},
 		Secrets:    kubeadm.Secrets{CertificateKey: init.CertificateKey},
 	}, nil
 }

@@ -4,6 +4,12 @@ install -d -m 0700 /etc/kubernetes/dhctl
 write_file /etc/kubernetes/dhctl/kubeadm.yaml 0600 <<'DHCTL_EOF'
 {{ .KubeadmConfig -}}
 DHCTL_EOF
+{{- with .DiscoveryKubeconfig }}
+# How this node finds and trusts the cluster: the API server and the cluster CA (no credentials).
+write_file {{ discoveryKubeconfigPath }} 0600 <<'DHCTL_EOF'
+{{ . -}}
+DHCTL_EOF
+{{- end }}
 command -v kubeadm >/dev/null 2>&1 || die "kubeadm is not installed (the packages step installs it)"
 {{ if .Init }}
 admin=/etc/kubernetes/admin.conf
