@@ -26,8 +26,10 @@ ExecStart=
 ExecStart=$kubelet_bin \$KUBELET_KUBECONFIG_ARGS \$KUBELET_CONFIG_ARGS \$KUBELET_KUBEADM_ARGS \$KUBELET_EXTRA_ARGS
 DHCTL_EOF
 {{ template "proxy" dict "Unit" "kubelet" "Proxy" .Proxy }}
+# One reload of systemd for the unit files and the enablement: `systemctl enable` alone reloads
+# too, even for an enabled unit (half a second of a busy node each).
+systemctl enable --no-reload kubelet >/dev/null 2>&1
 systemctl daemon-reload
-systemctl enable kubelet >/dev/null 2>&1
 if [[ -f /var/lib/kubelet/config.yaml ]] && ((CHANGED)); then
 	systemctl restart kubelet
 fi
