@@ -3,8 +3,16 @@ package nodebundle
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dhctl-dev/dhctl/candi"
 	"github.com/dhctl-dev/dhctl/internal/config"
@@ -197,5 +205,60 @@ func TestRenderRegistersTheNodeGroup(t *testing.T) {
 	_, d, err = p.Render(Target{IP: "192.168.199.12", Role: inventory.Worker, Host: host, Group: "frontend"}, kubeadm.Secrets{}, join)
 	if err != nil || !strings.Contains(d.KubeadmConfig, "node.deckhouse.io/group=frontend") || strings.Contains(d.KubeadmConfig, "taints") {
 		t.Errorf("group frontend (no NodeGroup document): %v\n%s", err, d.KubeadmConfig)
+	}
+}
+
+// A join whose data carry the cluster CA writes the discovery kubeconfig (endpoint and CA, no
+// token) before kubeadm join, and kubeadm reads it: the node does not wait for the bootstrap
+// signer to sign cluster-info with its token.
+func TestJoinStepWritesTheDiscoveryKubeconfig(t *testing.T) {
+	c, vm := load(t)
+	p, err := NewPlan(candi.FS, c, vm, "192.168.199.10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := kubeadm.NewSecrets()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	hash, _ := kubeadm.CACertHash([]byte(ca))
+	join := kubeadm.JoinInfo{APIServerEndpoint: p.Kubeadm.ControlPlaneEndpoint, Token: s.Token, CACertHash: hash, CACert: ca}
+	host := node.Host{Family: node.Debian, Hostname: "w0", CgroupDriver: "systemd"}
+	b, d, err := p.Render(Target{IP: "192.168.199.11", Role: inventory.Worker, Host: host}, kubeadm.Secrets{}, join)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(d.KubeadmConfig, "kubeConfigPath: "+kubeadm.DiscoveryKubeconfigPath) {
+		t.Errorf("the JoinConfiguration does not read the discovery file:\n%s", d.KubeadmConfig)
+	}
+	var script string
+	for _, st := range b.Steps {
+		if st.Name == "060_kubeadm" {
+			script = string(st.Script)
+		}
+	}
+	write := strings.Index(script, "write_file "+kubeadm.DiscoveryKubeconfigPath+" 0600")
+	if write < 0 || !strings.Contains(script, "certificate-authority-data: ") || !strings.Contains(script, "server: https://192.168.199.10:6443") {
+		t.Fatalf("step 060 does not write the discovery kubeconfig:\n%s", script)
+	}
+	if join := strings.Index(script, "kubeadm join --config"); join < write {
+		t.Errorf("kubeadm join runs before the discovery kubeconfig is written")
+	}
+	if strings.Count(script, s.Token) != 1 {
+		t.Errorf("the token is in step 060 %d times, want once (in the JoinConfiguration only)", strings.Count(script, s.Token))
+	}
+
+	// Join data without the CA (saved by an earlier dhctl) still join, by token discovery.
+	join.CACert = ""
+	b, d, err = p.Render(Target{IP: "192.168.199.11", Role: inventory.Worker, Host: host}, kubeadm.Secrets{}, join)
+	if err != nil || !strings.Contains(d.KubeadmConfig, "caCertHashes") || d.DiscoveryKubeconfig != "" {
+		t.Errorf("without the CA: %v\n%s", err, d.KubeadmConfig)
+	}
+	for _, st := range b.Steps {
+		if st.Name == "060_kubeadm" && strings.Contains(string(st.Script), kubeadm.DiscoveryKubeconfigPath) {
+			t.Errorf("without the CA, step 060 still writes a discovery kubeconfig")
+		}
 	}
 }
