@@ -2,13 +2,6 @@ package kubeadm
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/dhctl-dev/dhctl/e2e/artifacts"
+	"github.com/dhctl-dev/dhctl/internal/kubetest"
 )
 
 func testCluster() Cluster {
@@ -105,27 +99,11 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// testCA is a new self-signed CA certificate (PEM).
-func testCA(t testing.TB) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"},
-		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
 // With the CA certificate in the join data, a node discovers the cluster from a kubeconfig
 // holding the endpoint and that CA, and its kubelet bootstraps with the token; a CA that is not
 // the one the hash names is refused.
 func TestJoinWithTheCADiscoversFromAFile(t *testing.T) {
-	ca := testCA(t)
+	ca := kubetest.NewCAPEM(t)
 	hash, err := CACertHash(ca)
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +142,7 @@ func TestJoinWithTheCADiscoversFromAFile(t *testing.T) {
 	}
 
 	other := j
-	other.CACert = string(testCA(t))
+	other.CACert = string(kubetest.NewCAPEM(t))
 	if _, err := Join(testCluster(), Node{IP: "10.0.0.12"}, other, false); err == nil || !strings.Contains(err.Error(), "different clusters") {
 		t.Errorf("a CA another than the hash names: %v", err)
 	}
@@ -184,10 +162,7 @@ func TestSecretsAndCAHash(t *testing.T) {
 	if validateToken(s.Token) != nil || !isHex(s.CertificateKey, 64) {
 		t.Errorf("bad secrets %q", s.Token)
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"},
-		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"}}, &key.PublicKey, key)
-	h, err := CACertHash(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	h, err := CACertHash(kubetest.NewCAPEM(t))
 	if err != nil || !strings.HasPrefix(h, "sha256:") || len(h) != 71 {
 		t.Errorf("hash %q %v", h, err)
 	}
@@ -212,7 +187,7 @@ func TestKubeadmValidates(t *testing.T) {
 		"join-control-plane": func() ([]byte, error) { return Join(testCluster(), Node{IP: "10.0.0.13"}, j, true) },
 		"join-file-discovery": func() ([]byte, error) {
 			jf := j
-			ca := testCA(t)
+			ca := kubetest.NewCAPEM(t)
 			jf.CACert = string(ca)
 			jf.CACertHash, _ = CACertHash(ca)
 			out, err := Join(testCluster(), Node{IP: "10.0.0.13"}, jf, true)

@@ -3,21 +3,14 @@ package nodebundle
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dhctl-dev/dhctl/candi"
 	"github.com/dhctl-dev/dhctl/internal/config"
 	"github.com/dhctl-dev/dhctl/internal/inventory"
 	"github.com/dhctl-dev/dhctl/internal/kubeadm"
+	"github.com/dhctl-dev/dhctl/internal/kubetest"
 	"github.com/dhctl-dev/dhctl/internal/node"
 )
 
@@ -218,11 +211,7 @@ func TestJoinStepWritesTheDiscoveryKubeconfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := kubeadm.NewSecrets()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"},
-		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	ca := string(kubetest.NewCAPEM(t))
 	hash, _ := kubeadm.CACertHash([]byte(ca))
 	join := kubeadm.JoinInfo{APIServerEndpoint: p.Kubeadm.ControlPlaneEndpoint, Token: s.Token, CACertHash: hash, CACert: ca}
 	host := node.Host{Family: node.Debian, Hostname: "w0", CgroupDriver: "systemd"}
