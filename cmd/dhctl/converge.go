@@ -159,7 +159,7 @@ replaced or removed. A machine made by a run interrupted before its join is join
 				return err
 			} else if prov != nil {
 				run.Cloud = &converge.CloudOptions{Provider: prov, Infra: runner, Cluster: c, State: s.ClusterState()}
-				if err := restoreMachines(run.Cloud, snap, run.Out); err != nil {
+				if err := restoreMachines(prov, c, s.ClusterState(), snap, run.Out); err != nil {
 					return err
 				}
 			}
@@ -299,12 +299,12 @@ func restoreJoin(ctx context.Context, s *session.Session, out io.Writer) (cluste
 
 // restoreMachines fills the state dir with the infrastructure states the cluster keeps that it
 // lacks, and the records of their machines.
-func restoreMachines(c *converge.CloudOptions, snap *clusterstate.Snapshot, out io.Writer) error {
-	uuid, err := c.State.ClusterUUID()
+func restoreMachines(prov providers.Provider, c *config.Cluster, state *clusterstate.Local, snap *clusterstate.Snapshot, out io.Writer) error {
+	uuid, err := state.ClusterUUID()
 	if err != nil {
 		return err
 	}
-	restored, err := providers.Steps{Provider: c.Provider, Cluster: c.Cluster, UUID: uuid}.Restore(c.State, snap)
+	restored, err := providers.Steps{Provider: prov, Cluster: c, UUID: uuid}.Restore(state, snap)
 	if err != nil {
 		return err
 	}

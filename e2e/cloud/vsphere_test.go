@@ -15,8 +15,10 @@
 //   - bootstrap-phase base-infra works alone, with OpenTofu and with Terraform (on the state
 //     OpenTofu wrote, and from nothing for another cluster); the vCenter password is in no
 //     output and no log;
-//   - destroy removes the other cluster's base infrastructure (Terraform), then this cluster,
-//     SIGKILLed inside the infrastructure's destroy and run again: the simulator then holds
+//   - destroy removes the other cluster's base infrastructure (Terraform), then this cluster
+//     from another, empty state dir (--ssh-host the first master: the join data and the
+//     infrastructure states read from the cluster), SIGKILLed inside the infrastructure's
+//     destroy and run again from what it wrote there: the simulator then holds
 //     what it held before the bootstrap (entities and datastore files; the data disks' shared
 //     directory is kept, empty), and a destroy once more says the cluster is already destroyed.
 //
@@ -261,10 +263,22 @@ func TestVsphereBootstrap(t *testing.T) {
 		t.Errorf("destroy of the base infrastructure alone (Terraform): exit %d, want 0 with it destroyed", code)
 	}
 	t.Logf("FIGURE destroy of a base infrastructure alone (Terraform): %v", took.Round(100*time.Millisecond))
+	// The lab's destroy runs from another state dir (a lost laptop), with --ssh-host the first
+	// master and the configuration: the join data and the infrastructure states are read from
+	// the cluster before anything is removed, and the re-run after the kill works from what
+	// the first run wrote there.
 	destroyLab := destroyArgs(l, l.ConfigPath, l.ClusterName, tofu)
-	rigtest.KillWhen(t, l.Command(ctx, destroyLab...), "the worker's VM is destroyed", 0, func() bool {
+	lostLaptop := filepath.Join(l.Dir, "lost-laptop")
+	destroyLab[slices.Index(destroyLab, l.StateDir)] = lostLaptop
+	out = rigtest.KillWhen(t, l.Command(ctx, append(slices.Clone(destroyLab), "--ssh-host", master.Address.String())...), "the worker's VM is destroyed", 0, func() bool {
 		return !slices.Contains(sim.VMNames(t, ctx), "lab-worker-0")
 	})
+	for _, want := range []string{"the state dir had no join data: read from the first master " + master.Address.String(),
+		"infrastructure states taken from the cluster: lab-master-0, lab-worker-0", "deleted the platform controller"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the destroy from another state dir did not say %q before the kill", want)
+		}
+	}
 	if !slices.Contains(sim.VMNames(t, ctx), "lab-master-0") {
 		t.Errorf("the master's VM is gone too: the kill came too late to land inside the destroy")
 	}
@@ -281,9 +295,9 @@ func TestVsphereBootstrap(t *testing.T) {
 	if got := vspheretest.WithoutDiskDirs(sim.Inventory(t, ctx)); !slices.Equal(got, inventory) {
 		t.Errorf("after destroy the simulator holds:\n%s\nbefore the bootstrap it held:\n%s", strings.Join(got, "\n"), strings.Join(inventory, "\n"))
 	}
-	for _, cluster := range []string{l.ClusterName, "tf"} {
-		if states, _ := filepath.Glob(filepath.Join(l.StateDir, cluster, "terraform", "*")); len(states) > 0 {
-			t.Errorf("cluster %s: the state dir keeps %v after destroy", cluster, states)
+	for _, dir := range []string{filepath.Join(lostLaptop, l.ClusterName), filepath.Join(l.StateDir, "tf")} {
+		if states, _ := filepath.Glob(filepath.Join(dir, "terraform", "*")); len(states) > 0 {
+			t.Errorf("the state dir %s keeps %v after destroy", dir, states)
 		}
 	}
 	// Once more: nothing left, and it says so.

@@ -3,7 +3,8 @@
 //
 //   - a cluster of 1 master + 1 worker, with a PodDisruptionBudget, a Service of type
 //     LoadBalancer and a PersistentVolumeClaim in it; destroy without confirmation changes
-//     nothing;
+//     nothing, from the bootstrap's state dir as from an empty one (--ssh-host the first
+//     master: the cluster read from it);
 //   - destroy, SIGKILLed once it cleans the nodes, then run again: it finishes; nothing of the
 //     cluster is left on either machine (the checks abort's test makes), the state dir forgets
 //     the cluster, and a destroy once more says it is already destroyed;
@@ -11,7 +12,8 @@
 //     token is gone (as 24 h after a bootstrap), a run adding the worker: it joins with a new
 //     token and both nodes are Ready;
 //   - its first master then powered off: destroy cleans the worker from what the state dir
-//     records, names the master it could not reach and exits non-zero.
+//     records, names the master it could not reach and exits non-zero; from an empty state
+//     dir, --ssh-host the cleaned worker: no cluster there, it is cleaned as given.
 package destroy_test
 
 import (
@@ -82,6 +84,16 @@ func TestDestroy(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("the confirmation does not show %q among what destroy removes", want)
 		}
+	}
+	// The same from another machine's empty state dir, --ssh-host the first master: the cluster
+	// is read from it (join data, UUID), its API server reached, and the worker found among
+	// its nodes; unconfirmed, nothing changes in the cluster.
+	elsewhere := slices.Clone(destroy)
+	elsewhere[slices.Index(elsewhere, l.StateDir)] = filepath.Join(l.Dir, "elsewhere")
+	out, code, _ = run(ctx, t, l, append(slices.Clone(elsewhere), "--ssh-host", master.Address.String())...)
+	if code != 3 || !strings.Contains(out, "the state dir had no join data: read from the first master "+master.Address.String()) ||
+		!strings.Contains(out, "node "+worker.Address.String()) || !strings.Contains(out, "PodDisruptionBudgets") {
+		t.Fatalf("unconfirmed destroy from an empty state dir: exit %d, want 3 with the cluster read from the first master, the worker among its nodes and the objects to delete", code)
 	}
 	rigtest.MustRun(ctx, t, worker, "systemctl is-active kubelet", "active")
 	if out, err := l.Kubectl(ctx, "get", "pdb,svc,pvc", "-n", "default", "-o", "name"); err != nil || !strings.Contains(out, "service/web-lb") {
@@ -162,6 +174,14 @@ func TestDestroy(t *testing.T) {
 	}
 	t.Logf("FIGURE destroy with the first master powered off: %v", took.Round(100*time.Millisecond))
 	rigtest.CheckClean(ctx, t, worker, "destroy without the first master")
+	// From an empty state dir, --ssh-host a cleaned machine: no cluster to read there, the
+	// machine is cleaned (again) as given.
+	elsewhere = slices.Clone(confirmed)
+	elsewhere[slices.Index(elsewhere, l.StateDir)] = filepath.Join(l.Dir, "elsewhere-2")
+	out, code, _ = run(ctx, t, l, append(elsewhere, "--ssh-host", worker.Address.String())...)
+	if code != 0 || !strings.Contains(out, worker.Address.String()+" holds no cluster") || !strings.Contains(out, worker.Address.String()+": cleaned") {
+		t.Errorf("destroy of a cleaned machine from an empty state dir: exit %d, want 0 saying it holds no cluster, and it cleaned", code)
+	}
 	if data, err := os.ReadFile(filepath.Join(clusterState, "node", "hosts.json")); err != nil || !strings.Contains(string(data), master.Address.String()) || strings.Contains(string(data), `"`+worker.Address.String()) {
 		t.Errorf("after the partial destroy the state dir records %q (%v); want only the master %s, for the next run", data, err, master.Address)
 	}

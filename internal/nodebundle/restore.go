@@ -2,13 +2,33 @@ package nodebundle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/dhctl-dev/dhctl/internal/clusterstate"
 	"github.com/dhctl-dev/dhctl/internal/kubeadm"
 	"github.com/dhctl-dev/dhctl/internal/ssh"
 )
+
+// RanKubeadm reports whether dhctl ran kubeadm on the machine behind c (its kubeadm
+// configuration is there): a machine that never was a node, or was cleaned, has no cluster to
+// read.
+func RanKubeadm(ctx context.Context, c *ssh.Client) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, err := c.Run(ctx, ssh.Command{Cmd: "test -e " + kubeadmConfigPath, Sudo: true, Quiet: true})
+	var ce *ssh.CommandError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ce) && ce.ExitCode == 1:
+		return false, nil
+	default:
+		return false, err
+	}
+}
 
 // RestoreJoin reads, from the cluster's first master reached through c, the join data a state
 // dir other than the bootstrap's lacks: the control-plane endpoint and the certificate key of
