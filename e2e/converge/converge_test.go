@@ -180,7 +180,14 @@ func TestConverge(t *testing.T) {
 	rigtest.MustRun(ctx, t, third, "mv /root/etcd.yaml /etc/kubernetes/manifests/etcd.yaml && echo back", "back")
 	rigtest.WaitFor(ctx, t, 2*time.Minute, "etcd running again on "+third.Address.String(), func() (bool, string) {
 		out, _ := third.Run(ctx, "crictl ps --name etcd --state running -q | wc -l", nil)
-		return strings.TrimSpace(out) == "1", "running etcd containers: " + out
+		if strings.TrimSpace(out) == "1" {
+			return true, ""
+		}
+		// Why not, should the wait fail: etcd's containers and pods, its last log lines, the
+		// kubelet's.
+		why, _ := third.Run(ctx, "crictl ps -a --name etcd; crictl pods --name etcd; id=$(crictl ps -a --name etcd -q | head -n1); "+
+			"[ -n \"$id\" ] && crictl logs --tail 15 \"$id\" 2>&1; journalctl -u kubelet --no-pager -n 15 2>&1 | cut -c1-300", nil)
+		return false, "running etcd containers: " + out + why
 	})
 
 	// A pod only the second worker may run, its budget allowing no disruption: the drain waits.
